@@ -1,0 +1,213 @@
+/**
+ * The one configuration schema. Parsed once at each process's edge from the
+ * environment plus an optional YAML file (INTERFLEET_CONFIG); the typed result
+ * is passed down. Every default lives here, durations are `…Ms` numbers.
+ */
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+const poolName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'pool names are lower-case letters, digits and dashes (max 63)');
+
+const laneSchema = z.object({
+  /** BullMQ worker concurrency: how many requests one worker process runs at once. */
+  concurrency: z.number().int().min(1).max(1024).default(4),
+});
+
+export const backendKinds = ['embedded', 'openai', 'echo'] as const;
+
+const poolSchema = z
+  .object({
+    name: poolName,
+    /** Model backend: embedded (CPU, in-process), openai (any OpenAI-compatible server), echo (no-op, for benchmarks). */
+    backend: z.enum(backendKinds).default('embedded'),
+    /** Path of the GGUF model file (embedded backend). */
+    modelPath: z.string().default('models/stories260K.gguf'),
+    /** Base URL of the OpenAI-compatible server (openai backend), e.g. http://vllm:8000/v1. */
+    baseUrl: z.url().optional(),
+    /** Model name sent to the upstream server (openai backend); defaults to the pool name. */
+    upstreamModel: z.string().optional(),
+    /** Name of the environment variable holding the upstream API key (openai backend). */
+    apiKeyEnv: z.string().optional(),
+    /** Upper bound on generated tokens when a request does not set max_tokens. */
+    defaultMaxTokens: z.number().int().min(1).max(32768).default(128),
+    /** Real-time requests allowed to wait in this pool's queue before new ones get 429. */
+    maxWaiting: z.number().int().min(1).default(1000),
+    lanes: z.object({ realtime: laneSchema.prefault({}) }).prefault({}),
+  })
+  .superRefine((pool, ctx) => {
+    if (pool.backend === 'openai' && !pool.baseUrl) {
+      ctx.addIssue({ code: 'custom', path: ['baseUrl'], message: 'the openai backend needs baseUrl' });
+    }
+  });
+
+export const configSchema = z.object({
+  redis: z
+    .object({
+      /** redis:// or rediss:// (TLS); user and password go in the URL (ACL). */
+      url: z.string().default('redis://127.0.0.1:6379'),
+      /** Treat `url` as a seed node of a Redis Cluster. */
+      cluster: z.boolean().default(false),
+      /** Key prefix for every key interfleet writes; tests use one each. */
+      prefix: z
+        .string()
+        .regex(/^[A-Za-z0-9_.:-]+$/, 'prefix may use letters, digits, _ . : -')
+        .default('interfleet'),
+      /** Cap on ioredis reconnect backoff (it grows to 20 s otherwise). */
+      maxReconnectDelayMs: z.number().int().min(50).default(2000),
+    })
+    .prefault({}),
+  producer: z
+    .object({
+      host: z.string().default('127.0.0.1'),
+      port: z.number().int().min(0).max(65535).default(8080),
+      /** Largest request body accepted; larger ones get 413 before touching Redis. */
+      bodyLimitBytes: z.number().int().min(1024).default(1024 * 1024),
+      /** Deadline given to a request that sets none. */
+      defaultTimeoutMs: z.number().int().min(1).default(30_000),
+      maxTimeoutMs: z.number().int().min(1).default(600_000),
+      /** Retry-After sent with 429 and 503. */
+      retryAfterMs: z.number().int().min(0).default(1000),
+      /** How long a request waits on an unreachable Redis before 503. */
+      redisCommandTimeoutMs: z.number().int().min(10).default(500),
+      /** How often queue depths are refreshed for admission and metrics. */
+      depthRefreshMs: z.number().int().min(10).default(250),
+      /** On SIGTERM: how long to keep answering requests already accepted. */
+      shutdownGraceMs: z.number().int().min(0).default(30_000),
+      /** Bull Board may retry, clean or remove jobs only when this is false. */
+      boardReadOnly: z.boolean().default(true),
+    })
+    .prefault({}),
+  worker: z
+    .object({
+      /** Pool this worker serves (defaults to the first pool). */
+      pool: poolName.optional(),
+      heartbeatMs: z.number().int().min(50).default(2000),
+      heartbeatTtlMs: z.number().int().min(100).default(6000),
+      /** On SIGTERM: how long in-flight work may take before the worker exits anyway. */
+      shutdownGraceMs: z.number().int().min(0).default(30_000),
+      /** /metrics and /healthz port; 0 picks a free one, -1 turns it off. */
+      metricsPort: z.number().int().min(-1).max(65535).default(9100),
+      metricsHost: z.string().default('127.0.0.1'),
+    })
+    .prefault({}),
+  scheduler: z
+    .object({
+      leaseTtlMs: z.number().int().min(100).default(5000),
+      renewEveryMs: z.number().int().min(50).default(1000),
+    })
+    .prefault({}),
+  launcher: z
+    .object({
+      /** Local gpu-worker processes started by `npm start`. */
+      workers: z.number().int().min(0).max(64).default(2),
+    })
+    .prefault({}),
+  log: z
+    .object({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      pretty: z.boolean().optional(),
+    })
+    .prefault({}),
+  pools: z.array(poolSchema).min(1).prefault([{ name: 'default' }]),
+});
+
+export type Config = z.infer<typeof configSchema>;
+export type PoolConfig = Config['pools'][number];
+export type BackendKind = (typeof backendKinds)[number];
+
+/** Environment variables and the config path each one sets. */
+const envPaths: Record<string, { path: string[]; type: 'string' | 'number' | 'boolean' }> = {
+  REDIS_URL: { path: ['redis', 'url'], type: 'string' },
+  REDIS_CLUSTER: { path: ['redis', 'cluster'], type: 'boolean' },
+  INTERFLEET_PREFIX: { path: ['redis', 'prefix'], type: 'string' },
+  HOST: { path: ['producer', 'host'], type: 'string' },
+  PORT: { path: ['producer', 'port'], type: 'number' },
+  INTERFLEET_BODY_LIMIT_BYTES: { path: ['producer', 'bodyLimitBytes'], type: 'number' },
+  INTERFLEET_TIMEOUT_MS: { path: ['producer', 'defaultTimeoutMs'], type: 'number' },
+  INTERFLEET_BOARD_READ_ONLY: { path: ['producer', 'boardReadOnly'], type: 'boolean' },
+  WORKER_POOL: { path: ['worker', 'pool'], type: 'string' },
+  WORKER_METRICS_PORT: { path: ['worker', 'metricsPort'], type: 'number' },
+  WORKER_SHUTDOWN_GRACE_MS: { path: ['worker', 'shutdownGraceMs'], type: 'number' },
+  INTERFLEET_LOCAL_WORKERS: { path: ['launcher', 'workers'], type: 'number' },
+  LOG_LEVEL: { path: ['log', 'level'], type: 'string' },
+};
+
+export class ConfigError extends Error {
+  constructor(readonly issues: string[]) {
+    super(`invalid configuration:\n  - ${issues.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+function setPath(target: Record<string, unknown>, path: string[], value: unknown): void {
+  let node = target;
+  for (const key of path.slice(0, -1)) {
+    const next = node[key];
+    node = (typeof next === 'object' && next !== null ? next : (node[key] = {})) as Record<string, unknown>;
+  }
+  node[path.at(-1)!] = value;
+}
+
+function envValue(name: string, raw: string, type: 'string' | 'number' | 'boolean'): unknown {
+  if (type === 'string') return raw;
+  if (type === 'number') {
+    const n = Number(raw);
+    if (raw.trim() === '' || !Number.isFinite(n)) throw new ConfigError([`${name}: expected a number, got "${raw}"`]);
+    return n;
+  }
+  if (/^(1|true|yes|on)$/i.test(raw)) return true;
+  if (/^(0|false|no|off)$/i.test(raw)) return false;
+  throw new ConfigError([`${name}: expected true or false, got "${raw}"`]);
+}
+
+/**
+ * Builds the typed config from a YAML text (or none) and the environment;
+ * environment variables win over the file. Reports every problem at once.
+ */
+export function parseConfig(env: NodeJS.ProcessEnv, fileText?: string, source = 'config'): Config {
+  let raw: Record<string, unknown> = {};
+  if (fileText !== undefined && fileText.trim() !== '') {
+    const doc: unknown = parseYaml(fileText);
+    if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
+      throw new ConfigError([`${source}: expected a YAML mapping at the top level`]);
+    }
+    raw = doc as Record<string, unknown>;
+  }
+  for (const [name, spec] of Object.entries(envPaths)) {
+    const value = env[name];
+    if (value !== undefined && value !== '') setPath(raw, spec.path, envValue(name, value, spec.type));
+  }
+  const result = configSchema.safeParse(raw);
+  if (!result.success) {
+    throw new ConfigError(result.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`));
+  }
+  const config = result.data;
+  const names = config.pools.map((p) => p.name);
+  const dupes = names.filter((n, i) => names.indexOf(n) !== i);
+  if (dupes.length > 0) throw new ConfigError([`pools: duplicate pool name(s) ${[...new Set(dupes)].join(', ')}`]);
+  if (config.worker.pool !== undefined && !names.includes(config.worker.pool)) {
+    throw new ConfigError([`worker.pool: "${config.worker.pool}" is not a configured pool (${names.join(', ')})`]);
+  }
+  return config;
+}
+
+/** Reads INTERFLEET_CONFIG (if set) and the environment. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const file = env.INTERFLEET_CONFIG;
+  let text: string | undefined;
+  if (file) {
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError([`INTERFLEET_CONFIG: cannot read ${file}: ${(err as Error).message}`]);
+    }
+  }
+  return parseConfig(env, text, file ?? 'config');
+}
+
+export function findPool(config: Config, name: string): PoolConfig | undefined {
+  return config.pools.find((p) => p.name === name);
+}

@@ -1,0 +1,44 @@
+/**
+ * Bodies of the producer's HTTP API. `/v1/chat/completions` follows OpenAI's
+ * request shape (fields we cannot honour are rejected by name, not ignored);
+ * `/v1/infer` is the native task API.
+ */
+import { z } from 'zod';
+import { chatMessageSchema, sentimentInputSchema, summarizeInputSchema, chatInputSchema } from './tasks.ts';
+
+export const TIMEOUT_HEADER = 'x-interfleet-timeout-ms';
+
+export const chatCompletionRequestSchema = z
+  .object({
+    model: z.string().min(1, 'model is required'),
+    messages: z.array(chatMessageSchema).min(1, 'messages must hold at least one message'),
+    stream: z.boolean().nullish(),
+    stream_options: z.object({ include_usage: z.boolean().optional() }).nullish(),
+    max_tokens: z.number().int().min(1).max(32768).nullish(),
+    max_completion_tokens: z.number().int().min(1).max(32768).nullish(),
+    temperature: z.number().min(0).max(2).nullish(),
+    top_p: z.number().gt(0).max(1).nullish(),
+    stop: z.union([z.string(), z.array(z.string()).max(4)]).nullish(),
+    seed: z.number().int().nullish(),
+    n: z.literal(1, { error: 'only n = 1 is supported' }).nullish(),
+    user: z.string().optional(),
+  })
+  .loose();
+export type ChatCompletionRequest = z.infer<typeof chatCompletionRequestSchema>;
+
+const inferTaskSchema = z.discriminatedUnion('task', [
+  chatInputSchema,
+  sentimentInputSchema,
+  summarizeInputSchema,
+]);
+
+export const inferRequestSchema = z.object({
+  /** The pool to run on (OpenAI calls it the model). */
+  model: z.string().min(1, 'model is required'),
+  input: inferTaskSchema,
+  /** Deadline for this request; the producer's default applies when absent. */
+  timeout_ms: z.number().int().min(1).optional(),
+  /** Stream deltas as server-sent events (chat only). */
+  stream: z.boolean().default(false),
+});
+export type InferRequest = z.infer<typeof inferRequestSchema>;

@@ -1,0 +1,44 @@
+/**
+ * A worker's heartbeat: what the producer's /readyz, the scheduler and
+ * `/v1/models` know about the fleet. Stored as one JSON value per worker in
+ * the pool's workers hash; `expiresAt` makes a dead worker disappear.
+ */
+import { z } from 'zod';
+
+export const laneNames = ['realtime', 'bulk', 'training'] as const;
+
+export const heartbeatSchema = z.object({
+  workerId: z.string(),
+  pool: z.string(),
+  host: z.string(),
+  pid: z.number().int(),
+  backend: z.string(),
+  lanes: z.array(z.object({ name: z.enum(laneNames), concurrency: z.number().int(), inFlight: z.number().int() })),
+  state: z.enum(['starting', 'ready', 'draining']),
+  startedAt: z.number().int(),
+  seenAt: z.number().int(),
+  expiresAt: z.number().int(),
+});
+export type Heartbeat = z.infer<typeof heartbeatSchema>;
+
+/** Live workers of a pool, from the raw hash; dead and unreadable entries are dropped. */
+export function liveWorkers(raw: Record<string, string>, now: number): Heartbeat[] {
+  const live: Heartbeat[] = [];
+  for (const value of Object.values(raw)) {
+    let json: unknown;
+    try {
+      json = JSON.parse(value);
+    } catch {
+      continue;
+    }
+    const parsed = heartbeatSchema.safeParse(json);
+    if (parsed.success && parsed.data.expiresAt > now) live.push(parsed.data);
+  }
+  return live;
+}
+
+/** Ids of the entries that are dead or unreadable: the scheduler deletes them. */
+export function expiredWorkerIds(raw: Record<string, string>, now: number): string[] {
+  const liveIds = new Set(liveWorkers(raw, now).map((h) => h.workerId));
+  return Object.keys(raw).filter((id) => !liveIds.has(id));
+}

@@ -1,0 +1,26 @@
+/**
+ * Process lifecycle shared by every entry point: on SIGTERM or SIGINT, run
+ * the role's graceful close once; a second signal exits at once.
+ */
+import type { Logger } from './logger.ts';
+
+export function runUntilSignal(logger: Logger, close: () => Promise<void>): void {
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}

@@ -1,0 +1,146 @@
+/**
+ * The real-time lane: a BullMQ Worker on `rt.<pool>` that runs each request
+ * through the model backend and pushes deltas and the result straight onto
+ * the waiting producer's inbox. A request whose deadline has passed is never
+ * started; one that is cancelled or outlives its deadline is aborted.
+ * Real-time jobs are never retried by BullMQ: the caller is waiting, and a
+ * retry after a failure would answer too late to matter.
+ */
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { REALTIME_JOB_NAME, realtimeJobSchema, type Reply } from '../common/contracts/realtime.ts';
+import { FleetError, toFleetError, type ErrorCode } from '../common/errors.ts';
+import type { Logger } from '../common/logger.ts';
+import type { RedisClient } from '../common/redis.ts';
+import { queueName } from '../common/topology.ts';
+import type { ModelBackend } from './backends/backend.ts';
+import type { WorkerMetrics } from './metrics.ts';
+import type { ReplyWriter } from './reply-writer.ts';
+
+export interface RealtimeLaneDeps {
+  prefix: string;
+  pool: string;
+  workerId: string;
+  concurrency: number;
+  connection: RedisClient;
+  backend: ModelBackend;
+  replies: ReplyWriter;
+  metrics: WorkerMetrics;
+  logger: Logger;
+}
+
+export interface Lane {
+  readonly name: 'realtime';
+  readonly concurrency: number;
+  inFlight(): number;
+  /** Asks a running request to stop (caller gone). No-op if it is not here. */
+  cancel(requestId: string): void;
+  /** Stops taking jobs; in-flight ones get `graceMs` before they are aborted. */
+  close(graceMs: number): Promise<void>;
+}
+
+/** Why a request stopped early, from which signal fired first. */
+export function abortCode(deadlinePassed: boolean, draining: boolean): ErrorCode {
+  if (deadlinePassed) return 'deadline_exceeded';
+  if (draining) return 'unavailable';
+  return 'cancelled';
+}
+
+export function startRealtimeLane(deps: RealtimeLaneDeps): Lane {
+  const { pool, backend, replies, metrics, workerId } = deps;
+  const log = deps.logger.child({ lane: 'realtime', queue: queueName('rt', pool) });
+  let running = 0;
+  let draining = false;
+
+  const processor = async (job: Job, _token?: string, signal?: AbortSignal): Promise<{ runMs: number }> => {
+    const startedAt = Date.now();
+    const parsed = realtimeJobSchema.safeParse(job.data);
+    if (!parsed.success || job.name !== REALTIME_JOB_NAME) {
+      metrics.jobs.inc({ pool, lane: 'realtime', outcome: 'bad_request' });
+      throw new UnrecoverableError(`bad_request: not a real-time job: ${parsed.error?.issues[0]?.message ?? job.name}`);
+    }
+    const req = parsed.data;
+    const jobLog = log.child({ jobId: req.requestId });
+    const reply = (r: Reply): Promise<void> => replies.send(req.replyTo, r);
+    metrics.queueWaitSeconds.observe({ pool, lane: 'realtime' }, Math.max(0, startedAt - req.enqueuedAt) / 1000);
+
+    const fail = async (err: FleetError): Promise<never> => {
+      metrics.jobs.inc({ pool, lane: 'realtime', outcome: err.code });
+      metrics.runSeconds.observe({ pool, lane: 'realtime', outcome: err.code }, (Date.now() - startedAt) / 1000);
+      await reply({ i: req.requestId, k: 'error', code: err.code, message: err.message }).catch((e: unknown) =>
+        jobLog.warn({ err: e }, 'could not deliver the error reply'),
+      );
+      throw new UnrecoverableError(`${err.code}: ${err.message}`);
+    };
+
+    if (startedAt >= req.deadlineAt) {
+      return fail(new FleetError('deadline_exceeded', 'the deadline passed before a worker could start the request'));
+    }
+    if (!backend.tasks.has(req.input.task)) {
+      return fail(new FleetError('unsupported_task', `pool ${pool} (${backend.kind}) cannot run task ${req.input.task}`));
+    }
+
+    const deadline = AbortSignal.timeout(req.deadlineAt - startedAt);
+    const abort = signal ? AbortSignal.any([signal, deadline]) : deadline;
+    let firstTokenAt: number | undefined;
+    const onDelta = (text: string): void => {
+      firstTokenAt ??= Date.now();
+      if (req.stream && text !== '') {
+        reply({ i: req.requestId, k: 'delta', text }).catch((e: unknown) => jobLog.warn({ err: e }, 'delta lost'));
+      }
+    };
+
+    running++;
+    metrics.inFlight.inc({ pool, lane: 'realtime' });
+    try {
+      const output = await backend.run(req.input, { signal: abort, onDelta });
+      const doneAt = Date.now();
+      firstTokenAt ??= doneAt;
+      const timings = { queueMs: startedAt - req.enqueuedAt, firstTokenMs: firstTokenAt - startedAt, runMs: doneAt - startedAt };
+      await reply({ i: req.requestId, k: 'done', output, timings, worker: workerId });
+      metrics.jobs.inc({ pool, lane: 'realtime', outcome: 'ok' });
+      metrics.runSeconds.observe({ pool, lane: 'realtime', outcome: 'ok' }, timings.runMs / 1000);
+      metrics.firstTokenSeconds.observe({ pool, lane: 'realtime' }, timings.firstTokenMs / 1000);
+      return { runMs: timings.runMs };
+    } catch (err) {
+      if (err instanceof UnrecoverableError) throw err;
+      const fleetErr = abort.aborted
+        ? new FleetError(abortCode(deadline.aborted, draining), `request stopped: ${abortCode(deadline.aborted, draining)}`, { cause: err })
+        : toFleetError(err, 'backend_failed');
+      jobLog.warn({ code: fleetErr.code, err }, 'real-time request failed');
+      return await fail(fleetErr);
+    } finally {
+      running--;
+      metrics.inFlight.dec({ pool, lane: 'realtime' });
+    }
+  };
+
+  const worker = new Worker(queueName('rt', pool), processor, {
+    connection: deps.connection,
+    prefix: deps.prefix,
+    concurrency: deps.concurrency,
+    name: workerId,
+    // Keep a short, bounded history for Bull Board; the answer itself went to the inbox.
+    removeOnComplete: { count: 200 },
+    removeOnFail: { count: 5000, age: 7 * 24 * 3600 },
+  });
+  worker.on('error', (err) => log.error({ err }, 'real-time worker error'));
+
+  return {
+    name: 'realtime',
+    concurrency: deps.concurrency,
+    inFlight: () => running,
+    cancel: (requestId) => {
+      worker.cancelJob(requestId, 'cancelled');
+    },
+    async close(graceMs) {
+      draining = true;
+      const closing = worker.close();
+      const timer = setTimeout(() => worker.cancelAllJobs('draining'), graceMs);
+      try {
+        await closing;
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
+}

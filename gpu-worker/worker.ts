@@ -1,0 +1,133 @@
+/**
+ * One gpu-worker process: the backend for its pool, the lanes that feed it,
+ * heartbeats, cancellation, and a small HTTP server for /metrics and probes.
+ * Lifecycle: starting → ready → draining → closed.
+ */
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import Fastify, { type FastifyInstance } from 'fastify';
+import type { Heartbeat } from '../common/contracts/heartbeat.ts';
+import type { Config, PoolConfig } from '../common/config.ts';
+import type { Logger } from '../common/logger.ts';
+import { closeRedis, createRedis, type RedisClient } from '../common/redis.ts';
+import { cancelChannel } from '../common/topology.ts';
+import type { ModelBackend } from './backends/backend.ts';
+import { createBackend } from './backends/registry.ts';
+import { startHeartbeat } from './heartbeat.ts';
+import { createWorkerMetrics } from './metrics.ts';
+import { startRealtimeLane, type Lane } from './realtime-lane.ts';
+import { ReplyWriter } from './reply-writer.ts';
+
+export interface WorkerOptions {
+  logger: Logger;
+  /** Use this backend instead of the configured one (tests, benchmarks). */
+  backend?: ModelBackend;
+}
+
+export interface RunningWorker {
+  readonly workerId: string;
+  readonly pool: PoolConfig;
+  /** Where /metrics is served, if enabled. */
+  readonly metricsUrl: string | undefined;
+  state(): Heartbeat['state'] | 'closed';
+  /** Drains: stop taking jobs, finish in-flight ones within the grace period, exit. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export async function startWorker(config: Config, opts: WorkerOptions): Promise<RunningWorker> {
+  const pool = config.pools.find((p) => p.name === config.worker.pool) ?? config.pools[0]!;
+  const workerId = `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
+  const logger = opts.logger.child({ role: 'gpu-worker', pool: pool.name, workerId });
+  let state: Heartbeat['state'] | 'closed' = 'starting';
+
+  const concurrency = pool.lanes.realtime.concurrency;
+  const backend = opts.backend ?? (await createBackend(pool, { concurrency }));
+  const connection = createRedis(config.redis, 'worker', { connectionName: `worker:${workerId}` });
+  const replyRedis = createRedis(config.redis, 'worker', { connectionName: `worker-replies:${workerId}` });
+  const subscriber = createRedis(config.redis, 'blocking', { connectionName: `worker-cancel:${workerId}` });
+  const metrics = createWorkerMetrics({ role: 'gpu-worker' });
+
+  const lanes: Lane[] = [
+    startRealtimeLane({
+      prefix: config.redis.prefix,
+      pool: pool.name,
+      workerId,
+      concurrency,
+      connection,
+      backend,
+      replies: new ReplyWriter(replyRedis),
+      metrics,
+      logger,
+    }),
+  ];
+
+  const channel = cancelChannel(config.redis.prefix);
+  subscriber.on('message', (ch: string, requestId: string) => {
+    if (ch === channel) for (const lane of lanes) lane.cancel(requestId);
+  });
+  await subscriber.subscribe(channel);
+
+  const heartbeat = startHeartbeat({
+    redis: connection,
+    prefix: config.redis.prefix,
+    pool: pool.name,
+    workerId,
+    backend: backend.kind,
+    lanes: () => lanes,
+    state: () => (state === 'closed' ? 'draining' : state),
+    everyMs: config.worker.heartbeatMs,
+    ttlMs: config.worker.heartbeatTtlMs,
+    logger,
+  });
+
+  const http = await startProbeServer(config, metrics.registry, () => state, () => connection.status === 'ready');
+  state = 'ready';
+  await heartbeat.beat();
+  logger.info({ backend: backend.kind, concurrency, metrics: http.url }, 'gpu-worker ready');
+
+  let closing: Promise<void> | undefined;
+  return {
+    workerId,
+    pool,
+    metricsUrl: http.url,
+    state: () => state,
+    close(graceMs = config.worker.shutdownGraceMs) {
+      closing ??= (async () => {
+        state = 'draining';
+        await heartbeat.beat();
+        logger.info({ graceMs }, 'draining');
+        await Promise.all(lanes.map((l) => l.close(graceMs)));
+        await heartbeat.stop();
+        await backend.close();
+        await http.app?.close();
+        await Promise.all([closeRedis(subscriber), closeRedis(replyRedis), closeRedis(connection)]);
+        state = 'closed';
+        logger.info('gpu-worker closed');
+      })();
+      return closing;
+    },
+  };
+}
+
+interface ProbeServer {
+  app: FastifyInstance | undefined;
+  url: string | undefined;
+}
+
+async function startProbeServer(
+  config: Config,
+  registry: import('prom-client').Registry,
+  state: () => string,
+  redisReady: () => boolean,
+): Promise<ProbeServer> {
+  if (config.worker.metricsPort < 0) return { app: undefined, url: undefined };
+  const app = Fastify({ logger: false });
+  app.get('/metrics', async (_req, reply) => reply.type(registry.contentType).send(await registry.metrics()));
+  app.get('/healthz', async () => ({ status: 'ok', state: state() }));
+  app.get('/readyz', async (_req, reply) => {
+    const ready = state() === 'ready' && redisReady();
+    return reply.code(ready ? 200 : 503).send({ ready, state: state(), redis: redisReady() ? 'ready' : 'down' });
+  });
+  const address = await app.listen({ host: config.worker.metricsHost, port: config.worker.metricsPort });
+  return { app, url: `${address}/metrics` };
+}

@@ -1,0 +1,22 @@
+/**
+ * Admission for real-time requests: a pure decision from what the producer
+ * knows without a Redis round trip: the pool's waiting depth as last sampled,
+ * plus what this replica added since that sample.
+ */
+export interface AdmissionSnapshot {
+  /** Waiting jobs in `rt.<pool>` at the last sample (all replicas). */
+  sampledWaiting: number;
+  /** Jobs this replica enqueued since that sample. */
+  addedSinceSample: number;
+  maxWaiting: number;
+}
+
+export type AdmissionDecision =
+  | { admit: true; reason: 'below_limit' }
+  | { admit: false; reason: 'queue_full'; estimatedWaiting: number };
+
+export function decideAdmission(s: AdmissionSnapshot): AdmissionDecision {
+  const estimatedWaiting = s.sampledWaiting + s.addedSinceSample;
+  if (estimatedWaiting >= s.maxWaiting) return { admit: false, reason: 'queue_full', estimatedWaiting };
+  return { admit: true, reason: 'below_limit' };
+}

@@ -1,0 +1,28 @@
+/**
+ * Bull Board at /admin/queues over every queue of every pool. Read-only
+ * unless `producer.boardReadOnly` is false: retry/clean/remove buttons on a
+ * production fleet are a decision, not a default.
+ */
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { FastifyAdapter } from '@bull-board/fastify';
+import type { Queue } from 'bullmq';
+import type { FastifyInstance } from 'fastify';
+
+export const BOARD_PATH = '/admin/queues';
+
+export interface BoardQueue {
+  queue: Queue;
+  displayName: string;
+}
+
+export async function registerBoard(app: FastifyInstance, queues: readonly BoardQueue[], readOnly: boolean): Promise<void> {
+  const serverAdapter = new FastifyAdapter();
+  serverAdapter.setBasePath(BOARD_PATH);
+  createBullBoard({
+    queues: queues.map((q) => new BullMQAdapter(q.queue, { readOnlyMode: readOnly, displayName: q.displayName })),
+    serverAdapter,
+    options: { uiConfig: { boardTitle: 'interfleet' } },
+  });
+  await app.register(serverAdapter.registerPlugin(), { prefix: BOARD_PATH });
+}

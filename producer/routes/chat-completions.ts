@@ -1,0 +1,102 @@
+/**
+ * OpenAI-compatible `POST /v1/chat/completions`, stream and non-stream, so
+ * existing OpenAI clients work unchanged. `model` names the pool.
+ */
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { chatCompletionRequestSchema, TIMEOUT_HEADER, type ChatCompletionRequest } from '../../common/contracts/api.ts';
+import type { ChatInput, ChatOutput } from '../../common/contracts/tasks.ts';
+import { FleetError } from '../../common/errors.ts';
+import { callerGone, errorBody, sendError, toHttpError } from '../http-errors.ts';
+import type { RealtimeService } from '../realtime-service.ts';
+import { openSse } from '../sse.ts';
+import { parseTimeoutHeader } from './timeout-header.ts';
+
+export function toChatInput(body: ChatCompletionRequest): ChatInput {
+  const maxTokens = body.max_completion_tokens ?? body.max_tokens;
+  return {
+    task: 'chat',
+    messages: body.messages,
+    ...(maxTokens != null ? { maxTokens } : {}),
+    ...(body.temperature != null ? { temperature: body.temperature } : {}),
+    ...(body.top_p != null ? { topP: body.top_p } : {}),
+    ...(body.stop != null ? { stop: typeof body.stop === 'string' ? [body.stop] : body.stop } : {}),
+    ...(body.seed != null ? { seed: body.seed } : {}),
+  };
+}
+
+function usageOf(output: ChatOutput) {
+  const { promptTokens, completionTokens } = output.usage;
+  return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
+}
+
+export const chatCompletionsRoute =
+  (service: RealtimeService): FastifyPluginAsyncZod =>
+  async (app) => {
+    app.post('/v1/chat/completions', { schema: { body: chatCompletionRequestSchema } }, async (request, reply) => {
+      const body = request.body;
+      const stream = body.stream === true;
+      const pending = await service.submit({
+        pool: body.model,
+        input: toChatInput(body),
+        stream,
+        timeoutMs: parseTimeoutHeader(request.headers[TIMEOUT_HEADER]),
+        signal: callerGone(reply),
+      });
+      const id = `chatcmpl-${pending.requestId}`;
+      const created = Math.floor(Date.now() / 1000);
+      reply.header('x-request-id', pending.requestId);
+
+      if (!stream) {
+        const done = await pending.result();
+        const output = done.output as ChatOutput;
+        return reply.send({
+          id,
+          object: 'chat.completion',
+          created,
+          model: body.model,
+          choices: [
+            { index: 0, message: { role: 'assistant', content: output.text }, finish_reason: output.finishReason, logprobs: null },
+          ],
+          usage: usageOf(output),
+        });
+      }
+
+      const replies = pending.replies();
+      let first: Awaited<ReturnType<typeof replies.next>>;
+      try {
+        first = await replies.next();
+      } catch (err) {
+        return sendError(reply, toHttpError(err));
+      }
+      const chunk = (delta: Record<string, unknown>, finish: string | null, extra: Record<string, unknown> = {}) => ({
+        id,
+        object: 'chat.completion.chunk',
+        created,
+        model: body.model,
+        choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }],
+        ...extra,
+      });
+      const sse = openSse(reply, { 'x-request-id': pending.requestId });
+      sse.send(chunk({ role: 'assistant', content: '' }, null));
+      try {
+        for (let next = first; !next.done; next = await replies.next()) {
+          const r = next.value;
+          if (r.k === 'delta') {
+            sse.send(chunk({ content: r.text }, null));
+            continue;
+          }
+          const output = r.output as ChatOutput;
+          sse.send(chunk({}, output.finishReason, { usage: usageOf(output) }));
+          if (body.stream_options?.include_usage) {
+            sse.send({ id, object: 'chat.completion.chunk', created, model: body.model, choices: [], usage: usageOf(output) });
+          }
+        }
+        sse.end('[DONE]');
+      } catch (err) {
+        // Headers are gone: report in-band, as OpenAI does, then close.
+        sse.send(errorBody(err instanceof FleetError ? err : toHttpError(err)));
+        sse.end();
+      }
+      return reply;
+    });
+  };

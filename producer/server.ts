@@ -1,0 +1,133 @@
+/**
+ * The producer: the GKE front door. Wires the HTTP API, the reply inbox, the
+ * queues of every pool, Bull Board and /metrics. `startProducer` returns a
+ * handle whose `close()` drains: stop accepting, finish waiting replies.
+ */
+import { randomUUID } from 'node:crypto';
+import { Queue } from 'bullmq';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import type { Config } from '../common/config.ts';
+import type { Logger } from '../common/logger.ts';
+import { closeRedis, createRedis, waitForRedis, type RedisClient } from '../common/redis.ts';
+import { inboxKey, queueDisplayName, queueName } from '../common/topology.ts';
+import { BOARD_PATH, registerBoard } from './board.ts';
+import { DepthMonitor } from './depth-monitor.ts';
+import { errorHandler } from './http-errors.ts';
+import { createProducerMetrics } from './metrics.ts';
+import { RealtimeService } from './realtime-service.ts';
+import { ReplyInbox } from './reply-inbox.ts';
+import { chatCompletionsRoute } from './routes/chat-completions.ts';
+import { fleetRoutes } from './routes/fleet.ts';
+import { inferRoute } from './routes/infer.ts';
+
+export interface RunningProducer {
+  readonly app: FastifyInstance;
+  /** Base URL the API listens on, e.g. http://127.0.0.1:8080. */
+  readonly url: string;
+  readonly replicaId: string;
+  close(graceMs?: number): Promise<void>;
+}
+
+export interface ProducerOptions {
+  logger: Logger;
+  /** Listen on this port instead of the configured one (0 = any free port). */
+  port?: number;
+}
+
+export async function startProducer(config: Config, opts: ProducerOptions): Promise<RunningProducer> {
+  const replicaId = randomUUID().slice(0, 12);
+  const logger = opts.logger.child({ role: 'producer', replicaId });
+  const prefix = config.redis.prefix;
+  const redis = createRedis(config.redis, 'command', {
+    connectionName: `producer:${replicaId}`,
+    commandTimeoutMs: config.producer.redisCommandTimeoutMs,
+  });
+  redis.on('error', (err) => logger.debug({ err }, 'redis connection error'));
+  const blocking = createRedis(config.redis, 'blocking', { connectionName: `producer-inbox:${replicaId}` });
+  blocking.on('error', (err) => logger.debug({ err }, 'redis inbox connection error'));
+
+  // BullMQ reads the server version when a Queue is built; without an offline
+  // queue that must happen on a live connection, so wait for Redis first.
+  await waitForRedisLogged(redis, logger);
+  const rtQueues = new Map(config.pools.map((p) => [p.name, new Queue(queueName('rt', p.name), { connection: redis, prefix })]));
+  for (const q of rtQueues.values()) q.on('error', (err) => logger.debug({ err }, 'queue error'));
+  const depth = new DepthMonitor(rtQueues, config.producer.depthRefreshMs, logger);
+  const metrics = createProducerMetrics(() =>
+    [...rtQueues.keys()].flatMap((pool) => {
+      const c = depth.counts(pool);
+      const queue = queueDisplayName('rt', pool);
+      return [
+        { queue, state: 'waiting', jobs: c.waiting },
+        { queue, state: 'active', jobs: c.active },
+      ];
+    }),
+  );
+  const inbox = new ReplyInbox(blocking, inboxKey(prefix, replicaId), logger);
+  const service = new RealtimeService({ config, queues: rtQueues, redis, inbox, depth, metrics, logger });
+
+  const app = Fastify({
+    loggerInstance: logger as FastifyBaseLogger,
+    bodyLimit: config.producer.bodyLimitBytes,
+    genReqId: () => randomUUID(),
+  });
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send({
+      error: { message: `no route ${request.method} ${request.url}`, type: 'not_found_error', param: null, code: 'not_found' },
+    }),
+  );
+  app.addHook('onResponse', async (request, reply) => {
+    metrics.requests.inc({ route: request.routeOptions.url ?? 'unmatched', method: request.method, status: reply.statusCode });
+  });
+
+  await app.register(async (api) => {
+    api.setValidatorCompiler(validatorCompiler);
+    api.setSerializerCompiler(serializerCompiler);
+    await api.register(chatCompletionsRoute(service));
+    await api.register(inferRoute(service));
+  });
+  await app.register(fleetRoutes(config, redis));
+  app.get('/metrics', async (_req, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
+  await registerBoard(
+    app,
+    config.pools.map((p) => ({ queue: rtQueues.get(p.name)!, displayName: queueDisplayName('rt', p.name) })),
+    config.producer.boardReadOnly,
+  );
+
+  inbox.start();
+  depth.start();
+  const address = await app.listen({ host: config.producer.host, port: opts.port ?? config.producer.port });
+  logger.info({ url: address, board: `${address}${BOARD_PATH}`, metrics: `${address}/metrics` }, 'producer ready');
+
+  let closing: Promise<void> | undefined;
+  return {
+    app,
+    url: address,
+    replicaId,
+    close(graceMs = config.producer.shutdownGraceMs) {
+      closing ??= (async () => {
+        logger.info({ graceMs, inFlight: service.inFlight }, 'producer draining');
+        await service.drain(graceMs);
+        await app.close();
+        depth.stop();
+        await inbox.close();
+        await Promise.all([...rtQueues.values()].map((q) => q.close()));
+        await Promise.all([closeRedis(blocking), closeRedis(redis)]);
+        logger.info('producer closed');
+      })();
+      return closing;
+    },
+  };
+}
+
+async function waitForRedisLogged(redis: RedisClient, logger: Logger): Promise<void> {
+  for (;;) {
+    try {
+      await waitForRedis(redis, 5000);
+      return;
+    } catch {
+      logger.warn('waiting for Redis to answer before starting the API');
+    }
+  }
+}
