@@ -24,3 +24,18 @@ export function runUntilSignal(logger: Logger, close: () => Promise<void>): void
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
 }
+
+/**
+ * Waits for `work` at most `ms`. Shutdown steps use it so that an outage
+ * (a Redis that never answers) cannot turn a graceful close into a hang.
+ * Resolves true when the work finished, false when it timed out or failed.
+ */
+export async function settleWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([work.then(() => true as const, () => false as const), timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -6,6 +6,7 @@
 import { hostname } from 'node:os';
 import type { Heartbeat } from '../common/contracts/heartbeat.ts';
 import type { Logger } from '../common/logger.ts';
+import { settleWithin } from '../common/process.ts';
 import type { RedisClient } from '../common/redis.ts';
 import { workersKey } from '../common/topology.ts';
 import type { Lane } from './realtime-lane.ts';
@@ -51,10 +52,10 @@ export function startHeartbeat(deps: HeartbeatDeps): HeartbeatHandle {
   const startedAt = now();
   const key = workersKey(deps.prefix, deps.pool);
   const beat = async (): Promise<void> => {
-    try {
-      await deps.redis.hset(key, deps.workerId, JSON.stringify(heartbeatRecord(deps, startedAt, now())));
-    } catch (err) {
-      deps.logger.warn({ err }, 'heartbeat failed');
+    const record = JSON.stringify(heartbeatRecord(deps, startedAt, now()));
+    // Bounded: a beat that waits out an outage would report stale state when it lands.
+    if (!(await settleWithin(deps.redis.hset(key, deps.workerId, record), deps.everyMs))) {
+      deps.logger.warn('heartbeat not delivered');
     }
   };
   const timer = setInterval(() => void beat(), deps.everyMs);
@@ -63,7 +64,8 @@ export function startHeartbeat(deps: HeartbeatDeps): HeartbeatHandle {
     beat,
     async stop() {
       clearInterval(timer);
-      await deps.redis.hdel(key, deps.workerId).catch(() => undefined);
+      // Best effort: if Redis is down the entry expires by itself.
+      await settleWithin(deps.redis.hdel(key, deps.workerId), 1000);
     },
   };
 }

@@ -10,6 +10,7 @@ import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import { REALTIME_JOB_NAME, realtimeJobSchema, type Reply } from '../common/contracts/realtime.ts';
 import { FleetError, toFleetError, type ErrorCode } from '../common/errors.ts';
 import type { Logger } from '../common/logger.ts';
+import { settleWithin } from '../common/process.ts';
 import type { RedisClient } from '../common/redis.ts';
 import { queueName } from '../common/topology.ts';
 import type { ModelBackend } from './backends/backend.ts';
@@ -137,7 +138,11 @@ export function startRealtimeLane(deps: RealtimeLaneDeps): Lane {
       const closing = worker.close();
       const timer = setTimeout(() => worker.cancelAllJobs('draining'), graceMs);
       try {
-        await closing;
+        // Aborted jobs settle within a moment of the grace period; beyond that Redis is gone.
+        if (!(await settleWithin(closing, graceMs + 3000))) {
+          log.warn('lane did not close cleanly (Redis unreachable?); forcing');
+          await settleWithin(worker.close(true), 1000);
+        }
       } finally {
         clearTimeout(timer);
       }

@@ -45,6 +45,9 @@ export async function startWorker(config: Config, opts: WorkerOptions): Promise<
   const connection = createRedis(config.redis, 'worker', { connectionName: `worker:${workerId}` });
   const replyRedis = createRedis(config.redis, 'worker', { connectionName: `worker-replies:${workerId}` });
   const subscriber = createRedis(config.redis, 'blocking', { connectionName: `worker-cancel:${workerId}` });
+  for (const client of [connection, replyRedis, subscriber]) {
+    client.on('error', (err: Error) => logger.debug({ err }, 'redis connection error'));
+  }
   const metrics = createWorkerMetrics({ role: 'gpu-worker' });
 
   const lanes: Lane[] = [

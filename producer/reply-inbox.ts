@@ -6,6 +6,7 @@
  */
 import { replySchema, type Reply } from '../common/contracts/realtime.ts';
 import type { Logger } from '../common/logger.ts';
+import { settleWithin } from '../common/process.ts';
 import type { RedisClient } from '../common/redis.ts';
 
 export type ReplyHandler = (reply: Reply) => void;
@@ -43,9 +44,14 @@ export class ReplyInbox {
     return this.handlers.size;
   }
 
+  /** Stops reading and closes the inbox's connection (it owns it). Call after the drain. */
   async close(): Promise<void> {
     this.running = false;
-    await this.loop;
+    // Interrupts the BLMPOP in progress instead of waiting out its block time.
+    this.redis.disconnect();
+    // While Redis is unreachable the pending BLMPOP sits in ioredis' offline
+    // queue and is never settled by disconnect(): do not wait on it for long.
+    if (this.loop) await settleWithin(this.loop, 1000);
   }
 
   private async read(): Promise<void> {

@@ -9,6 +9,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import type { Config } from '../common/config.ts';
 import type { Logger } from '../common/logger.ts';
+import { settleWithin } from '../common/process.ts';
 import { closeRedis, createRedis, waitForRedis, type RedisClient } from '../common/redis.ts';
 import { inboxKey, queueDisplayName, queueName } from '../common/topology.ts';
 import { BOARD_PATH, registerBoard } from './board.ts';
@@ -69,6 +70,8 @@ export async function startProducer(config: Config, opts: ProducerOptions): Prom
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     bodyLimit: config.producer.bodyLimitBytes,
+    // close() runs after the drain has answered every accepted request: drop what is left.
+    forceCloseConnections: true,
     genReqId: () => randomUUID(),
   });
   app.setErrorHandler(errorHandler);
@@ -112,8 +115,9 @@ export async function startProducer(config: Config, opts: ProducerOptions): Prom
         await app.close();
         depth.stop();
         await inbox.close();
-        await Promise.all([...rtQueues.values()].map((q) => q.close()));
-        await Promise.all([closeRedis(blocking), closeRedis(redis)]);
+        // Bounded: during a Redis outage BullMQ's close can wait for a reconnect that never comes.
+        await settleWithin(Promise.all([...rtQueues.values()].map((q) => q.close())), 2000);
+        await closeRedis(redis);
         logger.info('producer closed');
       })();
       return closing;

@@ -100,6 +100,7 @@ describe('openai backend', () => {
     stubUrl = `http://127.0.0.1:${address.port}/v1`;
   });
   afterAll(async () => {
+    stub.closeAllConnections(); // keep-alive sockets would hold close() for seconds
     await new Promise((resolve) => stub.close(resolve));
   });
 

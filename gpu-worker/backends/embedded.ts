@@ -1,0 +1,49 @@
+/**
+ * The `embedded` backend, the no-configuration default: everything runs in
+ * this process on the CPU. Chat goes to a GGUF model through node-llama-cpp;
+ * sentiment and summaries to wink-nlp. Both models load at creation, so the
+ * first request pays no load time and a missing model file fails at start.
+ */
+import { backendTasks } from '../../common/backend-tasks.ts';
+import type { PoolConfig } from '../../common/config.ts';
+import type { TaskInput, TaskOutput } from '../../common/contracts/tasks.ts';
+import type { ModelBackend, RunOptions } from './backend.ts';
+import { EmbeddedLlm } from './embedded-llm.ts';
+import { createNlp } from './embedded-nlp.ts';
+import { createSentimentClassifier } from './embedded-sentiment.ts';
+import { createSummarizer } from './embedded-summarize.ts';
+
+export interface EmbeddedBackendOptions {
+  /** Requests the lane runs at once: one LLM context sequence each. */
+  concurrency: number;
+}
+
+export async function createEmbeddedBackend(pool: PoolConfig, opts: EmbeddedBackendOptions): Promise<ModelBackend> {
+  const llm = await EmbeddedLlm.load({
+    modelPath: pool.modelPath,
+    sequences: opts.concurrency,
+    defaultMaxTokens: pool.defaultMaxTokens,
+  });
+  const nlp = createNlp();
+  const sentiment = createSentimentClassifier(nlp);
+  const summarizer = createSummarizer(nlp);
+
+  return {
+    kind: 'embedded',
+    tasks: new Set(backendTasks.embedded),
+    async run(input: TaskInput, runOpts: RunOptions): Promise<TaskOutput> {
+      // wink-nlp runs synchronously (microseconds to milliseconds per text), so
+      // checking the signal once before it starts is enough.
+      if (runOpts.signal.aborted) throw runOpts.signal.reason;
+      switch (input.task) {
+        case 'chat':
+          return llm.generate(input, runOpts);
+        case 'sentiment':
+          return sentiment.classify(input.text);
+        case 'summarize':
+          return summarizer.summarize(input.text, input.maxSentences);
+      }
+    },
+    close: () => llm.close(),
+  };
+}
