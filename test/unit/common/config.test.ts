@@ -1,0 +1,41 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, parseConfig } from '../../../common/config.ts';
+
+describe('parseConfig', () => {
+  it('runs on embedded defaults with no input', () => {
+    const config = parseConfig({});
+    expect(config.redis.url).toBe('redis://127.0.0.1:6379');
+    expect(config.producer).toMatchObject({ port: 8080, bodyLimitBytes: 1024 * 1024, defaultTimeoutMs: 30_000 });
+    expect(config.pools).toEqual([expect.objectContaining({ name: 'default', backend: 'embedded', maxWaiting: 1000 })]);
+    expect(config.pools[0]!.lanes.realtime.concurrency).toBe(4);
+  });
+
+  it('lets the environment win over the file', () => {
+    const config = parseConfig({ PORT: '9000', REDIS_URL: 'rediss://u:p@r:6380' }, 'producer:\n  port: 7000\n  host: 0.0.0.0\n');
+    expect(config.producer).toMatchObject({ port: 9000, host: '0.0.0.0' });
+    expect(config.redis.url).toBe('rediss://u:p@r:6380');
+  });
+
+  it.each([
+    ['PORT', { PORT: 'eighty' }, '', 'PORT: expected a number'],
+    ['a boolean', { REDIS_CLUSTER: 'maybe' }, '', 'REDIS_CLUSTER: expected true or false'],
+    ['a pool name', {}, 'pools:\n  - name: Big_Pool\n', 'pools.0.name'],
+    ['an openai pool without baseUrl', {}, 'pools:\n  - name: gpt\n    backend: openai\n', 'pools.0.baseUrl: the openai backend needs baseUrl'],
+    ['duplicate pools', {}, 'pools:\n  - name: a\n  - name: a\n', 'duplicate pool name(s) a'],
+    ['an unknown worker pool', { WORKER_POOL: 'zzz' }, '', 'worker.pool: "zzz" is not a configured pool'],
+    ['a non-mapping file', {}, '- 1\n- 2\n', 'expected a YAML mapping'],
+    ['a negative timeout', {}, 'producer:\n  defaultTimeoutMs: -5\n', 'producer.defaultTimeoutMs'],
+  ])('rejects %s with the path in the message', (_name, env, yaml, message) => {
+    expect(() => parseConfig(env, yaml)).toThrow(ConfigError);
+    expect(() => parseConfig(env, yaml)).toThrow(message);
+  });
+
+  it('reports every problem at once', () => {
+    try {
+      parseConfig({}, 'producer:\n  port: -1\n  bodyLimitBytes: 1\n');
+      expect.unreachable();
+    } catch (err) {
+      expect((err as ConfigError).issues).toHaveLength(2);
+    }
+  });
+});
