@@ -43,9 +43,10 @@ export class DepthMonitor {
     return { waiting: d?.waiting ?? 0, active: d?.active ?? 0 };
   }
 
-  added(pool: string): void {
+  /** Counts requests this replica enqueued since the last sample (`-1` takes one back). */
+  added(pool: string, n = 1): void {
     const d = this.depths.get(pool);
-    if (d) d.addedSinceSample++;
+    if (d) d.addedSinceSample += n;
   }
 
   async refresh(): Promise<void> {

@@ -9,7 +9,8 @@ import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { FleetError } from '../common/errors.ts';
 
 export interface OpenAIErrorBody {
-  error: { message: string; type: string; param: string | null; code: string };
+  /** `retry_after_ms` is ours: streams report errors after the headers, where Retry-After cannot go. */
+  error: { message: string; type: string; param: string | null; code: string; retry_after_ms?: number };
 }
 
 /** OpenAI's `type` for each status family. */
@@ -21,7 +22,15 @@ function errorType(status: number): string {
 }
 
 export function errorBody(err: FleetError): OpenAIErrorBody {
-  return { error: { message: err.message, type: errorType(err.status), param: err.param ?? null, code: err.code } };
+  return {
+    error: {
+      message: err.message,
+      type: errorType(err.status),
+      param: err.param ?? null,
+      code: err.code,
+      ...(err.retryAfterMs !== undefined ? { retry_after_ms: err.retryAfterMs } : {}),
+    },
+  };
 }
 
 /** Normalises anything a route or fastify threw into a FleetError. */

@@ -80,8 +80,13 @@ export class RealtimeService {
       });
     }
 
+    const timeoutMs = params.timeoutMs ?? config.producer.defaultTimeoutMs;
+    if (timeoutMs > config.producer.maxTimeoutMs) {
+      throw new FleetError('bad_request', `timeout ${timeoutMs} ms is over the limit of ${config.producer.maxTimeoutMs} ms`, {
+        param: 'timeout_ms',
+      });
+    }
     const enqueuedAt = this.now();
-    const timeoutMs = Math.min(params.timeoutMs ?? config.producer.defaultTimeoutMs, config.producer.maxTimeoutMs);
     const job: RealtimeJob = {
       requestId: randomUUID(),
       replyTo: inbox.key,
@@ -108,14 +113,16 @@ export class RealtimeService {
     inbox.register(job.requestId, (reply) => request.push(reply));
     this.pending.add(request);
     metrics.inFlight.inc({ pool: pool.name });
+    // Counted before the add so that concurrent requests see each other at admission.
+    depth.added(pool.name);
     try {
       await queue.add(REALTIME_JOB_NAME, job, { jobId: job.requestId, attempts: 1 });
     } catch (err) {
+      depth.added(pool.name, -1);
       request.fail('error', new FleetError('unavailable', 'the job queue (Redis) is unreachable', { cause: err, retryAfterMs }));
       this.deps.logger.warn({ err, pool: pool.name }, 'enqueue failed');
       throw new FleetError('unavailable', 'the job queue (Redis) is unreachable; try again shortly', { cause: err, retryAfterMs });
     }
-    depth.added(pool.name);
     timer = setTimeout(
       () => request.fail('deadline', new FleetError('deadline_exceeded', `no answer within the ${timeoutMs} ms deadline`)),
       Math.max(0, job.deadlineAt - this.now()),

@@ -5,7 +5,6 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { chatCompletionRequestSchema, TIMEOUT_HEADER, type ChatCompletionRequest } from '../../common/contracts/api.ts';
 import type { ChatInput, ChatOutput } from '../../common/contracts/tasks.ts';
-import { FleetError } from '../../common/errors.ts';
 import { callerGone, errorBody, sendError, toHttpError } from '../http-errors.ts';
 import type { RealtimeService } from '../realtime-service.ts';
 import { openSse } from '../sse.ts';
@@ -94,7 +93,7 @@ export const chatCompletionsRoute =
         sse.end('[DONE]');
       } catch (err) {
         // Headers are gone: report in-band, as OpenAI does, then close.
-        sse.send(errorBody(err instanceof FleetError ? err : toHttpError(err)));
+        sse.send(errorBody(toHttpError(err)));
         sse.end();
       }
       return reply;

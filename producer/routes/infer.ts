@@ -4,11 +4,12 @@
  * server-sent events `delta`, then one `done` (or `error`).
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { inferRequestSchema } from '../../common/contracts/api.ts';
+import { inferRequestSchema, TIMEOUT_HEADER } from '../../common/contracts/api.ts';
 import { FleetError } from '../../common/errors.ts';
 import { callerGone, errorBody, sendError, toHttpError } from '../http-errors.ts';
 import type { RealtimeService } from '../realtime-service.ts';
 import { openSse } from '../sse.ts';
+import { parseTimeoutHeader } from './timeout-header.ts';
 
 export const inferRoute =
   (service: RealtimeService): FastifyPluginAsyncZod =>
@@ -22,7 +23,7 @@ export const inferRoute =
         pool: body.model,
         input: body.input,
         stream: body.stream,
-        timeoutMs: body.timeout_ms,
+        timeoutMs: body.timeout_ms ?? parseTimeoutHeader(request.headers[TIMEOUT_HEADER]),
         signal: callerGone(reply),
       });
       reply.header('x-request-id', pending.requestId);

@@ -80,7 +80,12 @@ describe('typed results', () => {
   it('lists the pools with their tasks and live workers', async () => {
     const models = await client.models();
     expect(models.map((m) => m.id)).toEqual(['tiny', 'idle', 'full']);
-    expect(models[0]).toEqual({ id: 'tiny', backend: 'embedded', tasks: ['chat', 'sentiment', 'summarize'], workers: 1 });
+    expect(models[0]).toEqual({
+      id: 'tiny',
+      backend: 'embedded',
+      tasks: ['chat', 'sentiment', 'summarize'],
+      workers: 1,
+    });
     expect(models[1]?.workers).toBe(0);
   });
 
@@ -134,7 +139,13 @@ describe('chatStream', () => {
 
   it('throws from the iterator and rejects result when the request fails before the first token', async () => {
     const stream = client.chatStream('nope', hello);
-    const err = await apiError((async () => { for await (const _ of stream) { /* none */ } })());
+    const err = await apiError(
+      (async () => {
+        for await (const _ of stream) {
+          /* none */
+        }
+      })(),
+    );
     expect(err).toMatchObject({ code: 'model_not_found', status: 404, param: 'model' });
     await expect(stream.result).rejects.toBe(err);
   });
@@ -184,7 +195,7 @@ describe('errors', () => {
     const err = await apiError(client.sentiment('idle', 'hello', { timeoutMs: 300 }));
     expect(err).toMatchObject({ code: 'deadline_exceeded', status: 504, retryable: true });
     expect(Date.now() - started).toBeGreaterThanOrEqual(290);
-    expect(err.requestId).toBeUndefined();
+    expect(err.requestId).toMatch(/^[0-9a-f-]{36}$/);
   });
 
   it('429 overloaded with retryAfterMs when the pool queue is full', async () => {
@@ -231,7 +242,9 @@ describe('errors', () => {
     await new Promise<void>((r) => hanging.listen(0, '127.0.0.1', r));
     try {
       const { port } = hanging.address() as AddressInfo;
-      const err = await apiError(new InterfleetClient({ baseUrl: `http://127.0.0.1:${port}` }).sentiment('tiny', 'x', { timeoutMs: 50 }));
+      const err = await apiError(
+        new InterfleetClient({ baseUrl: `http://127.0.0.1:${port}` }).sentiment('tiny', 'x', { timeoutMs: 50 }),
+      );
       expect(err).toMatchObject({ code: 'deadline_exceeded', status: undefined });
     } finally {
       hanging.closeAllConnections();

@@ -1,0 +1,229 @@
+/**
+ * The typed client other services use to submit real-time requests to the
+ * producer's native API (`/v1/infer`): one method per task, typed per task,
+ * responses parsed with the shared contracts, failures as InterfleetApiError.
+ *
+ * Deadlines: every request carries `timeout_ms` to the producer, which
+ * answers 504 when it passes; the client also gives up on its own a little
+ * later (network loss, a stuck connection), combined with the caller's
+ * signal. Retries are never automatic: see `isRetryable` and `retryAfterMs`.
+ */
+import type { z } from 'zod';
+import type {
+  taskInputSchema,
+  ChatMessage,
+  ChatOutput,
+  SentimentOutput,
+  SummarizeOutput,
+  TaskKind,
+  TaskOutput,
+} from '../../common/contracts/tasks.ts';
+import type { Timings } from '../../common/contracts/realtime.ts';
+import { ChatStream } from './chat-stream.ts';
+import { errorFromFailure, errorFromResponse, InterfleetApiError } from './errors.ts';
+import { inferResponseSchema, modelListSchema } from './wire.ts';
+
+/** Default deadline, the producer's own default. */
+export const DEFAULT_TIMEOUT_MS = 30_000;
+/** How much longer than the server's deadline the client waits, so that the server's 504 normally wins. */
+export const DEADLINE_MARGIN_MS = 1_000;
+
+export interface InterfleetClientOptions {
+  /** Where the producer listens, e.g. http://interfleet-producer:8080. */
+  baseUrl: string;
+  /** Deadline of each request unless the call sets one (ms). */
+  timeoutMs?: number;
+  /** A fetch implementation (tests, proxies); the global one by default. */
+  fetch?: typeof fetch;
+  /** Headers sent with every request (auth, tracing). */
+  headers?: Record<string, string>;
+}
+
+export interface RequestOptions {
+  /** This request's deadline (ms), sent to the producer as `timeout_ms`. */
+  timeoutMs?: number;
+  /** Cancels the request; the producer then withdraws the job. */
+  signal?: AbortSignal;
+}
+
+/** A task input as a caller writes it: fields with defaults may be left out. */
+export type TaskRequest = z.input<typeof taskInputSchema>;
+/** The output type that belongs to a task input (sentiment in, SentimentOutput out). */
+export type OutputOf<I extends { task: TaskKind }> = Extract<TaskOutput, { task: I['task'] }>;
+
+export interface InferResult<O extends TaskOutput = TaskOutput> {
+  /** The request id the producer gave (also its x-request-id). */
+  id: string;
+  model: string;
+  output: O;
+  timings: Timings;
+}
+
+/** Generation parameters of a chat request. */
+export interface ChatParams {
+  maxTokens?: number;
+  temperature?: number;
+  topP?: number;
+  stop?: string[];
+  seed?: number;
+}
+export type ChatOptions = RequestOptions & ChatParams;
+export type SummarizeOptions = RequestOptions & { maxSentences?: number };
+
+export interface ModelInfo {
+  /** The pool name, used as `model` in requests. */
+  id: string;
+  backend: string;
+  tasks: string[];
+  /** Live workers, or null when the producer could not tell. */
+  workers: number | null;
+}
+
+/** One request in flight: its combined signal, and how to name a failure. */
+interface Call {
+  signal: AbortSignal;
+  fail: (err: unknown) => InterfleetApiError;
+}
+
+export class InterfleetClient {
+  private readonly baseUrl: string;
+  private readonly timeoutMs: number;
+  private readonly fetchImpl: typeof fetch;
+  private readonly headers: Record<string, string>;
+
+  constructor(opts: InterfleetClientOptions) {
+    this.baseUrl = opts.baseUrl.replace(/\/+$/, '');
+    this.timeoutMs = checkTimeout(opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    this.fetchImpl = opts.fetch ?? globalThis.fetch;
+    this.headers = { ...opts.headers };
+  }
+
+  /** Runs one task on a pool; the output type follows the input's task. */
+  async infer<I extends TaskRequest>(
+    model: string,
+    input: I,
+    opts: RequestOptions = {},
+  ): Promise<InferResult<OutputOf<I>>> {
+    const timeoutMs = checkTimeout(opts.timeoutMs ?? this.timeoutMs);
+    const call = this.begin(`infer ${input.task} on ${model}`, timeoutMs, opts.signal);
+    const res = await this.post(call, '/v1/infer', { model, input, timeout_ms: timeoutMs });
+    const body = await this.readJson(call, res, inferResponseSchema);
+    if (body.output.task !== input.task) {
+      throw new InterfleetApiError('internal', `asked for ${input.task}, the producer answered ${body.output.task}`, {
+        status: res.status,
+        requestId: body.id,
+      });
+    }
+    return { ...body, output: body.output as OutputOf<I> };
+  }
+
+  async sentiment(model: string, text: string, opts: RequestOptions = {}): Promise<SentimentOutput> {
+    return (await this.infer(model, { task: 'sentiment', text }, opts)).output;
+  }
+
+  async summarize(model: string, text: string, opts: SummarizeOptions = {}): Promise<SummarizeOutput> {
+    const { maxSentences, ...request } = opts;
+    return (
+      await this.infer(model, { task: 'summarize', text, ...(maxSentences !== undefined && { maxSentences }) }, request)
+    ).output;
+  }
+
+  async chat(model: string, messages: ChatMessage[], opts: ChatOptions = {}): Promise<ChatOutput> {
+    const { timeoutMs, signal, ...params } = opts;
+    return (await this.infer(model, { task: 'chat', messages, ...params }, { timeoutMs, signal })).output;
+  }
+
+  /**
+   * Streams a chat: iterate for the text deltas as they are generated, await
+   * `.result` for the final output. The request starts at once.
+   */
+  chatStream(model: string, messages: ChatMessage[], opts: ChatOptions = {}): ChatStream {
+    const { timeoutMs: ms, signal, ...params } = opts;
+    const timeoutMs = checkTimeout(ms ?? this.timeoutMs);
+    const local = new AbortController();
+    const cancel = signal ? AbortSignal.any([signal, local.signal]) : local.signal;
+    const call = this.begin(`chat stream on ${model}`, timeoutMs, cancel);
+    const body = { model, input: { task: 'chat', messages, ...params }, timeout_ms: timeoutMs, stream: true };
+    const response = this.post(call, '/v1/infer', body, 'text/event-stream');
+    return new ChatStream({ response, fail: call.fail, cancel: () => local.abort() });
+  }
+
+  /** The pools this producer serves, with their tasks and live worker counts. */
+  async models(opts: RequestOptions = {}): Promise<ModelInfo[]> {
+    const call = this.begin('list models', checkTimeout(opts.timeoutMs ?? this.timeoutMs), opts.signal);
+    const res = await this.send(call, '/v1/models', { method: 'GET' });
+    const body = await this.readJson(call, res, modelListSchema);
+    return body.data.map(({ id, backend, tasks, workers }) => ({ id, backend, tasks, workers }));
+  }
+
+  private begin(what: string, timeoutMs: number, cancelSignal: AbortSignal | undefined): Call {
+    const deadlineMs = timeoutMs + DEADLINE_MARGIN_MS;
+    const deadline = AbortSignal.timeout(deadlineMs);
+    return {
+      signal: cancelSignal ? AbortSignal.any([cancelSignal, deadline]) : deadline,
+      fail: (err) => errorFromFailure(err, { cancelSignal, deadlineSignal: deadline, deadlineMs, what }),
+    };
+  }
+
+  private post(call: Call, path: string, body: unknown, accept = 'application/json'): Promise<Response> {
+    return this.send(call, path, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept },
+      body: JSON.stringify(body),
+    });
+  }
+
+  /** Sends and resolves to a 2xx response; anything else is an InterfleetApiError. */
+  private async send(call: Call, path: string, init: RequestInit): Promise<Response> {
+    let res: Response;
+    try {
+      res = await this.fetchImpl(`${this.baseUrl}${path}`, {
+        ...init,
+        headers: { ...this.headers, ...(init.headers as Record<string, string> | undefined) },
+        signal: call.signal,
+      });
+    } catch (err) {
+      throw call.fail(err);
+    }
+    if (!res.ok) throw await errorFromResponse(res);
+    return res;
+  }
+
+  private async readJson<T>(call: Call, res: Response, schema: z.ZodType<T>): Promise<T> {
+    const requestId = res.headers.get('x-request-id') ?? undefined;
+    let text: string;
+    try {
+      text = await res.text();
+    } catch (err) {
+      throw call.fail(err);
+    }
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (err) {
+      throw new InterfleetApiError('internal', 'the producer answered with a body that is not JSON', {
+        status: res.status,
+        requestId,
+        cause: err,
+      });
+    }
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) {
+      throw new InterfleetApiError(
+        'internal',
+        `the producer's answer does not match the contract: ${parsed.error.message}`,
+        {
+          status: res.status,
+          requestId,
+          cause: parsed.error,
+        },
+      );
+    }
+    return parsed.data;
+  }
+}
+
+function checkTimeout(ms: number): number {
+  if (!Number.isInteger(ms) || ms < 1) throw new RangeError(`timeoutMs must be a positive integer, got ${ms}`);
+  return ms;
+}

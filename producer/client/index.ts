@@ -1,0 +1,35 @@
+/**
+ * The client SDK's public surface: what other services import to submit
+ * real-time requests to interfleet. Nothing else in producer/client is public.
+ */
+export {
+  InterfleetClient,
+  DEFAULT_TIMEOUT_MS,
+  DEADLINE_MARGIN_MS,
+  type InterfleetClientOptions,
+  type RequestOptions,
+  type ChatOptions,
+  type ChatParams,
+  type SummarizeOptions,
+  type TaskRequest,
+  type OutputOf,
+  type InferResult,
+  type ModelInfo,
+} from './client.ts';
+export { ChatStream } from './chat-stream.ts';
+export { InterfleetApiError, isRetryable, type ClientErrorCode } from './errors.ts';
+export type { ErrorCode } from '../../common/errors.ts';
+export type { Timings } from '../../common/contracts/realtime.ts';
+export type {
+  TaskKind,
+  TaskInput,
+  TaskOutput,
+  ChatMessage,
+  ChatInput,
+  ChatOutput,
+  SentimentInput,
+  SentimentOutput,
+  SummarizeInput,
+  SummarizeOutput,
+  Usage,
+} from '../../common/contracts/tasks.ts';
