@@ -64,7 +64,11 @@ export const configSchema = z.object({
       host: z.string().default('127.0.0.1'),
       port: z.number().int().min(0).max(65535).default(8080),
       /** Largest request body accepted; larger ones get 413 before touching Redis. */
-      bodyLimitBytes: z.number().int().min(1024).default(1024 * 1024),
+      bodyLimitBytes: z
+        .number()
+        .int()
+        .min(1024)
+        .default(1024 * 1024),
       /** Deadline given to a request that sets none. */
       defaultTimeoutMs: z.number().int().min(1).default(30_000),
       maxTimeoutMs: z.number().int().min(1).default(600_000),
@@ -111,7 +115,10 @@ export const configSchema = z.object({
       pretty: z.boolean().optional(),
     })
     .prefault({}),
-  pools: z.array(poolSchema).min(1).prefault([{ name: 'default' }]),
+  pools: z
+    .array(poolSchema)
+    .min(1)
+    .prefault([{ name: 'default' }]),
 });
 
 export type Config = z.infer<typeof configSchema>;

@@ -13,7 +13,9 @@ export function createLogger(config: Config['log'], bindings: Record<string, unk
   return pino({
     level: config.level,
     base: { pid: process.pid, ...bindings },
-    ...(pretty ? { transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'HH:MM:ss.l' } } } : {}),
+    ...(pretty
+      ? { transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'HH:MM:ss.l' } } }
+      : {}),
   });
 }
 

@@ -34,7 +34,13 @@ export async function settleWithin(work: Promise<unknown>, ms: number): Promise<
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
   try {
-    return await Promise.race([work.then(() => true as const, () => false as const), timedOut]);
+    return await Promise.race([
+      work.then(
+        () => true as const,
+        () => false as const,
+      ),
+      timedOut,
+    ]);
   } finally {
     clearTimeout(timer);
   }

@@ -77,7 +77,9 @@ export function startRealtimeLane(deps: RealtimeLaneDeps): Lane {
       return fail(new FleetError('deadline_exceeded', 'the deadline passed before a worker could start the request'));
     }
     if (!backend.tasks.has(req.input.task)) {
-      return fail(new FleetError('unsupported_task', `pool ${pool} (${backend.kind}) cannot run task ${req.input.task}`));
+      return fail(
+        new FleetError('unsupported_task', `pool ${pool} (${backend.kind}) cannot run task ${req.input.task}`),
+      );
     }
 
     const deadline = AbortSignal.timeout(req.deadlineAt - startedAt);
@@ -96,7 +98,11 @@ export function startRealtimeLane(deps: RealtimeLaneDeps): Lane {
       const output = await backend.run(req.input, { signal: abort, onDelta });
       const doneAt = Date.now();
       firstTokenAt ??= doneAt;
-      const timings = { queueMs: startedAt - req.enqueuedAt, firstTokenMs: firstTokenAt - startedAt, runMs: doneAt - startedAt };
+      const timings = {
+        queueMs: startedAt - req.enqueuedAt,
+        firstTokenMs: firstTokenAt - startedAt,
+        runMs: doneAt - startedAt,
+      };
       await reply({ i: req.requestId, k: 'done', output, timings, worker: workerId });
       metrics.jobs.inc({ pool, lane: 'realtime', outcome: 'ok' });
       metrics.runSeconds.observe({ pool, lane: 'realtime', outcome: 'ok' }, timings.runMs / 1000);
@@ -105,7 +111,11 @@ export function startRealtimeLane(deps: RealtimeLaneDeps): Lane {
     } catch (err) {
       if (err instanceof UnrecoverableError) throw err;
       const fleetErr = abort.aborted
-        ? new FleetError(abortCode(deadline.aborted, draining), `request stopped: ${abortCode(deadline.aborted, draining)}`, { cause: err })
+        ? new FleetError(
+            abortCode(deadline.aborted, draining),
+            `request stopped: ${abortCode(deadline.aborted, draining)}`,
+            { cause: err },
+          )
         : toFleetError(err, 'backend_failed');
       jobLog.warn({ code: fleetErr.code, err }, 'real-time request failed');
       return await fail(fleetErr);

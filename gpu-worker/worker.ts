@@ -9,7 +9,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import type { Heartbeat } from '../common/contracts/heartbeat.ts';
 import type { Config, PoolConfig } from '../common/config.ts';
 import type { Logger } from '../common/logger.ts';
-import { closeRedis, createRedis, type RedisClient } from '../common/redis.ts';
+import { closeRedis, createRedis } from '../common/redis.ts';
 import { cancelChannel } from '../common/topology.ts';
 import type { ModelBackend } from './backends/backend.ts';
 import { createBackend } from './backends/registry.ts';
@@ -83,7 +83,12 @@ export async function startWorker(config: Config, opts: WorkerOptions): Promise<
     logger,
   });
 
-  const http = await startProbeServer(config, metrics.registry, () => state, () => connection.status === 'ready');
+  const http = await startProbeServer(
+    config,
+    metrics.registry,
+    () => state,
+    () => connection.status === 'ready',
+  );
   state = 'ready';
   await heartbeat.beat();
   logger.info({ backend: backend.kind, concurrency, metrics: http.url }, 'gpu-worker ready');

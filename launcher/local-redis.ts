@@ -19,7 +19,13 @@ export interface LocalRedis {
 export class NoRedisError extends Error {}
 
 export async function pingRedis(url: string, timeoutMs = 1000): Promise<boolean> {
-  const client = new Redis(url, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: timeoutMs });
+  const client = new Redis(url, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    connectTimeout: timeoutMs,
+  });
   client.on('error', () => undefined);
   try {
     await client.connect();
@@ -65,7 +71,20 @@ export async function ensureRedis(url: string): Promise<LocalRedis> {
   const dir = mkdtempSync(join(tmpdir(), 'interfleet-redis-'));
   const child: ChildProcess = spawn(
     'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--logfile', join(dir, 'redis.log')],
+    [
+      '--port',
+      String(port),
+      '--bind',
+      '127.0.0.1',
+      '--dir',
+      dir,
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--logfile',
+      join(dir, 'redis.log'),
+    ],
     { stdio: 'ignore' },
   );
   const privateUrl = `redis://127.0.0.1:${port}`;
@@ -82,5 +101,7 @@ export async function ensureRedis(url: string): Promise<LocalRedis> {
     await new Promise((r) => setTimeout(r, 100));
   }
   await stop();
-  throw new NoRedisError(`started redis-server on port ${port}, but it did not answer within 5 s (see its log in ${dir})`);
+  throw new NoRedisError(
+    `started redis-server on port ${port}, but it did not answer within 5 s (see its log in ${dir})`,
+  );
 }

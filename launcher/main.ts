@@ -27,11 +27,18 @@ function startLocalWorker(index: number, config: Config): { child: ChildProcess;
     execArgv: ['--import', 'tsx'],
     // Own process group: Ctrl-C reaches only the launcher, which drains the workers in order.
     detached: true,
-    env: { ...process.env, REDIS_URL: config.redis.url, WORKER_METRICS_PORT: '0', INTERFLEET_WORKER_INDEX: String(index) },
+    env: {
+      ...process.env,
+      REDIS_URL: config.redis.url,
+      WORKER_METRICS_PORT: '0',
+      INTERFLEET_WORKER_INDEX: String(index),
+    },
   });
   const ready = new Promise<WorkerReady>((resolve, reject) => {
     child.once('message', (msg) => resolve(msg as WorkerReady));
-    child.once('exit', (code) => reject(new Error(`local gpu-worker ${index} exited with code ${code} before it was ready`)));
+    child.once('exit', (code) =>
+      reject(new Error(`local gpu-worker ${index} exited with code ${code} before it was ready`)),
+    );
   });
   return { child, ready };
 }

@@ -12,8 +12,7 @@ export interface AdmissionSnapshot {
 }
 
 export type AdmissionDecision =
-  | { admit: true; reason: 'below_limit' }
-  | { admit: false; reason: 'queue_full'; estimatedWaiting: number };
+  { admit: true; reason: 'below_limit' } | { admit: false; reason: 'queue_full'; estimatedWaiting: number };
 
 export function decideAdmission(s: AdmissionSnapshot): AdmissionDecision {
   const estimatedWaiting = s.sampledWaiting + s.addedSinceSample;

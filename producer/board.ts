@@ -16,7 +16,11 @@ export interface BoardQueue {
   displayName: string;
 }
 
-export async function registerBoard(app: FastifyInstance, queues: readonly BoardQueue[], readOnly: boolean): Promise<void> {
+export async function registerBoard(
+  app: FastifyInstance,
+  queues: readonly BoardQueue[],
+  readOnly: boolean,
+): Promise<void> {
   const serverAdapter = new FastifyAdapter();
   serverAdapter.setBasePath(BOARD_PATH);
   createBullBoard({

@@ -58,7 +58,8 @@ export function toHttpError(err: unknown): FleetError {
 }
 
 export function sendError(reply: FastifyReply, err: FleetError): FastifyReply {
-  if (err.retryAfterMs !== undefined) reply.header('retry-after', String(Math.max(1, Math.ceil(err.retryAfterMs / 1000))));
+  if (err.retryAfterMs !== undefined)
+    reply.header('retry-after', String(Math.max(1, Math.ceil(err.retryAfterMs / 1000))));
   return reply.code(err.status).send(errorBody(err));
 }
 

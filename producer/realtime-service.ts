@@ -70,21 +70,32 @@ export class RealtimeService {
     if (!this.accepting) throw new FleetError('unavailable', 'this producer is shutting down', { retryAfterMs });
     const pool = this.pool(params.pool);
     if (!backendTasks[pool.backend].includes(params.input.task)) {
-      throw new FleetError('unsupported_task', `pool '${pool.name}' (${pool.backend}) cannot run task '${params.input.task}'`);
+      throw new FleetError(
+        'unsupported_task',
+        `pool '${pool.name}' (${pool.backend}) cannot run task '${params.input.task}'`,
+      );
     }
     const decision = decideAdmission({ ...depth.sample(pool.name), maxWaiting: pool.maxWaiting });
     if (!decision.admit) {
       metrics.rejected.inc({ pool: pool.name, reason: decision.reason });
-      throw new FleetError('overloaded', `pool '${pool.name}' has ${decision.estimatedWaiting} requests waiting (limit ${pool.maxWaiting})`, {
-        retryAfterMs,
-      });
+      throw new FleetError(
+        'overloaded',
+        `pool '${pool.name}' has ${decision.estimatedWaiting} requests waiting (limit ${pool.maxWaiting})`,
+        {
+          retryAfterMs,
+        },
+      );
     }
 
     const timeoutMs = params.timeoutMs ?? config.producer.defaultTimeoutMs;
     if (timeoutMs > config.producer.maxTimeoutMs) {
-      throw new FleetError('bad_request', `timeout ${timeoutMs} ms is over the limit of ${config.producer.maxTimeoutMs} ms`, {
-        param: 'timeout_ms',
-      });
+      throw new FleetError(
+        'bad_request',
+        `timeout ${timeoutMs} ms is over the limit of ${config.producer.maxTimeoutMs} ms`,
+        {
+          param: 'timeout_ms',
+        },
+      );
     }
     const enqueuedAt = this.now();
     const job: RealtimeJob = {
@@ -96,7 +107,12 @@ export class RealtimeService {
       input: params.input,
     };
     const queue = queues.get(pool.name)!;
-    let timer: NodeJS.Timeout | undefined;
+    // Starts before the add: the deadline runs from enqueuedAt, whatever the add costs.
+    const timer = setTimeout(
+      () =>
+        request.fail('deadline', new FleetError('deadline_exceeded', `no answer within the ${timeoutMs} ms deadline`)),
+      timeoutMs,
+    );
     const onAbort = (): void =>
       request.fail('aborted', new FleetError('cancelled', 'the caller closed the connection'));
 
@@ -105,7 +121,10 @@ export class RealtimeService {
       params.signal?.removeEventListener('abort', onAbort);
       inbox.unregister(job.requestId);
       this.pending.delete(request);
-      metrics.latency.observe({ pool: pool.name, task: job.input.task, outcome: reason }, (this.now() - enqueuedAt) / 1000);
+      metrics.latency.observe(
+        { pool: pool.name, task: job.input.task, outcome: reason },
+        (this.now() - enqueuedAt) / 1000,
+      );
       metrics.inFlight.dec({ pool: pool.name });
       if (reason === 'deadline' || reason === 'aborted') void this.withdraw(queue, job.requestId, reason);
     });
@@ -119,14 +138,16 @@ export class RealtimeService {
       await queue.add(REALTIME_JOB_NAME, job, { jobId: job.requestId, attempts: 1 });
     } catch (err) {
       depth.added(pool.name, -1);
-      request.fail('error', new FleetError('unavailable', 'the job queue (Redis) is unreachable', { cause: err, retryAfterMs }));
+      request.fail(
+        'error',
+        new FleetError('unavailable', 'the job queue (Redis) is unreachable', { cause: err, retryAfterMs }),
+      );
       this.deps.logger.warn({ err, pool: pool.name }, 'enqueue failed');
-      throw new FleetError('unavailable', 'the job queue (Redis) is unreachable; try again shortly', { cause: err, retryAfterMs });
+      throw new FleetError('unavailable', 'the job queue (Redis) is unreachable; try again shortly', {
+        cause: err,
+        retryAfterMs,
+      });
     }
-    timer = setTimeout(
-      () => request.fail('deadline', new FleetError('deadline_exceeded', `no answer within the ${timeoutMs} ms deadline`)),
-      Math.max(0, job.deadlineAt - this.now()),
-    );
     if (params.signal?.aborted) onAbort();
     else params.signal?.addEventListener('abort', onAbort, { once: true });
     return request;
@@ -138,7 +159,10 @@ export class RealtimeService {
    */
   private async withdraw(queue: Queue, requestId: string, reason: EndReason): Promise<void> {
     try {
-      await Promise.all([queue.remove(requestId), this.deps.redis.publish(cancelChannel(this.deps.config.redis.prefix), requestId)]);
+      await Promise.all([
+        queue.remove(requestId),
+        this.deps.redis.publish(cancelChannel(this.deps.config.redis.prefix), requestId),
+      ]);
     } catch (err) {
       this.deps.logger.debug({ err, requestId, reason }, 'could not withdraw request');
     }
@@ -150,7 +174,10 @@ export class RealtimeService {
     const until = this.now() + graceMs;
     while (this.pending.size > 0 && this.now() < until) await new Promise((r) => setTimeout(r, 50));
     for (const request of this.pending) {
-      request.fail('aborted', new FleetError('unavailable', 'the producer shut down before the answer came', { retryAfterMs: 0 }));
+      request.fail(
+        'aborted',
+        new FleetError('unavailable', 'the producer shut down before the answer came', { retryAfterMs: 0 }),
+      );
     }
   }
 }

@@ -51,7 +51,9 @@ export async function startProducer(config: Config, opts: ProducerOptions): Prom
   // BullMQ reads the server version when a Queue is built; without an offline
   // queue that must happen on a live connection, so wait for Redis first.
   await waitForRedisLogged(redis, logger);
-  const rtQueues = new Map(config.pools.map((p) => [p.name, new Queue(queueName('rt', p.name), { connection: redis, prefix })]));
+  const rtQueues = new Map(
+    config.pools.map((p) => [p.name, new Queue(queueName('rt', p.name), { connection: redis, prefix })]),
+  );
   for (const q of rtQueues.values()) q.on('error', (err) => logger.debug({ err }, 'queue error'));
   const depth = new DepthMonitor(rtQueues, config.producer.depthRefreshMs, logger);
   const metrics = createProducerMetrics(() =>
@@ -67,8 +69,10 @@ export async function startProducer(config: Config, opts: ProducerOptions): Prom
   const inbox = new ReplyInbox(blocking, inboxKey(prefix, replicaId), logger);
   const service = new RealtimeService({ config, queues: rtQueues, redis, inbox, depth, metrics, logger });
 
+  // Typed as fastify's base logger so that `app` is a plain FastifyInstance.
+  const fastifyLogger: FastifyBaseLogger = logger;
   const app = Fastify({
-    loggerInstance: logger as FastifyBaseLogger,
+    loggerInstance: fastifyLogger,
     bodyLimit: config.producer.bodyLimitBytes,
     // close() runs after the drain has answered every accepted request: drop what is left.
     forceCloseConnections: true,
@@ -77,11 +81,20 @@ export async function startProducer(config: Config, opts: ProducerOptions): Prom
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((request, reply) =>
     reply.code(404).send({
-      error: { message: `no route ${request.method} ${request.url}`, type: 'not_found_error', param: null, code: 'not_found' },
+      error: {
+        message: `no route ${request.method} ${request.url}`,
+        type: 'not_found_error',
+        param: null,
+        code: 'not_found',
+      },
     }),
   );
   app.addHook('onResponse', async (request, reply) => {
-    metrics.requests.inc({ route: request.routeOptions.url ?? 'unmatched', method: request.method, status: reply.statusCode });
+    metrics.requests.inc({
+      route: request.routeOptions.url ?? 'unmatched',
+      method: request.method,
+      status: reply.statusCode,
+    });
   });
 
   await app.register(async (api) => {
@@ -91,7 +104,9 @@ export async function startProducer(config: Config, opts: ProducerOptions): Prom
     await api.register(inferRoute(service));
   });
   await app.register(fleetRoutes(config, redis));
-  app.get('/metrics', async (_req, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
+  app.get('/metrics', async (_req, reply) =>
+    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+  );
   await registerBoard(
     app,
     config.pools.map((p) => ({ queue: rtQueues.get(p.name)!, displayName: queueDisplayName('rt', p.name) })),

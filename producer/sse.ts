@@ -24,7 +24,9 @@ export function openSse(reply: FastifyReply, headers: Record<string, string> = {
   return {
     send(data, event) {
       if (res.writableEnded || res.destroyed) return;
-      res.write(`${event ? `event: ${event}\n` : ''}data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`);
+      res.write(
+        `${event ? `event: ${event}\n` : ''}data: ${typeof data === 'string' ? data : JSON.stringify(data)}\n\n`,
+      );
     },
     end(finalLine) {
       if (res.writableEnded || res.destroyed) return;

@@ -39,7 +39,9 @@ export async function removeWorkers(
   epoch: number,
   workerIds: readonly string[],
 ): Promise<number> {
-  const result = Number(await redis.eval(FENCED_HDEL, 2, fenceKey(prefix, pool), workersKey(prefix, pool), epoch, ...workerIds));
+  const result = Number(
+    await redis.eval(FENCED_HDEL, 2, fenceKey(prefix, pool), workersKey(prefix, pool), epoch, ...workerIds),
+  );
   if (result < 0) throw new StaleLeaderError(epoch);
   return result;
 }

@@ -52,7 +52,14 @@ export class LeaderLease {
 
   /** Takes the lease if free, renews it if ours. Returns our epoch, or 0 when another leads. */
   async tryAcquire(): Promise<number> {
-    const result = await this.redis.eval(ACQUIRE_OR_RENEW, 2, this.keys.lease, this.keys.epoch, this.candidateId, this.ttlMs);
+    const result = await this.redis.eval(
+      ACQUIRE_OR_RENEW,
+      2,
+      this.keys.lease,
+      this.keys.epoch,
+      this.candidateId,
+      this.ttlMs,
+    );
     this.epoch = Number(result);
     return this.epoch;
   }

@@ -26,11 +26,7 @@ export const chatCompletionRequestSchema = z
   .loose();
 export type ChatCompletionRequest = z.infer<typeof chatCompletionRequestSchema>;
 
-const inferTaskSchema = z.discriminatedUnion('task', [
-  chatInputSchema,
-  sentimentInputSchema,
-  summarizeInputSchema,
-]);
+const inferTaskSchema = z.discriminatedUnion('task', [chatInputSchema, sentimentInputSchema, summarizeInputSchema]);
 
 export const inferRequestSchema = z.object({
   /** The pool to run on (OpenAI calls it the model). */

@@ -38,7 +38,13 @@ export type Timings = z.infer<typeof timingsSchema>;
 /** Replies: `i` is the request id; messages of one request arrive in order. */
 export const replySchema = z.discriminatedUnion('k', [
   z.object({ i: z.string(), k: z.literal('delta'), text: z.string() }),
-  z.object({ i: z.string(), k: z.literal('done'), output: taskOutputSchema, timings: timingsSchema, worker: z.string() }),
+  z.object({
+    i: z.string(),
+    k: z.literal('done'),
+    output: taskOutputSchema,
+    timings: timingsSchema,
+    worker: z.string(),
+  }),
   z.object({ i: z.string(), k: z.literal('error'), code: errorCodeSchema, message: z.string() }),
 ]);
 export type Reply = z.infer<typeof replySchema>;

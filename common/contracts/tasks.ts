@@ -40,7 +40,11 @@ export const summarizeInputSchema = z.object({
   maxSentences: z.number().int().min(1).max(50).default(3),
 });
 
-export const taskInputSchema = z.discriminatedUnion('task', [chatInputSchema, sentimentInputSchema, summarizeInputSchema]);
+export const taskInputSchema = z.discriminatedUnion('task', [
+  chatInputSchema,
+  sentimentInputSchema,
+  summarizeInputSchema,
+]);
 export type TaskInput = z.infer<typeof taskInputSchema>;
 export type ChatInput = z.infer<typeof chatInputSchema>;
 export type SentimentInput = z.infer<typeof sentimentInputSchema>;

@@ -25,7 +25,11 @@ export function toChatInput(body: ChatCompletionRequest): ChatInput {
 
 function usageOf(output: ChatOutput) {
   const { promptTokens, completionTokens } = output.usage;
-  return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
+  return {
+    prompt_tokens: promptTokens,
+    completion_tokens: completionTokens,
+    total_tokens: promptTokens + completionTokens,
+  };
 }
 
 export const chatCompletionsRoute =
@@ -54,7 +58,12 @@ export const chatCompletionsRoute =
           created,
           model: body.model,
           choices: [
-            { index: 0, message: { role: 'assistant', content: output.text }, finish_reason: output.finishReason, logprobs: null },
+            {
+              index: 0,
+              message: { role: 'assistant', content: output.text },
+              finish_reason: output.finishReason,
+              logprobs: null,
+            },
           ],
           usage: usageOf(output),
         });
@@ -87,7 +96,14 @@ export const chatCompletionsRoute =
           const output = r.output as ChatOutput;
           sse.send(chunk({}, output.finishReason, { usage: usageOf(output) }));
           if (body.stream_options?.include_usage) {
-            sse.send({ id, object: 'chat.completion.chunk', created, model: body.model, choices: [], usage: usageOf(output) });
+            sse.send({
+              id,
+              object: 'chat.completion.chunk',
+              created,
+              model: body.model,
+              choices: [],
+              usage: usageOf(output),
+            });
           }
         }
         sse.end('[DONE]');

@@ -40,7 +40,9 @@ export const fleetRoutes =
         reply.header('retry-after', '1');
         return reply.code(503).send({ ready: false, redis: 'unreachable', reason: (err as Error).message });
       }
-      const workers = Object.fromEntries(pools.map((p) => [p, live.get(p)?.filter((h) => h.state === 'ready').length ?? 0]));
+      const workers = Object.fromEntries(
+        pools.map((p) => [p, live.get(p)?.filter((h) => h.state === 'ready').length ?? 0]),
+      );
       const missing = pools.filter((p) => workers[p] === 0);
       const ready = missing.length === 0;
       if (!ready) reply.header('retry-after', '1');

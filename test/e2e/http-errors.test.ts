@@ -92,7 +92,10 @@ describe('bad input', () => {
   it('413 before anything reaches Redis when the body is over the limit', async () => {
     const jobsInRedis = async () => (await fleet.redis.keys(`${fleet.prefix}:*`)).length;
     const before = await jobsInRedis();
-    const res = await post('/v1/chat/completions', chat('echo', { messages: [{ role: 'user', content: 'x'.repeat(8000) }] }));
+    const res = await post(
+      '/v1/chat/completions',
+      chat('echo', { messages: [{ role: 'user', content: 'x'.repeat(8000) }] }),
+    );
     expect(res.status).toBe(413);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe('payload_too_large');
     expect(await jobsInRedis()).toBe(before);
@@ -123,7 +126,12 @@ describe('deadlines and overload', () => {
 
   it('removes the job when the caller disconnects', async () => {
     const controller = new AbortController();
-    const pending = post('/v1/infer', { model: 'idle', input: { task: 'sentiment', text: 'x' } }, {}, controller.signal);
+    const pending = post(
+      '/v1/infer',
+      { model: 'idle', input: { task: 'sentiment', text: 'x' } },
+      {},
+      controller.signal,
+    );
     await waitFor(async () => (await idleQueue.getWaitingCount()) === 1);
     controller.abort();
     await expect(pending).rejects.toThrow();
@@ -155,7 +163,9 @@ describe('operations surfaces', () => {
     expect(await page.text()).toContain('<html');
     const api = await fetch(`${fleet.producer.url}/admin/queues/api/queues?activeQueue=rt.echo&page=1&jobsPerPage=10`);
     expect(api.status).toBe(200);
-    const { queues } = (await api.json()) as { queues: Array<{ name: string; displayName: string; readOnlyMode: boolean }> };
+    const { queues } = (await api.json()) as {
+      queues: Array<{ name: string; displayName: string; readOnlyMode: boolean }>;
+    };
     expect(queues.map((q) => q.displayName).sort()).toEqual(['rt.echo', 'rt.idle', 'rt.remote']);
     expect(queues.every((q) => q.readOnlyMode)).toBe(true);
   });

@@ -46,19 +46,42 @@ export async function startLocalCluster(): Promise<LocalCluster> {
   const nodes: ChildProcess[] = ports.map((port) =>
     spawn(
       'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`,
-        '--dir', dir, '--save', '', '--appendonly', 'no', '--logfile', join(dir, `${port}.log`)],
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        `nodes-${port}.conf`,
+        '--dir',
+        dir,
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--logfile',
+        join(dir, `${port}.log`),
+      ],
       { stdio: 'ignore' },
     ),
   );
   const stop = async (): Promise<void> => {
-    await Promise.all(
-      nodes.map((n) => (n.exitCode === null ? new Promise((r) => (n.once('exit', r), n.kill('SIGTERM'))) : undefined)),
-    );
+    const running = nodes.filter((n) => n.exitCode === null);
+    const exited = running.map((n) => new Promise((r) => n.once('exit', r)));
+    for (const n of running) n.kill('SIGTERM');
+    await Promise.all(exited);
     rmSync(dir, { recursive: true, force: true });
   };
   for (const port of ports) {
-    for (let i = 0; spawnSync('redis-cli', ['-p', String(port), 'ping']).stdout?.toString().trim() !== 'PONG'; i++) {
+    for (
+      let i = 0;
+      spawnSync('redis-cli', ['-p', String(port), 'ping'])
+        .stdout?.toString()
+        .trim() !== 'PONG';
+      i++
+    ) {
       if (i > 50) {
         await stop();
         throw new Error(`cluster node on port ${port} did not start`);
@@ -66,7 +89,14 @@ export async function startLocalCluster(): Promise<LocalCluster> {
       await new Promise((r) => setTimeout(r, 100));
     }
   }
-  const create = spawnSync('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes']);
+  const create = spawnSync('redis-cli', [
+    '--cluster',
+    'create',
+    ...ports.map((p) => `127.0.0.1:${p}`),
+    '--cluster-replicas',
+    '0',
+    '--cluster-yes',
+  ]);
   if (create.status !== 0) {
     await stop();
     throw new Error(`redis-cli --cluster create failed: ${create.stderr.toString()}`);

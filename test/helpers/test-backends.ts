@@ -7,7 +7,10 @@ import type { TaskInput, TaskOutput } from '../../common/contracts/tasks.ts';
 import type { ModelBackend, RunOptions } from '../../gpu-worker/backends/backend.ts';
 
 /** Answers every task after `delayMs`, or rejects with the abort reason if aborted first. */
-export function slowBackend(delayMs: number, seen: { started: string[]; aborted: number } = { started: [], aborted: 0 }): ModelBackend {
+export function slowBackend(
+  delayMs: number,
+  seen: { started: string[]; aborted: number } = { started: [], aborted: 0 },
+): ModelBackend {
   return {
     kind: 'echo',
     tasks: new Set(['chat', 'sentiment', 'summarize']),
@@ -18,7 +21,7 @@ export function slowBackend(delayMs: number, seen: { started: string[]; aborted:
         signal.addEventListener('abort', () => {
           clearTimeout(timer);
           seen.aborted++;
-          reject(signal.reason);
+          reject(signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason)));
         });
       });
       if (input.task === 'chat') {

@@ -53,7 +53,9 @@ describe('real-time lifecycle', () => {
     await queue.add(REALTIME_JOB_NAME, job, { jobId: job.requestId });
     const raw = await until(async () => (await fleet!.redis.lpop(inbox)) ?? undefined);
     expect(replySchema.parse(JSON.parse(raw))).toMatchObject({ i: 'expired-1', k: 'error', code: 'deadline_exceeded' });
-    const failed = await until(async () => ((await queue.getJobState('expired-1')) === 'failed' ? queue.getJob('expired-1') : undefined));
+    const failed = await until(async () =>
+      (await queue.getJobState('expired-1')) === 'failed' ? queue.getJob('expired-1') : undefined,
+    );
     expect(failed?.failedReason).toMatch(/^deadline_exceeded/);
     expect(seen.started).toEqual([]);
     await queue.close();

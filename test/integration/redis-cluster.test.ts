@@ -39,9 +39,9 @@ describe.skipIf(!binaries)('on a 3-master Redis Cluster', () => {
     const messages = [{ role: 'user', content: 'one two three' }];
     const plain = await post({ model: 'p', messages });
     expect(plain.status).toBe(200);
-    expect(((await plain.json()) as { choices: Array<{ message: { content: string } }> }).choices[0]!.message.content).toBe(
-      'one two three',
-    );
+    expect(
+      ((await plain.json()) as { choices: Array<{ message: { content: string } }> }).choices[0]!.message.content,
+    ).toBe('one two three');
     const streamed = await post({ model: 'p', messages, stream: true });
     expect(streamed.status).toBe(200);
     expect(await streamed.text()).toContain('data: [DONE]');

@@ -55,7 +55,18 @@ describe('scheduler role', () => {
     const [leader, standby] = s1.epoch() > 0 ? [s1, s2] : [s2, s1];
 
     const key = workersKey(prefix, config.pools[0]!.name);
-    const dead = { workerId: 'dead', pool: 'default', host: 'h', pid: 1, backend: 'echo', lanes: [], state: 'ready', startedAt: 0, seenAt: 0, expiresAt: Date.now() - 1 };
+    const dead = {
+      workerId: 'dead',
+      pool: 'default',
+      host: 'h',
+      pid: 1,
+      backend: 'echo',
+      lanes: [],
+      state: 'ready',
+      startedAt: 0,
+      seenAt: 0,
+      expiresAt: Date.now() - 1,
+    };
     await redis.hset(key, 'dead', JSON.stringify(dead), 'garbage', 'not json');
     await leader.tick();
     expect(await redis.hkeys(key)).toEqual([]);

@@ -11,7 +11,10 @@ describe('parseConfig', () => {
   });
 
   it('lets the environment win over the file', () => {
-    const config = parseConfig({ PORT: '9000', REDIS_URL: 'rediss://u:p@r:6380' }, 'producer:\n  port: 7000\n  host: 0.0.0.0\n');
+    const config = parseConfig(
+      { PORT: '9000', REDIS_URL: 'rediss://u:p@r:6380' },
+      'producer:\n  port: 7000\n  host: 0.0.0.0\n',
+    );
     expect(config.producer).toMatchObject({ port: 9000, host: '0.0.0.0' });
     expect(config.redis.url).toBe('rediss://u:p@r:6380');
   });
@@ -20,7 +23,12 @@ describe('parseConfig', () => {
     ['PORT', { PORT: 'eighty' }, '', 'PORT: expected a number'],
     ['a boolean', { REDIS_CLUSTER: 'maybe' }, '', 'REDIS_CLUSTER: expected true or false'],
     ['a pool name', {}, 'pools:\n  - name: Big_Pool\n', 'pools.0.name'],
-    ['an openai pool without baseUrl', {}, 'pools:\n  - name: gpt\n    backend: openai\n', 'pools.0.baseUrl: the openai backend needs baseUrl'],
+    [
+      'an openai pool without baseUrl',
+      {},
+      'pools:\n  - name: gpt\n    backend: openai\n',
+      'pools.0.baseUrl: the openai backend needs baseUrl',
+    ],
     ['duplicate pools', {}, 'pools:\n  - name: a\n  - name: a\n', 'duplicate pool name(s) a'],
     ['an unknown worker pool', { WORKER_POOL: 'zzz' }, '', 'worker.pool: "zzz" is not a configured pool'],
     ['a non-mapping file', {}, '- 1\n- 2\n', 'expected a YAML mapping'],

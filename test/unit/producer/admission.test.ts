@@ -11,6 +11,7 @@ describe('decideAdmission', () => {
   ])('waiting $sampledWaiting + added $addedSinceSample vs limit $maxWaiting → admit $admit', (c) => {
     const decision = decideAdmission(c);
     expect(decision.admit).toBe(c.admit);
-    if (!decision.admit) expect(decision).toMatchObject({ reason: 'queue_full', estimatedWaiting: c.sampledWaiting + c.addedSinceSample });
+    if (!decision.admit)
+      expect(decision).toMatchObject({ reason: 'queue_full', estimatedWaiting: c.sampledWaiting + c.addedSinceSample });
   });
 });

@@ -16,7 +16,9 @@ describe('HTTP error mapping', () => {
   });
 
   it('maps fastify body-size and media-type errors', () => {
-    expect(toHttpError({ code: 'FST_ERR_CTP_BODY_TOO_LARGE', message: 'too large', statusCode: 413 }).code).toBe('payload_too_large');
+    expect(toHttpError({ code: 'FST_ERR_CTP_BODY_TOO_LARGE', message: 'too large', statusCode: 413 }).code).toBe(
+      'payload_too_large',
+    );
     expect(toHttpError({ code: 'FST_ERR_CTP_INVALID_MEDIA_TYPE', statusCode: 415 }).code).toBe('bad_request');
   });
 
