@@ -5,7 +5,7 @@ import { runUntilSignal } from '../common/process.ts';
 import { startWorker } from './worker.ts';
 
 const config = loadConfig();
-const logger = createLogger(config.log, { role: 'gpu-worker' });
+const logger = createLogger(config.log);
 const worker = await startWorker(config, { logger });
 // Started by the local launcher: tell it where we are.
 process.send?.({ type: 'ready', workerId: worker.workerId, pool: worker.pool.name, metricsUrl: worker.metricsUrl });

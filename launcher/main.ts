@@ -63,7 +63,9 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const logger = createLogger(config.log, { role: 'launcher' });
+  // Roles bind their own `role`; the launcher's messages get theirs from `log`.
+  const logger = createLogger(config.log);
+  const log = logger.child({ role: 'launcher' });
   let redis;
   try {
     redis = await ensureRedis(config.redis.url);
@@ -74,7 +76,7 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  if (redis.stop) logger.info({ url: redis.url }, 'no Redis answered; started a private redis-server');
+  if (redis.stop) log.info({ url: redis.url }, 'no Redis answered; started a private redis-server');
   config = { ...config, redis: { ...config.redis, url: redis.url } };
 
   const scheduler = await startScheduler(config, { logger });
@@ -97,7 +99,7 @@ async function main(): Promise<void> {
   ];
   process.stdout.write(lines.join('\n') + '\n');
 
-  runUntilSignal(logger, async () => {
+  runUntilSignal(log, async () => {
     await producer.close(config.producer.shutdownGraceMs);
     await Promise.all(workers.map((w) => stopChild(w.child, config.worker.shutdownGraceMs + 5000)));
     await scheduler.close();

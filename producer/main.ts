@@ -5,6 +5,6 @@ import { runUntilSignal } from '../common/process.ts';
 import { startProducer } from './server.ts';
 
 const config = loadConfig();
-const logger = createLogger(config.log, { role: 'producer' });
+const logger = createLogger(config.log);
 const producer = await startProducer(config, { logger });
 runUntilSignal(logger, () => producer.close());

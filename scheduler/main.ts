@@ -5,6 +5,6 @@ import { runUntilSignal } from '../common/process.ts';
 import { startScheduler } from './scheduler.ts';
 
 const config = loadConfig();
-const logger = createLogger(config.log, { role: 'scheduler' });
+const logger = createLogger(config.log);
 const scheduler = await startScheduler(config, { logger });
 runUntilSignal(logger, () => scheduler.close());
