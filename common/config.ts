@@ -137,6 +137,7 @@ const envPaths: Record<string, { path: string[]; type: 'string' | 'number' | 'bo
   INTERFLEET_BOARD_READ_ONLY: { path: ['producer', 'boardReadOnly'], type: 'boolean' },
   WORKER_POOL: { path: ['worker', 'pool'], type: 'string' },
   WORKER_METRICS_PORT: { path: ['worker', 'metricsPort'], type: 'number' },
+  WORKER_METRICS_HOST: { path: ['worker', 'metricsHost'], type: 'string' },
   WORKER_SHUTDOWN_GRACE_MS: { path: ['worker', 'shutdownGraceMs'], type: 'number' },
   INTERFLEET_LOCAL_WORKERS: { path: ['launcher', 'workers'], type: 'number' },
   LOG_LEVEL: { path: ['log', 'level'], type: 'string' },

@@ -52,12 +52,16 @@ export class DepthMonitor {
   async refresh(): Promise<void> {
     await Promise.all(
       [...this.queues].map(async ([pool, queue]) => {
+        // Adds made while this sample is in flight may or may not be in it:
+        // keep counting them (over-counting errs toward 429, never past the limit).
+        const addedBefore = this.depths.get(pool)?.addedSinceSample ?? 0;
         try {
           const counts = await queue.getJobCounts('waiting', 'prioritized', 'active');
+          const addedSinceSample = (this.depths.get(pool)?.addedSinceSample ?? 0) - addedBefore;
           this.depths.set(pool, {
             waiting: (counts.waiting ?? 0) + (counts.prioritized ?? 0),
             active: counts.active ?? 0,
-            addedSinceSample: 0,
+            addedSinceSample,
           });
         } catch (err) {
           this.logger.debug({ err, pool }, 'queue depth sample failed');
