@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { storageConfigSchema } from './storage/config.ts';
 
 const poolName = z
   .string()
@@ -14,6 +15,13 @@ const poolName = z
 const laneSchema = z.object({
   /** BullMQ worker concurrency: how many requests one worker process runs at once. */
   concurrency: z.number().int().min(1).max(1024).default(4),
+  /**
+   * BullMQ Workers that split those slots. BullMQ fetches one job per Redis
+   * round trip per Worker, so behind a link of a few ms RTT one Worker caps
+   * the lane near 1/RTT jobs/s; each extra fetcher costs a blocking connection
+   * and some wake-ups at low load (docs/benchmarks.md).
+   */
+  fetchers: z.number().int().min(1).max(64).default(1),
 });
 
 export const backendKinds = ['embedded', 'openai', 'echo'] as const;
@@ -109,6 +117,8 @@ export const configSchema = z.object({
       workers: z.number().int().min(0).max(64).default(2),
     })
     .prefault({}),
+  /** Storage adapters for file://, gs:// and oci:// (batch input and output). */
+  storage: storageConfigSchema.prefault({}),
   log: z
     .object({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -141,6 +151,9 @@ const envPaths: Record<string, { path: string[]; type: 'string' | 'number' | 'bo
   WORKER_SHUTDOWN_GRACE_MS: { path: ['worker', 'shutdownGraceMs'], type: 'number' },
   INTERFLEET_LOCAL_WORKERS: { path: ['launcher', 'workers'], type: 'number' },
   LOG_LEVEL: { path: ['log', 'level'], type: 'string' },
+  GOOGLE_CLOUD_PROJECT: { path: ['storage', 'gcs', 'projectId'], type: 'string' },
+  OCI_REGION: { path: ['storage', 'oci', 'region'], type: 'string' },
+  OCI_AUTH: { path: ['storage', 'oci', 'auth'], type: 'string' },
 };
 
 export class ConfigError extends Error {

@@ -56,6 +56,7 @@ export async function startWorker(config: Config, opts: WorkerOptions): Promise<
       pool: pool.name,
       workerId,
       concurrency,
+      fetchers: pool.lanes.realtime.fetchers,
       connection,
       backend,
       replies: new ReplyWriter(replyRedis),

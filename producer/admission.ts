@@ -8,6 +8,8 @@ export interface AdmissionSnapshot {
   sampledWaiting: number;
   /** Jobs this replica enqueued since that sample. */
   addedSinceSample: number;
+  /** Requests this replica is still waiting on for the pool. */
+  localInFlight: number;
   maxWaiting: number;
 }
 
@@ -15,7 +17,9 @@ export type AdmissionDecision =
   { admit: true; reason: 'below_limit' } | { admit: false; reason: 'queue_full'; estimatedWaiting: number };
 
 export function decideAdmission(s: AdmissionSnapshot): AdmissionDecision {
-  const estimatedWaiting = s.sampledWaiting + s.addedSinceSample;
+  // An add since the sample can only still be waiting if its request is still
+  // in flight here: at thousands of req/s most were answered long ago.
+  const estimatedWaiting = s.sampledWaiting + Math.min(s.addedSinceSample, s.localInFlight);
   if (estimatedWaiting >= s.maxWaiting) return { admit: false, reason: 'queue_full', estimatedWaiting };
   return { admit: true, reason: 'below_limit' };
 }

@@ -42,6 +42,7 @@ export interface RealtimeServiceDeps {
 
 export class RealtimeService {
   private readonly pending = new Set<PendingRequest>();
+  private readonly inFlightByPool = new Map<string, number>();
   private accepting = true;
   private readonly now: () => number;
 
@@ -75,7 +76,11 @@ export class RealtimeService {
         `pool '${pool.name}' (${pool.backend}) cannot run task '${params.input.task}'`,
       );
     }
-    const decision = decideAdmission({ ...depth.sample(pool.name), maxWaiting: pool.maxWaiting });
+    const decision = decideAdmission({
+      ...depth.sample(pool.name),
+      localInFlight: this.inFlightByPool.get(pool.name) ?? 0,
+      maxWaiting: pool.maxWaiting,
+    });
     if (!decision.admit) {
       metrics.rejected.inc({ pool: pool.name, reason: decision.reason });
       throw new FleetError(
@@ -121,6 +126,7 @@ export class RealtimeService {
       params.signal?.removeEventListener('abort', onAbort);
       inbox.unregister(job.requestId);
       this.pending.delete(request);
+      this.inFlightByPool.set(pool.name, (this.inFlightByPool.get(pool.name) ?? 1) - 1);
       metrics.latency.observe(
         { pool: pool.name, task: job.input.task, outcome: reason },
         (this.now() - enqueuedAt) / 1000,
@@ -131,6 +137,7 @@ export class RealtimeService {
     // Register before the add: a fast worker can answer before `add` returns.
     inbox.register(job.requestId, (reply) => request.push(reply));
     this.pending.add(request);
+    this.inFlightByPool.set(pool.name, (this.inFlightByPool.get(pool.name) ?? 0) + 1);
     metrics.inFlight.inc({ pool: pool.name });
     // Counted before the add so that concurrent requests see each other at admission.
     depth.added(pool.name);

@@ -61,9 +61,12 @@ describe('real-time lifecycle', () => {
     await queue.close();
   });
 
-  it('aborts a running request when its caller disconnects', async () => {
+  it.each([
+    ['one fetcher', yaml],
+    ['three fetchers', `${yaml}    lanes: { realtime: { concurrency: 4, fetchers: 3 } }\n`],
+  ])('aborts a running request when its caller disconnects (%s)', async (_name, poolYaml) => {
     const seen = { started: [] as string[], aborted: 0 };
-    fleet = await startFleet({ yaml, backend: () => slowBackend(10_000, seen) });
+    fleet = await startFleet({ yaml: poolYaml, backend: () => slowBackend(10_000, seen) });
     const controller = new AbortController();
     const pending = infer(fleet, 20_000, controller.signal);
     await until(async () => (seen.started.length === 1 ? true : undefined));
