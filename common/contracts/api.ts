@@ -4,7 +4,13 @@
  * `/v1/infer` is the native task API.
  */
 import { z } from 'zod';
-import { chatMessageSchema, sentimentInputSchema, summarizeInputSchema, chatInputSchema } from './tasks.ts';
+import {
+  chatMessageSchema,
+  sentimentInputSchema,
+  summarizeInputSchema,
+  chatInputSchema,
+  type ChatInput,
+} from './tasks.ts';
 
 export const TIMEOUT_HEADER = 'x-interfleet-timeout-ms';
 
@@ -38,3 +44,22 @@ export const inferRequestSchema = z.object({
   stream: z.boolean().default(false),
 });
 export type InferRequest = z.infer<typeof inferRequestSchema>;
+
+/** The chat task an OpenAI chat-completions body asks for (the API and batch lines share it). */
+export function toChatInput(
+  body: Pick<
+    ChatCompletionRequest,
+    'messages' | 'max_tokens' | 'max_completion_tokens' | 'temperature' | 'top_p' | 'stop' | 'seed'
+  >,
+): ChatInput {
+  const maxTokens = body.max_completion_tokens ?? body.max_tokens;
+  return {
+    task: 'chat',
+    messages: body.messages,
+    ...(maxTokens != null ? { maxTokens } : {}),
+    ...(body.temperature != null ? { temperature: body.temperature } : {}),
+    ...(body.top_p != null ? { topP: body.top_p } : {}),
+    ...(body.stop != null ? { stop: typeof body.stop === 'string' ? [body.stop] : body.stop } : {}),
+    ...(body.seed != null ? { seed: body.seed } : {}),
+  };
+}

@@ -3,25 +3,12 @@
  * existing OpenAI clients work unchanged. `model` names the pool.
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { chatCompletionRequestSchema, TIMEOUT_HEADER, type ChatCompletionRequest } from '../../common/contracts/api.ts';
+import { chatCompletionRequestSchema, TIMEOUT_HEADER, toChatInput } from '../../common/contracts/api.ts';
 import type { ChatInput, ChatOutput } from '../../common/contracts/tasks.ts';
 import { callerGone, errorBody, sendError, toHttpError } from '../http-errors.ts';
 import type { RealtimeService } from '../realtime-service.ts';
 import { openSse } from '../sse.ts';
 import { parseTimeoutHeader } from './timeout-header.ts';
-
-export function toChatInput(body: ChatCompletionRequest): ChatInput {
-  const maxTokens = body.max_completion_tokens ?? body.max_tokens;
-  return {
-    task: 'chat',
-    messages: body.messages,
-    ...(maxTokens != null ? { maxTokens } : {}),
-    ...(body.temperature != null ? { temperature: body.temperature } : {}),
-    ...(body.top_p != null ? { topP: body.top_p } : {}),
-    ...(body.stop != null ? { stop: typeof body.stop === 'string' ? [body.stop] : body.stop } : {}),
-    ...(body.seed != null ? { seed: body.seed } : {}),
-  };
-}
 
 function usageOf(output: ChatOutput) {
   const { promptTokens, completionTokens } = output.usage;

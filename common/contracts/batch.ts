@@ -1,0 +1,87 @@
+/**
+ * Batch inference contracts, shaped like OpenAI's Batch API so existing
+ * tooling fits: input and output lines, and the chunk job that carries a
+ * byte range of an input object (never the data itself: principle 1).
+ */
+import { z } from 'zod';
+import { objectUriSchema } from '../storage/uri.ts';
+import { chatCompletionRequestSchema } from './api.ts';
+import { sentimentInputSchema, summarizeInputSchema, chatInputSchema } from './tasks.ts';
+
+export const batchEndpoints = ['/v1/chat/completions', '/v1/infer'] as const;
+export type BatchEndpoint = (typeof batchEndpoints)[number];
+
+/** One input line. `body.model`, when present, must name the batch's model. */
+export const batchInputLineSchema = z.object({
+  custom_id: z.string().min(1, 'custom_id must not be empty').max(512),
+  method: z.literal('POST', { error: 'method must be POST' }),
+  url: z.enum(batchEndpoints, { error: `url must be one of ${batchEndpoints.join(', ')}` }),
+  body: z.record(z.string(), z.unknown()),
+});
+export type BatchInputLine = z.infer<typeof batchInputLineSchema>;
+
+/** The body of a `/v1/chat/completions` line (model optional: the batch names it). */
+export const batchChatBodySchema = chatCompletionRequestSchema.extend({
+  model: z.string().min(1).optional(),
+  stream: z.literal(false, { error: 'stream is not supported in a batch' }).nullish(),
+});
+
+/** The body of a `/v1/infer` line: a task input, as in the native API. */
+export const batchInferBodySchema = z.object({
+  model: z.string().min(1).optional(),
+  input: z.discriminatedUnion('task', [chatInputSchema, sentimentInputSchema, summarizeInputSchema]),
+});
+
+/** One output line (OpenAI's batch output format). Exactly one of response / error is set. */
+export const batchOutputLineSchema = z.object({
+  id: z.string(),
+  custom_id: z.string(),
+  response: z.object({ status_code: z.number().int(), request_id: z.string(), body: z.unknown() }).nullable(),
+  error: z.object({ code: z.string(), message: z.string() }).nullable(),
+});
+export type BatchOutputLine = z.infer<typeof batchOutputLineSchema>;
+
+/** An error-file line for an input line that could not be run: its 1-based line number and why. */
+export const batchErrorLineSchema = z.object({
+  line: z.number().int().min(1),
+  custom_id: z.string().nullable(),
+  error: z.object({ code: z.string(), message: z.string() }),
+});
+export type BatchErrorLine = z.infer<typeof batchErrorLineSchema>;
+
+/** A chunk: a byte range of one input object, cut on line boundaries. `end` is exclusive. */
+export const chunkSchema = z.object({
+  index: z.number().int().min(0),
+  input: objectUriSchema,
+  start: z.number().int().min(0),
+  end: z.number().int().min(0),
+  /** 1-based number of the chunk's first line within its input object. */
+  firstLine: z.number().int().min(1),
+  lines: z.number().int().min(0),
+  /**
+   * Lines (1-based, in the input object) whose custom_id repeats an earlier
+   * one. Only the planner sees the whole input; the worker reports these as
+   * duplicates instead of running them.
+   */
+  duplicateLines: z.array(z.number().int().min(1)).max(10_000).default([]),
+});
+export type Chunk = z.infer<typeof chunkSchema>;
+
+/** The job on `bulk.<pool>`: one chunk of one batch. */
+export const chunkJobSchema = z.object({
+  batchId: z.string().min(1),
+  endpoint: z.enum(batchEndpoints),
+  model: z.string().min(1),
+  chunk: chunkSchema,
+  /** Where this chunk's parts go; names are deterministic from the chunk index. */
+  outputPart: objectUriSchema,
+  errorPart: objectUriSchema,
+});
+export type ChunkJob = z.infer<typeof chunkJobSchema>;
+
+/** Deterministic part names: a re-run chunk writes the same names, create-only. */
+export function partUris(partsPrefix: string, index: number): { outputPart: string; errorPart: string } {
+  const n = String(index).padStart(8, '0');
+  const base = partsPrefix.endsWith('/') ? partsPrefix : `${partsPrefix}/`;
+  return { outputPart: `${base}output-${n}.jsonl`, errorPart: `${base}error-${n}.jsonl` };
+}
