@@ -4,7 +4,7 @@
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { chatCompletionRequestSchema, TIMEOUT_HEADER, toChatInput } from '../../common/contracts/api.ts';
-import type { ChatInput, ChatOutput } from '../../common/contracts/tasks.ts';
+import type { ChatOutput } from '../../common/contracts/tasks.ts';
 import { callerGone, errorBody, sendError, toHttpError } from '../http-errors.ts';
 import type { RealtimeService } from '../realtime-service.ts';
 import { openSse } from '../sse.ts';
