@@ -1,7 +1,6 @@
 /** The producer's Prometheus metrics; queue depths are read at scrape time from the depth monitor. */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-
-const latencyBuckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+import { latencyBuckets } from '../common/metrics.ts';
 
 export interface DepthReading {
   queue: string;

@@ -5,9 +5,9 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { chatCompletionRequestSchema, TIMEOUT_HEADER, toChatInput } from '../../common/contracts/api.ts';
 import type { ChatOutput } from '../../common/contracts/tasks.ts';
-import { callerGone, errorBody, sendError, toHttpError } from '../http-errors.ts';
+import { callerGone, errorBody } from '../http-errors.ts';
 import type { RealtimeService } from '../realtime-service.ts';
-import { openSse } from '../sse.ts';
+import { streamReplies } from '../sse.ts';
 import { parseTimeoutHeader } from './timeout-header.ts';
 
 function usageOf(output: ChatOutput) {
@@ -56,13 +56,6 @@ export const chatCompletionsRoute =
         });
       }
 
-      const replies = pending.replies();
-      let first: Awaited<ReturnType<typeof replies.next>>;
-      try {
-        first = await replies.next();
-      } catch (err) {
-        return sendError(reply, toHttpError(err));
-      }
       const chunk = (delta: Record<string, unknown>, finish: string | null, extra: Record<string, unknown> = {}) => ({
         id,
         object: 'chat.completion.chunk',
@@ -71,14 +64,12 @@ export const chatCompletionsRoute =
         choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }],
         ...extra,
       });
-      const sse = openSse(reply, { 'x-request-id': pending.requestId });
-      sse.send(chunk({ role: 'assistant', content: '' }, null));
-      try {
-        for (let next = first; !next.done; next = await replies.next()) {
-          const r = next.value;
+      return streamReplies(reply, pending, {
+        start: (sse) => sse.send(chunk({ role: 'assistant', content: '' }, null)),
+        reply(sse, r) {
           if (r.k === 'delta') {
             sse.send(chunk({ content: r.text }, null));
-            continue;
+            return;
           }
           const output = r.output as ChatOutput;
           sse.send(chunk({}, output.finishReason, { usage: usageOf(output) }));
@@ -92,13 +83,10 @@ export const chatCompletionsRoute =
               usage: usageOf(output),
             });
           }
-        }
-        sse.end('[DONE]');
-      } catch (err) {
-        // Headers are gone: report in-band, as OpenAI does, then close.
-        sse.send(errorBody(toHttpError(err)));
-        sse.end();
-      }
-      return reply;
+        },
+        end: (sse) => sse.end('[DONE]'),
+        // Headers are gone: report in-band, as OpenAI does.
+        error: (sse, err) => sse.send(errorBody(err)),
+      });
     });
   };

@@ -6,9 +6,9 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { inferRequestSchema, TIMEOUT_HEADER } from '../../common/contracts/api.ts';
 import { FleetError } from '../../common/errors.ts';
-import { callerGone, errorBody, sendError, toHttpError } from '../http-errors.ts';
+import { callerGone, errorBody } from '../http-errors.ts';
 import type { RealtimeService } from '../realtime-service.ts';
-import { openSse } from '../sse.ts';
+import { streamReplies } from '../sse.ts';
 import { parseTimeoutHeader } from './timeout-header.ts';
 
 export const inferRoute =
@@ -32,24 +32,13 @@ export const inferRoute =
         return reply.send({ id: pending.requestId, model: body.model, output: done.output, timings: done.timings });
       }
 
-      const replies = pending.replies();
-      let first: Awaited<ReturnType<typeof replies.next>>;
-      try {
-        first = await replies.next();
-      } catch (err) {
-        return sendError(reply, toHttpError(err));
-      }
-      const sse = openSse(reply, { 'x-request-id': pending.requestId });
-      try {
-        for (let next = first; !next.done; next = await replies.next()) {
-          const r = next.value;
+      return streamReplies(reply, pending, {
+        reply(sse, r) {
           if (r.k === 'delta') sse.send({ text: r.text }, 'delta');
           else sse.send({ id: pending.requestId, model: body.model, output: r.output, timings: r.timings }, 'done');
-        }
-      } catch (err) {
-        sse.send(errorBody(toHttpError(err)), 'error');
-      }
-      sse.end();
-      return reply;
+        },
+        end: (sse) => sse.end(),
+        error: (sse, err) => sse.send(errorBody(err), 'error'),
+      });
     });
   };
