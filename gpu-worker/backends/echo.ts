@@ -10,7 +10,7 @@
 import { backendTasks } from '../../common/backend-tasks.ts';
 import type { ChatInput, ChatOutput, SummarizeOutput, TaskInput, TaskOutput } from '../../common/contracts/tasks.ts';
 import { messageText } from '../../common/contracts/tasks.ts';
-import type { ModelBackend, RunOptions } from './backend.ts';
+import type { ModelBackend, RunManyOptions, RunOptions } from './backend.ts';
 
 /** Words with their trailing whitespace, so the pieces concatenate back to the text. */
 export function wordPieces(text: string): string[] {
@@ -50,20 +50,35 @@ function echoSummary(text: string, maxSentences: number): SummarizeOutput {
   return { task: 'summarize', summary: sentences.join(' '), sentences: sentences.map((_, i) => i) };
 }
 
+function echoRun(input: TaskInput, opts: RunOptions): TaskOutput {
+  if (opts.signal.aborted) throw opts.signal.reason;
+  switch (input.task) {
+    case 'chat':
+      return echoChat(input, opts);
+    case 'sentiment':
+      return { task: 'sentiment', label: 'neutral', score: 0 };
+    case 'summarize':
+      return echoSummary(input.text, input.maxSentences);
+  }
+}
+
 export function createEchoBackend(): ModelBackend {
   return {
     kind: 'echo',
     tasks: new Set(backendTasks.echo),
     async run(input: TaskInput, opts: RunOptions): Promise<TaskOutput> {
+      return echoRun(input, opts);
+    },
+    async runMany(inputs: readonly TaskInput[], opts: RunManyOptions): Promise<Array<TaskOutput | Error>> {
       if (opts.signal.aborted) throw opts.signal.reason;
-      switch (input.task) {
-        case 'chat':
-          return echoChat(input, opts);
-        case 'sentiment':
-          return { task: 'sentiment', label: 'neutral', score: 0 };
-        case 'summarize':
-          return echoSummary(input.text, input.maxSentences);
-      }
+      return inputs.map((input) => {
+        try {
+          return echoRun(input, opts);
+        } catch (err) {
+          if (opts.signal.aborted) throw opts.signal.reason;
+          return err instanceof Error ? err : new Error(String(err));
+        }
+      });
     },
     close: () => Promise.resolve(),
   };
