@@ -9,15 +9,18 @@
  *   yielded, so the numbers stay those of the input file.
  * - Bytes stay Buffers until a line is complete, so a multi-byte UTF-8
  *   character split across stream chunks decodes correctly. Memory: one
- *   line plus one stream chunk.
+ *   line (at most the limit) plus one stream chunk.
+ * - A line over the limit (1 MiB) is reported, not read: the planner counts
+ *   it invalid, and the runner writes it to the error part.
  */
+import { DEFAULT_MAX_LINE_BYTES, splitLines as splitByteLines } from '../../common/batch/line-splitter.ts';
 import type { Storage } from '../../common/storage/index.ts';
 
 export interface ChunkLine {
   /** 1-based line number in the input object. */
   line: number;
-  /** The line's text, without its line ending. */
-  text: string;
+  /** The line's text, without its line ending; null when it is over the line-length limit (not read). */
+  text: string | null;
 }
 
 export interface ChunkRange {
@@ -28,40 +31,17 @@ export interface ChunkRange {
   firstLine: number;
 }
 
-const LF = 0x0a;
-const CR = 0x0d;
-
-function isBlank(bytes: Buffer): boolean {
-  for (const b of bytes) if (b !== 0x20 && b !== 0x09 && b !== CR) return false;
-  return true;
-}
-
-/** Splits a byte stream into numbered lines (see the module comment). */
-export async function* splitLines(source: AsyncIterable<Buffer | string>, firstLine = 1): AsyncGenerator<ChunkLine> {
-  let line = firstLine;
-  let pending: Buffer[] = [];
-  const emit = (bytes: Buffer): ChunkLine | undefined => {
-    const n = line++;
-    if (isBlank(bytes)) return undefined;
-    const end = bytes.length > 0 && bytes[bytes.length - 1] === CR ? bytes.length - 1 : bytes.length;
-    return { line: n, text: bytes.toString('utf8', 0, end) };
-  };
-  for await (const piece of source) {
-    const buf = typeof piece === 'string' ? Buffer.from(piece) : piece;
-    let from = 0;
-    for (let at = buf.indexOf(LF); at !== -1; at = buf.indexOf(LF, from)) {
-      const part = buf.subarray(from, at);
-      const bytes = pending.length === 0 ? part : Buffer.concat([...pending, part]);
-      pending = [];
-      from = at + 1;
-      const out = emit(bytes);
-      if (out !== undefined) yield out;
-    }
-    if (from < buf.length) pending.push(buf.subarray(from));
-  }
-  if (pending.length > 0) {
-    const out = emit(Buffer.concat(pending));
-    if (out !== undefined) yield out;
+/**
+ * Splits a byte stream into numbered lines with the planner's splitter, so
+ * both agree on numbering, blank lines and the line-length limit.
+ */
+export async function* splitLines(
+  source: AsyncIterable<Buffer | string>,
+  firstLine = 1,
+  maxLineBytes = DEFAULT_MAX_LINE_BYTES,
+): AsyncGenerator<ChunkLine> {
+  for await (const l of splitByteLines(source, { firstLine, maxLineBytes })) {
+    yield { line: l.line, text: l.kind === 'line' ? l.text : null };
   }
 }
 

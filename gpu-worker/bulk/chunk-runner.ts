@@ -43,6 +43,7 @@
  * writes nothing or completes.
  */
 import { batchOutputLineSchema, type BatchEndpoint, type ChunkJob } from '../../common/contracts/batch.ts';
+import { DEFAULT_MAX_LINE_BYTES } from '../../common/batch/line-splitter.ts';
 import { parseBatchLine } from '../../common/batch/parse-line.ts';
 import type { TaskInput, TaskOutput } from '../../common/contracts/tasks.ts';
 import { FleetError } from '../../common/errors.ts';
@@ -195,8 +196,9 @@ async function readPart(
   const stream = await storage.read(uri, { signal });
   let n = 0;
   try {
-    for await (const { text } of splitLines(stream as AsyncIterable<Buffer>)) {
-      visit(text);
+    // Our own part lines: no length limit applies.
+    for await (const { text } of splitLines(stream as AsyncIterable<Buffer>, 1, Number.POSITIVE_INFINITY)) {
+      visit(text ?? '');
       n++;
     }
   } finally {
@@ -226,6 +228,11 @@ export async function runChunk(job: ChunkJob, deps: ChunkRunnerDeps): Promise<Ch
   const batch = { endpoint: job.endpoint, model: job.model };
   async function* entries(): AsyncGenerator<Entry> {
     for await (const { line, text } of readChunkLines(storage, chunk, signal)) {
+      if (text === null) {
+        const message = `line is longer than ${DEFAULT_MAX_LINE_BYTES} bytes`;
+        yield { line, customId: null, error: { code: 'invalid_request', message } };
+        continue;
+      }
       if (duplicates.has(line)) {
         const parsed = parseBatchLine(text, batch);
         const customId = parsed.customId;

@@ -11,7 +11,7 @@
 import { Readable } from 'node:stream';
 import { chunkSchema, type Chunk } from '../../common/contracts/batch.ts';
 import type { Storage } from '../../common/storage/index.ts';
-import { splitLines } from './line-splitter.ts';
+import { splitLines } from '../../common/batch/line-splitter.ts';
 import { planBatch, type PlanOptions, type PlanResult, type PlanStorage } from './planner.ts';
 
 const contentType = 'application/jsonl';

@@ -6,7 +6,7 @@
  * - Input: one object, or a prefix naming several (taken in lexicographic
  *   order). A URI that names an existing object is that object alone; else it
  *   is a prefix; a prefix matching nothing is a StorageError `not_found`.
- * - Lines follow the bulk worker's rules (./line-splitter.ts): LF or CRLF,
+ * - Lines follow the bulk worker's rules (common/batch/line-splitter.ts): LF or CRLF,
  *   the last line may lack its LF, blank lines are numbered but are not
  *   requests. Every non-blank line is a request (`totalLines`), and is
  *   exactly one of: valid, invalid (`invalidLines`: parseBatchLine says so, or
@@ -29,7 +29,7 @@ import { parseBatchLine } from '../../common/batch/parse-line.ts';
 import type { BatchEndpoint, Chunk } from '../../common/contracts/batch.ts';
 import { isStorageError, parseObjectUri, StorageError, type Storage } from '../../common/storage/index.ts';
 import { CustomIdSet } from './custom-id-set.ts';
-import { DEFAULT_MAX_LINE_BYTES, splitLines } from './line-splitter.ts';
+import { DEFAULT_MAX_LINE_BYTES, splitLines } from '../../common/batch/line-splitter.ts';
 
 export const DEFAULT_CHUNK_LINES = 1000;
 export const DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024;

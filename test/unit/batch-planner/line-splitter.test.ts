@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { splitLines, type SplitLine } from '../../../producer/batch/line-splitter.ts';
+import { splitLines, type SplitLine } from '../../../common/batch/line-splitter.ts';
 import { splitLines as workerSplitLines } from '../../../gpu-worker/bulk/chunk-lines.ts';
 
 async function* pieces(parts: Buffer[]): AsyncGenerator<Buffer> {
@@ -108,7 +108,7 @@ describe('splitLines (planner)', () => {
   it('agrees with the bulk worker on line numbers and texts', async () => {
     const input = Buffer.from('a\r\n\n \t\r\nb\rc\n😀\r\n\r\nlast\r');
     const mine = (await collect([input])).map((l) => ({ line: l.line, text: l.kind === 'line' ? l.text : null }));
-    const theirs: { line: number; text: string }[] = [];
+    const theirs: { line: number; text: string | null }[] = [];
     for await (const l of workerSplitLines(pieces([input]))) theirs.push(l);
     expect(mine).toEqual(theirs);
   });

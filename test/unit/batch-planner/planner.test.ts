@@ -43,7 +43,7 @@ async function readRange(s: Storage, c: Chunk): Promise<Buffer> {
 /** The non-blank lines of a whole object, numbered, as the worker sees them. */
 async function objectLines(u: string, firstLine = 1, bytes?: Buffer) {
   const data = bytes ?? (await readFile(new URL(u)));
-  const out: { line: number; text: string }[] = [];
+  const out: { line: number; text: string | null }[] = [];
   for await (const l of workerSplitLines(Readable.from([data]), firstLine)) out.push(l);
   return out;
 }
@@ -64,7 +64,7 @@ async function checkTiling(chunks: Chunk[], objects: string[], chunkLines: numbe
     expect(mine.at(-1)!.end).toBe(data.length);
     for (let i = 1; i < mine.length; i++) expect(mine[i]!.start).toBe(mine[i - 1]!.end);
     // Each range holds exactly its lines, numbered from firstLine; together they are every line once.
-    const seen: { line: number; text: string }[] = [];
+    const seen: { line: number; text: string | null }[] = [];
     for (const c of mine) {
       const lines = await objectLines(object, c.firstLine, await readRange(storage, c));
       expect(lines.length).toBe(c.lines);
@@ -188,7 +188,7 @@ describe('planBatch', () => {
     let ok = 0;
     for (const c of chunks) {
       for (const l of await objectLines(c.input, c.firstLine, await readRange(storage, c))) {
-        if (parseBatchLine(l.text, batch).ok) ok++;
+        if (parseBatchLine(l.text ?? '', batch).ok) ok++;
       }
     }
     expect(ok).toBe(3000);

@@ -1,10 +1,9 @@
 /**
- * Splits a byte stream into lines with their exact byte ranges, for the
- * batch planner: it cuts chunks as byte ranges on line boundaries, so the
- * offsets must be byte-exact whatever the text (multi-byte UTF-8 included).
- *
- * The rules are the bulk worker's (gpu-worker/bulk/chunk-lines.ts), so the
- * planner and the worker number and classify lines alike:
+ * Splits a byte stream into lines with their exact byte ranges. The batch
+ * planner cuts chunks as byte ranges on line boundaries (so offsets must be
+ * byte-exact whatever the text, multi-byte UTF-8 included) and the bulk
+ * worker reads those ranges back: both use this one splitter, so they number
+ * and classify lines alike:
  * - A line ends at LF. A CR right before the LF (CRLF) is not part of the
  *   line. A lone CR elsewhere is an ordinary byte of its line (treating it as
  *   a line end here would shift every later line number against the worker).
@@ -63,8 +62,9 @@ export async function* splitLines(
   opts: SplitOptions = {},
 ): AsyncGenerator<SplitLine> {
   const maxLineBytes = opts.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
-  if (!Number.isSafeInteger(maxLineBytes) || maxLineBytes < 1) {
-    throw new RangeError(`maxLineBytes must be an integer >= 1: ${maxLineBytes}`);
+  // Infinity is allowed: our own part files are read back without a limit.
+  if (!(Number.isSafeInteger(maxLineBytes) || maxLineBytes === Number.POSITIVE_INFINITY) || maxLineBytes < 1) {
+    throw new RangeError(`maxLineBytes must be an integer >= 1 or Infinity: ${maxLineBytes}`);
   }
   // A CR that ends a line is its line ending, not content: it may take the line one past the limit.
   const limit = maxLineBytes + 1;
