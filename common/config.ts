@@ -24,6 +24,47 @@ const laneSchema = z.object({
   fetchers: z.number().int().min(1).max(64).default(1),
 });
 
+const bulkLaneSchema = z.object({
+  /** Batch chunks one worker process runs at once (each is micro-batched inside). */
+  concurrency: z.number().int().min(0).max(64).default(1),
+  /** Records per micro-batch handed to the backend. */
+  batchSize: z.number().int().min(1).max(4096).default(64),
+  /** In-flight records for a backend that cannot batch (runs them one call each). */
+  recordConcurrency: z.number().int().min(1).max(1024).default(16),
+});
+
+const durationRe = /^(\d+)(ms|s|m|h|d)$/;
+const durationUnits = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
+/** `90s`, `15m`, `24h`, `7d` → milliseconds, or undefined when malformed. */
+export function parseDuration(text: string): number | undefined {
+  const m = durationRe.exec(text.trim());
+  if (!m) return undefined;
+  return Number(m[1]) * durationUnits[m[2] as keyof typeof durationUnits];
+}
+
+/** A cron trigger: launches a batch from a URI template (see scheduler/cron-template.ts). */
+const batchScheduleSchema = z.object({
+  /** Unique; also the BullMQ job scheduler id. */
+  name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'schedule names are letters, digits, _ . - (max 64)'),
+  /** Cron pattern (BullMQ / cron-parser syntax, 5 or 6 fields). */
+  cron: z.string().min(1),
+  /** IANA time zone for the pattern and the template's dates (default UTC). */
+  tz: z.string().default('UTC'),
+  /** Input URI template, e.g. gs://bucket/events/{date-1d}/ ({date} {yyyy} {mm} {dd} {hh}, optional ±Nd/±Nh). */
+  input: z.string().min(1),
+  endpoint: z.enum(['/v1/chat/completions', '/v1/infer']).default('/v1/infer'),
+  /** The pool (model) that runs it. */
+  model: poolName,
+  completionWindow: z.string().regex(durationRe, 'durations look like 90s, 15m, 24h, 7d').default('24h'),
+  /** Output prefix template; default beside the input. */
+  output: z.string().optional(),
+  priority: z.number().int().min(0).max(9).default(0),
+  tenant: z.string().min(1).max(64).default('default'),
+  metadata: z.record(z.string(), z.string()).optional(),
+});
+export type BatchSchedule = z.infer<typeof batchScheduleSchema>;
+
 export const backendKinds = ['embedded', 'openai', 'echo'] as const;
 
 const poolSchema = z
@@ -43,7 +84,12 @@ const poolSchema = z
     defaultMaxTokens: z.number().int().min(1).max(32768).default(128),
     /** Real-time requests allowed to wait in this pool's queue before new ones get 429. */
     maxWaiting: z.number().int().min(1).default(1000),
-    lanes: z.object({ realtime: laneSchema.prefault({}) }).prefault({}),
+    lanes: z
+      .object({
+        realtime: laneSchema.prefault({}),
+        bulk: bulkLaneSchema.prefault({}),
+      })
+      .prefault({}),
   })
   .superRefine((pool, ctx) => {
     if (pool.backend === 'openai' && !pool.baseUrl) {
@@ -111,6 +157,32 @@ export const configSchema = z.object({
       renewEveryMs: z.number().int().min(50).default(1000),
     })
     .prefault({}),
+  batch: z
+    .object({
+      /** Most requests (non-blank lines) per chunk. */
+      chunkLines: z.number().int().min(1).max(1_000_000).default(1000),
+      /** Most bytes per chunk (a single longer line makes a chunk of its own). */
+      chunkBytes: z
+        .number()
+        .int()
+        .min(1024)
+        .default(4 * 1024 * 1024),
+      /** Chunk jobs of one pool that may sit in Redis (waiting or running) at once. */
+      windowPerPool: z.number().int().min(1).max(100_000).default(16),
+      /** How often the scheduler admits chunks, expires batches and starts finalisation. */
+      admitEveryMs: z.number().int().min(10).default(500),
+      /** Longest completion_window a batch may ask for. */
+      maxCompletionWindowMs: z
+        .number()
+        .int()
+        .min(1000)
+        .default(7 * 86_400_000),
+      /** Planning and finalisation jobs one producer replica runs at once. */
+      controlConcurrency: z.number().int().min(1).max(64).default(2),
+      /** Cron triggers (BullMQ job schedulers), upserted by the scheduler leader. */
+      schedules: z.array(batchScheduleSchema).default([]),
+    })
+    .prefault({}),
   launcher: z
     .object({
       /** Local gpu-worker processes started by `npm start`. */
@@ -149,6 +221,8 @@ const envPaths: Record<string, { path: string[]; type: 'string' | 'number' | 'bo
   WORKER_METRICS_PORT: { path: ['worker', 'metricsPort'], type: 'number' },
   WORKER_METRICS_HOST: { path: ['worker', 'metricsHost'], type: 'string' },
   WORKER_SHUTDOWN_GRACE_MS: { path: ['worker', 'shutdownGraceMs'], type: 'number' },
+  INTERFLEET_BATCH_CHUNK_LINES: { path: ['batch', 'chunkLines'], type: 'number' },
+  INTERFLEET_BATCH_WINDOW: { path: ['batch', 'windowPerPool'], type: 'number' },
   INTERFLEET_LOCAL_WORKERS: { path: ['launcher', 'workers'], type: 'number' },
   LOG_LEVEL: { path: ['log', 'level'], type: 'string' },
   GOOGLE_CLOUD_PROJECT: { path: ['storage', 'gcs', 'projectId'], type: 'string' },
@@ -209,6 +283,14 @@ export function parseConfig(env: NodeJS.ProcessEnv, fileText?: string, source = 
   const names = config.pools.map((p) => p.name);
   const dupes = names.filter((n, i) => names.indexOf(n) !== i);
   if (dupes.length > 0) throw new ConfigError([`pools: duplicate pool name(s) ${[...new Set(dupes)].join(', ')}`]);
+  const problems: string[] = [];
+  config.batch.schedules.forEach((s, i) => {
+    if (!names.includes(s.model)) problems.push(`batch.schedules.${i}.model: "${s.model}" is not a configured pool`);
+    if (config.batch.schedules.findIndex((o) => o.name === s.name) !== i) {
+      problems.push(`batch.schedules.${i}.name: "${s.name}" is used twice`);
+    }
+  });
+  if (problems.length > 0) throw new ConfigError(problems);
   if (config.worker.pool !== undefined && !names.includes(config.worker.pool)) {
     throw new ConfigError([`worker.pool: "${config.worker.pool}" is not a configured pool (${names.join(', ')})`]);
   }

@@ -39,3 +39,37 @@ export function leaderKeys(prefix: string): { lease: string; epoch: string } {
 export function cancelChannel(prefix: string): string {
   return `${prefix}:{cancel}`;
 }
+
+/**
+ * The BullMQ queue of batch control jobs (plan, finalise, cron launches),
+ * processed by producer replicas. Not `{batches}`: BullMQ's own keys
+ * (`:active`, `:wait`…) must not meet the batch index keys below.
+ */
+export const batchControlQueue = '{batch-control}';
+
+/** One batch: its hash and the keys that must share its slot (Lua touches them together). */
+export function batchKeys(prefix: string, batchId: string) {
+  const base = `${prefix}:{batch.${batchId}}`;
+  return {
+    /** Hash: spec, status, timestamps, cursor and counters. */
+    state: base,
+    /** Bitmap: chunk index → settled (done, skipped or failed for good). */
+    settled: `${base}:settled`,
+    /** Bitmap: chunk index → both parts written (its lines are in the parts). */
+    done: `${base}:done`,
+    /** Hash: chunk index → why the chunk failed for good. */
+    chunkErrors: `${base}:chunk-errors`,
+    /** Highest scheduler epoch that advanced this batch's cursor. */
+    fence: `${base}:fence`,
+  };
+}
+
+/** Batch indexes: every batch, and the ones not yet in a final state (sorted sets, members ordered by id). */
+export function batchIndexKeys(prefix: string): { all: string; open: string } {
+  return { all: `${prefix}:{batch-index}:all`, open: `${prefix}:{batch-index}:open` };
+}
+
+/** Job id of chunk `index` of a batch on `bulk.<pool>`: deterministic, so a repeated admission is a no-op. */
+export function chunkJobId(batchId: string, index: number): string {
+  return `${batchId}-c${index}`;
+}

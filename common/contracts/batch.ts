@@ -85,3 +85,20 @@ export function partUris(partsPrefix: string, index: number): { outputPart: stri
   const base = partsPrefix.endsWith('/') ? partsPrefix : `${partsPrefix}/`;
   return { outputPart: `${base}output-${n}.jsonl`, errorPart: `${base}error-${n}.jsonl` };
 }
+
+/** Jobs on the batch control queue (topology.batchControlQueue), run by producer replicas. */
+export const controlJobSchema = z.discriminatedUnion('kind', [
+  /** Stream the input once, write the plan, move the batch to in_progress (or failed). */
+  z.object({ kind: z.literal('plan'), batchId: z.string().min(1) }),
+  /** Merge the parts into the output and error files, write the manifest, end the batch. */
+  z.object({ kind: z.literal('finalize'), batchId: z.string().min(1) }),
+  /** A cron trigger fired: create the batch its schedule describes (BullMQ job scheduler). */
+  z.object({ kind: z.literal('cron'), schedule: z.string().min(1) }),
+]);
+export type ControlJob = z.infer<typeof controlJobSchema>;
+
+/** Job ids on the control queue: one plan and one finalisation per batch at a time. */
+export const controlJobId = {
+  plan: (batchId: string): string => `plan-${batchId}`,
+  finalize: (batchId: string): string => `finalize-${batchId}`,
+};

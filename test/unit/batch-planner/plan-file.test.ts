@@ -5,7 +5,8 @@ import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Chunk } from '../../../common/contracts/batch.ts';
 import { createFileStorage, isStorageError, StorageError, type Storage } from '../../../common/storage/index.ts';
-import { planToStorage, readPlan, readPlanEntries, writePlan } from '../../../producer/batch/plan-file.ts';
+import { readPlan, readPlanEntries, writePlan } from '../../../common/batch/plan-file.ts';
+import { planToStorage } from '../../../producer/batch/plan-to-storage.ts';
 import { planBatch } from '../../../producer/batch/planner.ts';
 
 const storage = createFileStorage();

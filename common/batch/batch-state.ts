@@ -1,0 +1,366 @@
+/**
+ * A batch as Redis holds it (principle 3: a cursor plus counters, never its
+ * lines): one hash per batch, two small bitmaps over its chunk indexes, and
+ * the Lua scripts that move it. Producer (create, plan, cancel, finalise),
+ * scheduler (admit, expire) and gpu-worker (settle a chunk) all write through
+ * this module, so every transition is a compare-and-set in one place.
+ *
+ * Life of a batch (OpenAI's states):
+ *   validating ──plan──► in_progress ──all chunks settled──► finalizing ──► completed
+ *       │                    │  (expires_at passes: stop=expired) ──► finalizing ──► expired
+ *       │                    └──cancel (stop=cancelled)──► cancelling ──► cancelled
+ *       └──input missing / unreadable──► failed
+ * `stop` records why admission ended early; finalisation then delivers the
+ * finished part and marks every line that never ran.
+ *
+ * Counters are exact under at-least-once delivery: a chunk is settled once
+ * (SETBIT on `settled` gates the HINCRBYs), whatever the number of runs.
+ */
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+import type { RedisClient } from '../redis.ts';
+import { batchIndexKeys, batchKeys } from '../topology.ts';
+import { batchEndpoints } from '../contracts/batch.ts';
+
+export const batchStatuses = [
+  'validating',
+  'failed',
+  'in_progress',
+  'finalizing',
+  'completed',
+  'expired',
+  'cancelling',
+  'cancelled',
+] as const;
+export type BatchStatus = (typeof batchStatuses)[number];
+export const terminalStatuses: readonly BatchStatus[] = ['failed', 'completed', 'expired', 'cancelled'];
+export const isTerminal = (s: BatchStatus): boolean => terminalStatuses.includes(s);
+
+/** What the user asked for; fixed at creation. */
+export const batchSpecSchema = z.object({
+  id: z.string(),
+  endpoint: z.enum(batchEndpoints),
+  /** The pool that runs it. */
+  model: z.string(),
+  /** Object or prefix URI. */
+  input: z.string(),
+  /** Where output, error, manifest, plan and parts go (ends with `/`). */
+  outputPrefix: z.string(),
+  completionWindow: z.string(),
+  createdAt: z.number().int(),
+  expiresAt: z.number().int(),
+  metadata: z.record(z.string(), z.string()).nullable(),
+  priority: z.number().int(),
+  tenant: z.string(),
+  /** `api`, or `cron:<schedule>` for a scheduled launch. */
+  source: z.string(),
+});
+export type BatchSpec = z.infer<typeof batchSpecSchema>;
+
+/** What planning learnt about the input. */
+export const planSummarySchema = z.object({
+  planUri: z.string(),
+  objects: z.number().int(),
+  inputBytes: z.number().int(),
+  sha256: z.string(),
+  invalidLines: z.number().int(),
+  duplicateLines: z.number().int(),
+  plannedAt: z.number().int(),
+});
+export type PlanSummary = z.infer<typeof planSummarySchema>;
+
+export const batchErrorSchema = z.object({
+  code: z.string(),
+  message: z.string(),
+  line: z.number().int().nullable().default(null),
+  param: z.string().nullable().default(null),
+});
+export type BatchError = z.infer<typeof batchErrorSchema>;
+
+const timestampFields = [
+  'in_progress_at',
+  'finalizing_at',
+  'completed_at',
+  'failed_at',
+  'expired_at',
+  'cancelling_at',
+  'cancelled_at',
+] as const;
+export type TimestampField = (typeof timestampFields)[number];
+
+const counterFields = [
+  /** Requests (non-blank lines); known once planned. */
+  'total',
+  /** Lines in the output file (so far: in settled chunks' output parts). */
+  'completed',
+  /** Lines in the error file (so far), plus lines that never ran once finalised. */
+  'failed',
+  /** Chunks in the plan; known once planned. */
+  'chunks',
+  /** Next chunk index to admit. */
+  'cursor',
+  /** Byte offset of chunk `cursor` in the plan object. */
+  'plan_byte',
+  /** Chunk jobs put on the bulk queue (= cursor, kept for clarity). */
+  'admitted',
+  /** Chunks that ended: done, skipped (batch stopped) or failed for good. */
+  'settled',
+  /** Lines that never ran (cancel, expiry, a chunk that failed for good); set by finalisation. */
+  'not_run',
+] as const;
+export type CounterField = (typeof counterFields)[number];
+
+export interface BatchState {
+  spec: BatchSpec;
+  status: BatchStatus;
+  /** Why admission stopped early, if it did. */
+  stop: 'cancelled' | 'expired' | null;
+  planned: boolean;
+  plan: PlanSummary | null;
+  errors: BatchError[];
+  timestamps: Partial<Record<TimestampField, number>>;
+  counters: Record<CounterField, number>;
+  files: { output: string | null; error: string | null; manifest: string | null };
+}
+
+/** Builds a batch id that sorts by creation time (ms) as a string: `batch_<12 hex ms><8 hex random>`. */
+export function newBatchId(now: number): string {
+  return `batch_${now.toString(16).padStart(12, '0')}${randomBytes(4).toString('hex')}`;
+}
+
+export const batchIdSchema = z.string().regex(/^batch_[0-9a-f]{20}$/, 'not a batch id (batch_ followed by 20 hex)');
+
+/** Decodes HGETALL's answer; undefined when the batch does not exist. */
+export function decodeBatch(raw: Record<string, string>): BatchState | undefined {
+  if (raw.spec === undefined) return undefined;
+  const num = (field: string): number => (raw[field] === undefined ? 0 : Number(raw[field]));
+  const timestamps: BatchState['timestamps'] = {};
+  for (const f of timestampFields) if (raw[f] !== undefined) timestamps[f] = Number(raw[f]);
+  const counters = Object.fromEntries(counterFields.map((f) => [f, num(f)])) as Record<CounterField, number>;
+  const stop = raw.stop === 'cancelled' || raw.stop === 'expired' ? raw.stop : null;
+  return {
+    spec: batchSpecSchema.parse(JSON.parse(raw.spec)),
+    status: z.enum(batchStatuses).parse(raw.status),
+    stop,
+    planned: raw.planned === '1',
+    plan: raw.plan ? planSummarySchema.parse(JSON.parse(raw.plan)) : null,
+    errors: raw.errors ? z.array(batchErrorSchema).parse(JSON.parse(raw.errors)) : [],
+    timestamps,
+    counters,
+    files: { output: raw.output_file ?? null, error: raw.error_file ?? null, manifest: raw.manifest_file ?? null },
+  };
+}
+
+/** Standard file names under a batch's output prefix. */
+export function batchFiles(outputPrefix: string) {
+  return {
+    output: `${outputPrefix}output.jsonl`,
+    error: `${outputPrefix}errors.jsonl`,
+    manifest: `${outputPrefix}manifest.json`,
+    plan: `${outputPrefix}plan.jsonl`,
+    /** Chunk parts (partUris in contracts/batch.ts). */
+    parts: `${outputPrefix}parts/`,
+  };
+}
+
+/*
+ * KEYS[1] state. ARGV[1] allowed from-statuses (comma-separated), ARGV[2] the new status,
+ * ARGV[3..] field/value pairs to set with it. Returns {1, old} or {0, current} (current '' if missing).
+ */
+const TRANSITION = `
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return {0, ''} end
+for s in string.gmatch(ARGV[1], '[^,]+') do
+  if s == cur then
+    redis.call('HSET', KEYS[1], 'status', ARGV[2])
+    if #ARGV > 2 then redis.call('HSET', KEYS[1], unpack(ARGV, 3)) end
+    return {1, cur}
+  end
+end
+return {0, cur}
+`;
+
+/*
+ * KEYS[1] state, KEYS[2] fence. ARGV[1] epoch, ARGV[2] expected cursor, ARGV[3] new cursor, ARGV[4] plan byte.
+ * Returns 1 advanced, 0 the cursor moved meanwhile or the batch stopped, -1 stale epoch.
+ */
+const ADVANCE = `
+local seen = tonumber(redis.call('GET', KEYS[2]) or '0')
+local epoch = tonumber(ARGV[1])
+if epoch < seen then return -1 end
+if epoch > seen then redis.call('SET', KEYS[2], epoch) end
+local st = redis.call('HMGET', KEYS[1], 'status', 'stop', 'cursor')
+if st[1] ~= 'in_progress' or (st[2] and st[2] ~= '') or tonumber(st[3] or '0') ~= tonumber(ARGV[2]) then return 0 end
+local n = tonumber(ARGV[3]) - tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], 'cursor', ARGV[3], 'plan_byte', ARGV[4])
+redis.call('HINCRBY', KEYS[1], 'admitted', n)
+return 1
+`;
+
+/*
+ * KEYS[1] state, KEYS[2] settled bits, KEYS[3] done bits, KEYS[4] chunk errors.
+ * ARGV[1] chunk index, ARGV[2] outcome (done|skipped|failed), ARGV[3] completed, ARGV[4] failed, ARGV[5] reason.
+ * Returns 1 when this call settled the chunk, 0 when it already was, -1 when the batch is gone.
+ */
+const SETTLE = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('SETBIT', KEYS[2], ARGV[1], 1) == 1 then return 0 end
+redis.call('HINCRBY', KEYS[1], 'settled', 1)
+if ARGV[2] == 'done' then
+  redis.call('SETBIT', KEYS[3], ARGV[1], 1)
+  redis.call('HINCRBY', KEYS[1], 'completed', ARGV[3])
+  redis.call('HINCRBY', KEYS[1], 'failed', ARGV[4])
+elseif ARGV[2] == 'failed' then
+  redis.call('HSET', KEYS[4], ARGV[1], ARGV[5])
+end
+return 1
+`;
+
+export type ChunkOutcome =
+  | { outcome: 'done'; completed: number; failed: number }
+  | { outcome: 'skipped' }
+  | { outcome: 'failed'; reason: string };
+
+/** Batch state I/O over one Redis client (single node or Cluster: each call touches one slot). */
+export class BatchStore {
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly prefix: string,
+  ) {}
+
+  keys(batchId: string) {
+    return batchKeys(this.prefix, batchId);
+  }
+
+  /** Creates a batch in `validating` and indexes it. */
+  async create(spec: BatchSpec): Promise<void> {
+    const k = this.keys(spec.id);
+    const idx = batchIndexKeys(this.prefix);
+    const created = await this.redis.hsetnx(k.state, 'spec', JSON.stringify(spec));
+    if (created === 0) throw new Error(`batch ${spec.id} already exists`);
+    await this.redis.hset(k.state, 'status', 'validating', 'stop', '', 'planned', '0');
+    // Indexes live in another slot: a second round trip (a crash here leaves an unlisted batch with no job).
+    await this.redis.pipeline().zadd(idx.all, 0, spec.id).zadd(idx.open, 0, spec.id).exec();
+  }
+
+  async get(batchId: string): Promise<BatchState | undefined> {
+    return decodeBatch(await this.redis.hgetall(this.keys(batchId).state));
+  }
+
+  /** Several batches in one round trip (missing ones are dropped). */
+  async getMany(batchIds: readonly string[]): Promise<BatchState[]> {
+    if (batchIds.length === 0) return [];
+    const pipe = this.redis.pipeline();
+    for (const id of batchIds) pipe.hgetall(this.keys(id).state);
+    const results = (await pipe.exec()) ?? [];
+    const out: BatchState[] = [];
+    for (const [err, raw] of results) {
+      if (err) throw err;
+      const state = decodeBatch(raw as Record<string, string>);
+      if (state) out.push(state);
+    }
+    return out;
+  }
+
+  /** Newest first; `after` is the last id of the previous page (OpenAI's cursor). */
+  async listIds(limit: number, after?: string): Promise<{ ids: string[]; hasMore: boolean }> {
+    const max = after === undefined ? '+' : `(${after}`;
+    const ids = await this.redis.zrevrangebylex(batchIndexKeys(this.prefix).all, max, '-', 'LIMIT', 0, limit + 1);
+    return { ids: ids.slice(0, limit), hasMore: ids.length > limit };
+  }
+
+  /** Batches not yet in a final state (the scheduler's worklist), oldest first. */
+  async openIds(): Promise<string[]> {
+    return this.redis.zrange(batchIndexKeys(this.prefix).open, '0', '-1');
+  }
+
+  /** Drops a batch from the open index (once final). */
+  async close(batchId: string): Promise<void> {
+    await this.redis.zrem(batchIndexKeys(this.prefix).open, batchId);
+  }
+
+  /**
+   * Compare-and-set of the status. `fields` are set with it (timestamps, counters, JSON).
+   * Returns whether it moved, and the status it found.
+   */
+  async transition(
+    batchId: string,
+    from: readonly BatchStatus[],
+    to: BatchStatus,
+    fields: Record<string, string | number> = {},
+  ): Promise<{ moved: boolean; status: BatchStatus | undefined }> {
+    const args = Object.entries(fields).flatMap(([f, v]) => [f, String(v)]);
+    const [moved, status] = (await this.redis.eval(
+      TRANSITION,
+      1,
+      this.keys(batchId).state,
+      from.join(','),
+      to,
+      ...args,
+    )) as [number, string];
+    return { moved: moved === 1, status: status === '' ? undefined : (status as BatchStatus) };
+  }
+
+  /** Advances the admission cursor as scheduler leader of `epoch`; 'stale' means a newer leader exists. */
+  async advanceCursor(
+    batchId: string,
+    epoch: number,
+    from: number,
+    to: number,
+    planByte: number,
+  ): Promise<'advanced' | 'conflict' | 'stale'> {
+    const k = this.keys(batchId);
+    const r = Number(await this.redis.eval(ADVANCE, 2, k.state, k.fence, epoch, from, to, planByte));
+    return r === 1 ? 'advanced' : r === 0 ? 'conflict' : 'stale';
+  }
+
+  /** Records how a chunk ended, once; later calls for the same chunk change nothing. */
+  async settleChunk(batchId: string, index: number, outcome: ChunkOutcome): Promise<'settled' | 'already' | 'gone'> {
+    const k = this.keys(batchId);
+    const completed = outcome.outcome === 'done' ? outcome.completed : 0;
+    const failed = outcome.outcome === 'done' ? outcome.failed : 0;
+    const reason = outcome.outcome === 'failed' ? outcome.reason : '';
+    const r = Number(
+      await this.redis.eval(
+        SETTLE,
+        4,
+        k.state,
+        k.settled,
+        k.done,
+        k.chunkErrors,
+        index,
+        outcome.outcome,
+        completed,
+        failed,
+        reason,
+      ),
+    );
+    return r === 1 ? 'settled' : r === 0 ? 'already' : 'gone';
+  }
+
+  /** Chunk indexes whose parts were written (one GET of a bitmap: 1.25 KB per 10,000 chunks). */
+  async doneChunks(batchId: string): Promise<(index: number) => boolean> {
+    const bits = (await this.redis.getBuffer(this.keys(batchId).done)) ?? Buffer.alloc(0);
+    return (index) => {
+      const byte = index >> 3;
+      return byte < bits.length && (bits[byte]! & (0x80 >> (index & 7))) !== 0;
+    };
+  }
+
+  /** Why chunks failed for good, by index. */
+  async chunkErrors(batchId: string): Promise<Map<number, string>> {
+    const raw = await this.redis.hgetall(this.keys(batchId).chunkErrors);
+    return new Map(Object.entries(raw).map(([i, reason]) => [Number(i), reason]));
+  }
+
+  /** The few fields a worker checks before running a chunk. */
+  async runnable(batchId: string): Promise<boolean> {
+    // Cancel and expiry move the status off in_progress before anything else.
+    return (await this.redis.hget(this.keys(batchId).state, 'status')) === 'in_progress';
+  }
+
+  /** Sets plain fields (no status change); for counters that only finalisation writes. */
+  async setFields(batchId: string, fields: Record<string, string | number>): Promise<void> {
+    await this.redis.hset(this.keys(batchId).state, fields);
+  }
+}
