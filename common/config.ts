@@ -31,6 +31,13 @@ const bulkLaneSchema = z.object({
   batchSize: z.number().int().min(1).max(4096).default(64),
   /** In-flight records for a backend that cannot batch (runs them one call each). */
   recordConcurrency: z.number().int().min(1).max(1024).default(16),
+  /**
+   * BullMQ lock on a running chunk, renewed at half this period. A worker
+   * that dies (kill -9, node lost) holds its chunk until the lock expires and
+   * the stalled check (every `stalledIntervalMs`) hands it to another worker.
+   */
+  lockDurationMs: z.number().int().min(500).default(30_000),
+  stalledIntervalMs: z.number().int().min(250).default(15_000),
 });
 
 const durationRe = /^(\d+)(ms|s|m|h|d)$/;

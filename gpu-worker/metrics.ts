@@ -1,9 +1,13 @@
 /**
  * The worker's Prometheus metrics. Latency histograms use buckets that
- * resolve milliseconds: real-time answers are measured in them.
+ * resolve milliseconds: real-time answers are measured in them. Bulk chunks
+ * take seconds to minutes and have buckets of their own.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { latencyBuckets } from '../common/metrics.ts';
+
+/** Seconds a bulk chunk runs: a micro-batch or two up to a thousand slow records. */
+export const chunkBuckets = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800];
 
 export function createWorkerMetrics(defaultLabels: Record<string, string>) {
   const registry = new Registry();
@@ -42,6 +46,25 @@ export function createWorkerMetrics(defaultLabels: Record<string, string>) {
       name: 'interfleet_worker_in_flight',
       help: 'Jobs running now on this worker.',
       labelNames: ['pool', 'lane'] as const,
+      registers: [registry],
+    }),
+    bulkChunks: new Counter({
+      name: 'interfleet_bulk_chunks_total',
+      help: 'Bulk chunk runs, by outcome: done, already_done, skipped, yielded, failed (for good), retried.',
+      labelNames: ['pool', 'outcome'] as const,
+      registers: [registry],
+    }),
+    bulkLines: new Counter({
+      name: 'interfleet_bulk_lines_total',
+      help: 'Input lines of settled bulk chunks, by result: completed (output part) or failed (error part).',
+      labelNames: ['pool', 'result'] as const,
+      registers: [registry],
+    }),
+    bulkChunkSeconds: new Histogram({
+      name: 'interfleet_bulk_chunk_seconds',
+      help: 'Time one bulk chunk run took on this worker, by outcome.',
+      labelNames: ['pool', 'outcome'] as const,
+      buckets: chunkBuckets,
       registers: [registry],
     }),
   };

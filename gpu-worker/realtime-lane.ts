@@ -32,7 +32,7 @@ export interface RealtimeLaneDeps {
 }
 
 export interface Lane {
-  readonly name: 'realtime';
+  readonly name: 'realtime' | 'bulk';
   readonly concurrency: number;
   inFlight(): number;
   /** Asks a running request to stop (caller gone). No-op if it is not here. */

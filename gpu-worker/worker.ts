@@ -1,18 +1,22 @@
 /**
- * One gpu-worker process: the backend for its pool, the lanes that feed it,
- * heartbeats, cancellation, and a small HTTP server for /metrics and probes.
- * Lifecycle: starting → ready → draining → closed.
+ * One gpu-worker process: the backend for its pool, the lanes that feed it
+ * (real-time, and bulk when the pool gives it slots), heartbeats,
+ * cancellation, and a small HTTP server for /metrics and probes. The lanes
+ * share the backend. Lifecycle: starting → ready → draining → closed.
  */
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import Fastify, { type FastifyInstance } from 'fastify';
+import { BatchStore } from '../common/batch/batch-state.ts';
 import type { Heartbeat } from '../common/contracts/heartbeat.ts';
 import type { Config, PoolConfig } from '../common/config.ts';
 import type { Logger } from '../common/logger.ts';
 import { closeRedis, createRedis } from '../common/redis.ts';
+import { createStorage } from '../common/storage/index.ts';
 import { cancelChannel } from '../common/topology.ts';
 import type { ModelBackend } from './backends/backend.ts';
 import { createBackend } from './backends/registry.ts';
+import { startBulkLane } from './bulk/bulk-lane.ts';
 import { startHeartbeat } from './heartbeat.ts';
 import { createWorkerMetrics } from './metrics.ts';
 import { startRealtimeLane, type Lane } from './realtime-lane.ts';
@@ -64,6 +68,23 @@ export async function startWorker(config: Config, opts: WorkerOptions): Promise<
       logger,
     }),
   ];
+  // Bulk concurrency 0: this pool's workers serve real-time only.
+  if (pool.lanes.bulk.concurrency > 0) {
+    lanes.push(
+      startBulkLane({
+        prefix: config.redis.prefix,
+        pool: pool.name,
+        workerId,
+        settings: pool.lanes.bulk,
+        connection,
+        backend,
+        storage: createStorage(config.storage),
+        store: new BatchStore(connection, config.redis.prefix),
+        metrics,
+        logger,
+      }),
+    );
+  }
 
   const channel = cancelChannel(config.redis.prefix);
   subscriber.on('message', (ch: string, requestId: string) => {
@@ -92,7 +113,10 @@ export async function startWorker(config: Config, opts: WorkerOptions): Promise<
   );
   state = 'ready';
   await heartbeat.beat();
-  logger.info({ backend: backend.kind, concurrency, metrics: http.url }, 'gpu-worker ready');
+  logger.info(
+    { backend: backend.kind, concurrency, bulk: pool.lanes.bulk.concurrency, metrics: http.url },
+    'gpu-worker ready',
+  );
 
   let closing: Promise<void> | undefined;
   return {

@@ -200,10 +200,14 @@ return 1
 /*
  * KEYS[1] state, KEYS[2] settled bits, KEYS[3] done bits, KEYS[4] chunk errors.
  * ARGV[1] chunk index, ARGV[2] outcome (done|skipped|failed), ARGV[3] completed, ARGV[4] failed, ARGV[5] reason.
- * Returns 1 when this call settled the chunk, 0 when it already was, -1 when the batch is gone.
+ * Returns 1 when this call settled the chunk, 0 when it already was, -1 when the batch is gone or
+ * final (a late duplicate run must not move a delivered batch's counters).
  */
 const SETTLE = `
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or status == 'completed' or status == 'failed' or status == 'expired' or status == 'cancelled' then
+  return -1
+end
 if redis.call('SETBIT', KEYS[2], ARGV[1], 1) == 1 then return 0 end
 redis.call('HINCRBY', KEYS[1], 'settled', 1)
 if ARGV[2] == 'done' then
