@@ -1,23 +1,30 @@
 /**
  * The producer: the GKE front door. Wires the HTTP API, the reply inbox, the
- * queues of every pool, Bull Board and /metrics. `startProducer` returns a
- * handle whose `close()` drains: stop accepting, finish waiting replies.
+ * queues of every pool, the Batch API and the batch control worker (planning,
+ * finalisation, cron launches), Bull Board and /metrics. `startProducer`
+ * returns a handle whose `close()` drains: stop accepting, finish waiting
+ * replies, stop the control worker.
  */
 import { randomUUID } from 'node:crypto';
 import { Queue } from 'bullmq';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import { BatchStore } from '../common/batch/batch-state.ts';
 import type { Config } from '../common/config.ts';
 import type { Logger } from '../common/logger.ts';
 import { settleWithin } from '../common/process.ts';
 import { closeRedis, createRedis, waitForRedis, type RedisClient } from '../common/redis.ts';
-import { inboxKey, queueDisplayName, queueName } from '../common/topology.ts';
+import { createStorage } from '../common/storage/index.ts';
+import { batchControlQueue, inboxKey, queueDisplayName, queueName } from '../common/topology.ts';
+import { BatchService } from './batch/batch-service.ts';
+import { startBatchControl } from './batch/control-worker.ts';
 import { BOARD_PATH, registerBoard } from './board.ts';
 import { DepthMonitor } from './depth-monitor.ts';
 import { errorHandler } from './http-errors.ts';
 import { createProducerMetrics } from './metrics.ts';
 import { RealtimeService } from './realtime-service.ts';
 import { ReplyInbox } from './reply-inbox.ts';
+import { batchRoutes } from './routes/batches.ts';
 import { chatCompletionsRoute } from './routes/chat-completions.ts';
 import { fleetRoutes } from './routes/fleet.ts';
 import { inferRoute } from './routes/infer.ts';
@@ -34,6 +41,8 @@ export interface ProducerOptions {
   logger: Logger;
   /** Listen on this port instead of the configured one (0 = any free port). */
   port?: number;
+  /** Run the batch control worker (plan, finalise, cron launches); default true. Tests of the API alone turn it off. */
+  batchControl?: boolean;
 }
 
 export async function startProducer(config: Config, opts: ProducerOptions): Promise<RunningProducer> {
@@ -68,6 +77,15 @@ export async function startProducer(config: Config, opts: ProducerOptions): Prom
   );
   const inbox = new ReplyInbox(blocking, inboxKey(prefix, replicaId), logger);
   const service = new RealtimeService({ config, queues: rtQueues, redis, inbox, depth, metrics, logger });
+  const controlQueue = new Queue(batchControlQueue, { connection: redis, prefix });
+  controlQueue.on('error', (err) => logger.debug({ err }, 'queue error'));
+  const batches = new BatchService({
+    config,
+    redis,
+    store: new BatchStore(redis, prefix),
+    controlQueue,
+    logger: logger.child({ component: 'batch-api' }),
+  });
 
   // Typed as fastify's base logger so that `app` is a plain FastifyInstance.
   const fastifyLogger: FastifyBaseLogger = logger;
@@ -102,6 +120,7 @@ export async function startProducer(config: Config, opts: ProducerOptions): Prom
     api.setSerializerCompiler(serializerCompiler);
     await api.register(chatCompletionsRoute(service));
     await api.register(inferRoute(service));
+    await api.register(batchRoutes(batches));
   });
   await app.register(fleetRoutes(config, redis));
   app.get('/metrics', async (_req, reply) =>
@@ -118,6 +137,23 @@ export async function startProducer(config: Config, opts: ProducerOptions): Prom
   const address = await app.listen({ host: config.producer.host, port: opts.port ?? config.producer.port });
   logger.info({ url: address, board: `${address}${BOARD_PATH}`, metrics: `${address}/metrics` }, 'producer ready');
 
+  // Its own connection: a BullMQ Worker blocks, and must retry through an outage rather than fail fast.
+  const controlConnection =
+    opts.batchControl === false
+      ? undefined
+      : createRedis(config.redis, 'worker', { connectionName: `producer-batch:${replicaId}` });
+  controlConnection?.on('error', (err) => logger.debug({ err }, 'redis batch-control connection error'));
+  const control =
+    controlConnection &&
+    startBatchControl({
+      config,
+      connection: controlConnection,
+      store: new BatchStore(controlConnection, prefix),
+      storage: createStorage(config.storage),
+      logger,
+      launchScheduled: (schedule, firedAt) => batches.launchScheduled(schedule, firedAt),
+    });
+
   let closing: Promise<void> | undefined;
   return {
     app,
@@ -126,12 +162,15 @@ export async function startProducer(config: Config, opts: ProducerOptions): Prom
     close(graceMs = config.producer.shutdownGraceMs) {
       closing ??= (async () => {
         logger.info({ graceMs, inFlight: service.inFlight }, 'producer draining');
-        await service.drain(graceMs);
+        // Control jobs drain beside the requests, within the same grace period; they are
+        // resumable, so what it cuts short is put back and runs again on another replica.
+        await Promise.all([service.drain(graceMs), control?.close(graceMs)]);
         await app.close();
         depth.stop();
         await inbox.close();
         // Bounded: during a Redis outage BullMQ's close can wait for a reconnect that never comes.
-        await settleWithin(Promise.all([...rtQueues.values()].map((q) => q.close())), 2000);
+        await settleWithin(Promise.all([...rtQueues.values(), controlQueue].map((q) => q.close())), 2000);
+        if (controlConnection) await closeRedis(controlConnection);
         await closeRedis(redis);
         logger.info('producer closed');
       })();

@@ -2,6 +2,8 @@
  * The typed client other services use to submit real-time requests to the
  * producer's native API (`/v1/infer`): one method per task, typed per task,
  * responses parsed with the shared contracts, failures as InterfleetApiError.
+ * Batches go through the Batch API (`/v1/batches`): create, get, list (a
+ * page, or every page as an async iterator), cancel, and wait for the end.
  *
  * Deadlines: every request carries `timeout_ms` to the producer, which
  * answers 504 when it passes; the client also gives up on its own a little
@@ -19,8 +21,17 @@ import type {
   TaskOutput,
 } from '../../common/contracts/tasks.ts';
 import type { Timings } from '../../common/contracts/realtime.ts';
+import {
+  apiBatchSchema,
+  batchListSchema,
+  type ApiBatch,
+  type BatchCreateParams,
+  type BatchList,
+  type BatchListQuery,
+} from '../../common/contracts/batch-api.ts';
 import { ChatStream } from './chat-stream.ts';
 import { errorFromFailure, errorFromResponse, InterfleetApiError } from './errors.ts';
+import { pollUntilFinal, type WaitForBatchOptions } from './wait-for-batch.ts';
 import { inferResponseSchema, modelListSchema } from './wire.ts';
 
 /** Default deadline, the producer's own default. */
@@ -154,6 +165,56 @@ export class InterfleetClient {
     const res = await this.send(call, '/v1/models', { method: 'GET' });
     const body = await this.readJson(call, res, modelListSchema);
     return body.data.map(({ id, backend, tasks, workers }) => ({ id, backend, tasks, workers }));
+  }
+
+  /** Submits a batch (OpenAI's Batch API); it starts `validating` and is planned asynchronously. */
+  async createBatch(params: BatchCreateParams, opts: RequestOptions = {}): Promise<ApiBatch> {
+    const call = this.begin('create batch', checkTimeout(opts.timeoutMs ?? this.timeoutMs), opts.signal);
+    return this.readJson(call, await this.post(call, '/v1/batches', params), apiBatchSchema);
+  }
+
+  /** One batch; an unknown id rejects with status 404. */
+  async getBatch(batchId: string, opts: RequestOptions = {}): Promise<ApiBatch> {
+    const call = this.begin(`get batch ${batchId}`, checkTimeout(opts.timeoutMs ?? this.timeoutMs), opts.signal);
+    const res = await this.send(call, `/v1/batches/${encodeURIComponent(batchId)}`, { method: 'GET' });
+    return this.readJson(call, res, apiBatchSchema);
+  }
+
+  /** One page of batches, newest first; pass the page's `last_id` as `after` for the next. */
+  async listBatches(query: BatchListQuery = {}, opts: RequestOptions = {}): Promise<BatchList> {
+    const call = this.begin('list batches', checkTimeout(opts.timeoutMs ?? this.timeoutMs), opts.signal);
+    const search = new URLSearchParams();
+    if (query.limit !== undefined) search.set('limit', String(query.limit));
+    if (query.after !== undefined) search.set('after', query.after);
+    const qs = search.size > 0 ? `?${search.toString()}` : '';
+    return this.readJson(call, await this.send(call, `/v1/batches${qs}`, { method: 'GET' }), batchListSchema);
+  }
+
+  /** Every page of batches, newest first, fetched as the loop asks for them. */
+  async *batchPages(query: BatchListQuery = {}, opts: RequestOptions = {}): AsyncGenerator<BatchList> {
+    let after = query.after;
+    for (;;) {
+      const page = await this.listBatches({ ...query, after }, opts);
+      yield page;
+      if (!page.has_more || page.last_id === null) return;
+      after = page.last_id;
+    }
+  }
+
+  /** Stops a batch: it moves to `cancelling`, then `cancelled` once what ran is delivered. */
+  async cancelBatch(batchId: string, opts: RequestOptions = {}): Promise<ApiBatch> {
+    const call = this.begin(`cancel batch ${batchId}`, checkTimeout(opts.timeoutMs ?? this.timeoutMs), opts.signal);
+    const res = await this.send(call, `/v1/batches/${encodeURIComponent(batchId)}/cancel`, { method: 'POST' });
+    return this.readJson(call, res, apiBatchSchema);
+  }
+
+  /**
+   * Polls until the batch is completed, failed, expired or cancelled, and
+   * returns it then; `onProgress` sees every poll. Outages are waited out.
+   */
+  waitForBatch(batchId: string, opts: WaitForBatchOptions & Pick<RequestOptions, 'timeoutMs'> = {}): Promise<ApiBatch> {
+    const { timeoutMs, ...wait } = opts;
+    return pollUntilFinal(batchId, (signal) => this.getBatch(batchId, { timeoutMs, signal }), wait);
   }
 
   private begin(what: string, timeoutMs: number, cancelSignal: AbortSignal | undefined): Call {

@@ -1,6 +1,7 @@
 /**
  * The client SDK's public surface: what other services import to submit
- * real-time requests to interfleet. Nothing else in producer/client is public.
+ * real-time requests and batches to interfleet. Nothing else in
+ * producer/client is public.
  */
 export {
   InterfleetClient,
@@ -17,6 +18,9 @@ export {
   type ModelInfo,
 } from './client.ts';
 export { ChatStream } from './chat-stream.ts';
+export type { WaitForBatchOptions } from './wait-for-batch.ts';
+export type { ApiBatch, BatchCreateParams, BatchList, BatchListQuery } from '../../common/contracts/batch-api.ts';
+export type { BatchStatus } from '../../common/batch/batch-state.ts';
 export { InterfleetApiError, isRetryable, type ClientErrorCode } from './errors.ts';
 export type { ErrorCode } from '../../common/errors.ts';
 export type { Timings } from '../../common/contracts/realtime.ts';

@@ -1,0 +1,110 @@
+/**
+ * Remainder parts: the error lines of a chunk whose lines never ran (the batch
+ * was cancelled or expired before it ran, or it failed for good). Principle 7
+ * says nothing is lost silently, so finalisation gives every non-blank input
+ * line of such a chunk one error line, in the error file at the chunk's place:
+ *
+ *   {"id":"batch_req_<batch>_<line>","custom_id":…,"line":…,"response":null,"error":{code,message}}
+ *
+ * the shape of the bulk worker's error lines (gpu-worker/bulk/chunk-runner.ts),
+ * so readers of errors.jsonl see one format. The part is written create-only
+ * under a deterministic name, and its bytes depend only on the input range and
+ * the reason, so a finalisation re-run finds it, or writes the same bytes.
+ */
+import { Readable } from 'node:stream';
+import { splitLines } from '../../common/batch/line-splitter.ts';
+import { parseBatchLine } from '../../common/batch/parse-line.ts';
+import type { BatchEndpoint, Chunk } from '../../common/contracts/batch.ts';
+import { isStorageError, type Storage } from '../../common/storage/index.ts';
+
+export type NotRunCode = 'batch_cancelled' | 'batch_expired' | 'chunk_failed';
+
+export interface NotRunReason {
+  code: NotRunCode;
+  message: string;
+}
+
+/**
+ * The bulk worker's request id (gpu-worker's `batchRequestId`, duplicated: roles
+ * never import each other). Keep the two in step, or move both to common/.
+ */
+export const batchRequestId = (batchId: string, line: number): string => `batch_req_${batchId}_${line}`;
+
+/** `parts/remainder-00000012.jsonl`: beside the chunk's own parts (partUris), never clashing with them. */
+export function remainderPartUri(partsPrefix: string, index: number): string {
+  const base = partsPrefix.endsWith('/') ? partsPrefix : `${partsPrefix}/`;
+  return `${base}remainder-${String(index).padStart(8, '0')}.jsonl`;
+}
+
+/**
+ * Why a chunk without parts never ran. A recorded failure wins over the stop
+ * reason (it is the more precise story); a chunk with neither is a bookkeeping
+ * gap, still reported rather than dropped.
+ */
+export function notRunReason(
+  index: number,
+  failure: string | undefined,
+  stop: 'cancelled' | 'expired' | null,
+): NotRunReason {
+  if (failure !== undefined) return { code: 'chunk_failed', message: `chunk ${index} failed: ${failure}` };
+  if (stop === 'cancelled')
+    return { code: 'batch_cancelled', message: 'the batch was cancelled before this request ran' };
+  if (stop === 'expired') return { code: 'batch_expired', message: 'the batch expired before this request ran' };
+  return { code: 'chunk_failed', message: `chunk ${index} ended without output and without a recorded reason` };
+}
+
+export interface RemainderInput {
+  batchId: string;
+  endpoint: BatchEndpoint;
+  model: string;
+  chunk: Chunk;
+  reason: NotRunReason;
+}
+
+/** The error lines of a chunk's range, one per non-blank line (the planner's and worker's splitter). */
+async function* remainderLines(
+  storage: Pick<Storage, 'read'>,
+  input: RemainderInput,
+  signal?: AbortSignal,
+): AsyncGenerator<Buffer> {
+  const { chunk, batchId, reason } = input;
+  if (chunk.end <= chunk.start) return;
+  const stream = await storage.read(chunk.input, { start: chunk.start, end: chunk.end, signal });
+  const batch = { endpoint: input.endpoint, model: input.model };
+  const error = { code: reason.code, message: reason.message };
+  let lines: string[] = [];
+  try {
+    for await (const line of splitLines(stream as AsyncIterable<Buffer>, { firstLine: chunk.firstLine })) {
+      const customId = line.kind === 'line' ? parseBatchLine(line.text, batch).customId : null;
+      const id = batchRequestId(batchId, line.line);
+      lines.push(JSON.stringify({ id, custom_id: customId, line: line.line, response: null, error }));
+      if (lines.length >= 256) {
+        yield Buffer.from(`${lines.join('\n')}\n`);
+        lines = [];
+      }
+    }
+    if (lines.length > 0) yield Buffer.from(`${lines.join('\n')}\n`);
+  } finally {
+    if (!stream.destroyed) stream.destroy();
+  }
+}
+
+/**
+ * Writes a chunk's remainder part unless it is there already (a re-run). Its
+ * line count is `chunk.lines`: the planner counted the same non-blank lines.
+ */
+export async function writeRemainderPart(
+  storage: Pick<Storage, 'stat' | 'read' | 'writeIfAbsent'>,
+  uri: string,
+  input: RemainderInput,
+  signal?: AbortSignal,
+): Promise<{ created: boolean }> {
+  try {
+    await storage.stat(uri, { signal });
+    return { created: false }; // stat first: no need to read the input again
+  } catch (err) {
+    if (!isStorageError(err, 'not_found')) throw err;
+  }
+  const body = Readable.from(remainderLines(storage, input, signal));
+  return storage.writeIfAbsent(uri, body, { contentType: 'application/jsonl', signal });
+}

@@ -1,0 +1,17 @@
+/**
+ * The `interfleet` command line: global options and the command groups.
+ * Built from a context (output, client factory, clock) so that tests run it
+ * in-process as well as in a child process.
+ */
+import { Command } from 'commander';
+import { batchCommand, type CliContext } from './batch-commands.ts';
+
+export const DEFAULT_URL = 'http://127.0.0.1:8080';
+
+export function buildProgram(ctx: CliContext, env: NodeJS.ProcessEnv = process.env): Command {
+  return new Command('interfleet')
+    .description('interfleet: AI work on a fleet of GPU workers')
+    .option('--url <url>', 'the producer API (env INTERFLEET_URL)', env.INTERFLEET_URL || DEFAULT_URL)
+    .addCommand(batchCommand(ctx))
+    .showHelpAfterError();
+}
