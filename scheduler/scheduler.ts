@@ -1,8 +1,16 @@
 /**
  * The scheduler role. Every replica campaigns for the leader lease; only the
- * leader runs the control loops. For now the loop is heartbeat bookkeeping:
- * removing the entries of workers whose heartbeats expired. Admission,
- * priority balancing and autoscaling will join it as further loops.
+ * leader runs the control loops: heartbeat bookkeeping (removing the entries
+ * of workers whose heartbeats expired), the cron schedules (synced once per
+ * leadership), and the batch pass (admission, expiry, finalisation: see
+ * batch-loop.ts). Priority balancing and autoscaling will join as further loops.
+ *
+ * Two timers feed one serial chain, so no two passes ever overlap: the tick
+ * (lease, then every leader loop) every scheduler.renewEveryMs, and the batch
+ * pass alone every batch.admitEveryMs. The batch pass keeps its own timer
+ * because it runs more often than the lease is renewed (500 ms vs 1 s by
+ * default) and must not wait on it; the tick runs it too, so a new leader
+ * admits at once and a test's tick() does everything.
  */
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -10,9 +18,15 @@ import type { Config } from '../common/config.ts';
 import { expiredWorkerIds } from '../common/contracts/heartbeat.ts';
 import type { Logger } from '../common/logger.ts';
 import { closeRedis, createRedis } from '../common/redis.ts';
+import { createStorage, type Storage } from '../common/storage/index.ts';
 import { workersKey } from '../common/topology.ts';
+import { BatchLoop } from './batch-loop.ts';
+import { syncCronSchedules } from './cron-schedules.ts';
 import { removeWorkers, StaleLeaderError } from './fenced-writes.ts';
 import { LeaderLease } from './leader-lease.ts';
+
+/** After a failed cron sync (Redis, or a schedule BullMQ refuses), the next try waits this long. */
+const cronRetryMs = 60_000;
 
 export interface RunningScheduler {
   readonly candidateId: string;
@@ -26,6 +40,8 @@ export interface RunningScheduler {
 export interface SchedulerOptions {
   logger: Logger;
   now?: () => number;
+  /** Where batch plans are read; createStorage(config.storage) by default. */
+  storage?: Pick<Storage, 'read'>;
 }
 
 export async function startScheduler(config: Config, opts: SchedulerOptions): Promise<RunningScheduler> {
@@ -35,7 +51,17 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
   const redis = createRedis(config.redis, 'worker', { connectionName: `scheduler:${candidateId}` });
   const prefix = config.redis.prefix;
   const lease = new LeaderLease(redis, prefix, candidateId, config.scheduler.leaseTtlMs);
+  const batchLoop = new BatchLoop({
+    redis,
+    prefix,
+    storage: opts.storage ?? createStorage(config.storage),
+    policy: { windowPerPool: config.batch.windowPerPool },
+    logger,
+    now,
+  });
   let epoch = 0;
+  let cronSyncedEpoch = 0;
+  let cronRetryAt = 0;
 
   const cleanHeartbeats = async (): Promise<void> => {
     for (const pool of config.pools) {
@@ -46,6 +72,30 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
       logger.info({ pool: pool.name, removed, workers: dead }, 'removed expired worker heartbeats');
     }
   };
+
+  const syncCron = async (): Promise<void> => {
+    if (cronSyncedEpoch === epoch || now() < cronRetryAt) return;
+    cronRetryAt = now() + cronRetryMs; // cleared by success; kept when this throws
+    const { failed } = await syncCronSchedules(batchLoop.control(), config.batch.schedules, logger);
+    if (failed.length === 0) cronSyncedEpoch = epoch;
+  };
+
+  /** Runs one leader loop; a newer leader's fence stands this replica down, other errors wait for the next pass. */
+  const asLeader = async (what: string, loop: () => Promise<unknown>): Promise<void> => {
+    if (epoch === 0) return;
+    try {
+      await loop();
+    } catch (err) {
+      if (err instanceof StaleLeaderError) {
+        logger.warn({ epoch, loop: what }, 'a newer leader exists; standing down');
+        epoch = 0;
+      } else {
+        logger.warn({ err, loop: what }, 'scheduler loop failed');
+      }
+    }
+  };
+
+  const batchPass = (): Promise<void> => asLeader('batch pass', () => batchLoop.pass(epoch));
 
   const tick = async (): Promise<void> => {
     let next = 0;
@@ -58,33 +108,43 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
       if (next > 0) logger.info({ epoch: next }, 'became scheduler leader');
       else logger.warn({ epoch }, 'lost scheduler leadership');
       epoch = next;
+      cronRetryAt = 0;
     }
-    if (epoch === 0) return;
-    try {
-      await cleanHeartbeats();
-    } catch (err) {
-      if (err instanceof StaleLeaderError) {
-        logger.warn({ epoch }, 'a newer leader exists; standing down');
-        epoch = 0;
-      } else {
-        logger.warn({ err }, 'heartbeat bookkeeping failed');
-      }
-    }
+    await asLeader('heartbeat bookkeeping', cleanHeartbeats);
+    await asLeader('cron schedules', syncCron);
+    await batchPass();
   };
 
-  await tick();
+  // One chain for every pass; a timer whose pass is still queued does not queue another.
   let running: Promise<void> = Promise.resolve();
-  const timer = setInterval(() => {
-    running = running.then(tick);
-  }, config.scheduler.renewEveryMs);
+  const pending = new Set<() => Promise<void>>();
+  const enqueue = (pass: () => Promise<void>): Promise<void> => {
+    pending.add(pass);
+    const result = running.then(() => {
+      pending.delete(pass);
+      return pass();
+    });
+    running = result.catch((err: unknown) => logger.error({ err }, 'scheduler pass failed'));
+    return result;
+  };
+  const onTimer = (pass: () => Promise<void>) => (): void => {
+    if (!pending.has(pass)) void enqueue(pass);
+  };
+
+  await enqueue(tick);
+  const timers = [
+    setInterval(onTimer(tick), config.scheduler.renewEveryMs),
+    setInterval(onTimer(batchPass), config.batch.admitEveryMs),
+  ];
 
   return {
     candidateId,
     epoch: () => epoch,
-    tick: () => (running = running.then(tick)),
+    tick: () => enqueue(tick),
     async close() {
-      clearInterval(timer);
+      for (const t of timers) clearInterval(t);
       await running;
+      await batchLoop.close();
       await lease.release().catch(() => undefined);
       epoch = 0;
       await closeRedis(redis);

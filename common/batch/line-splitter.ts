@@ -13,8 +13,13 @@
  * - A line longer than `maxLineBytes` is not buffered: its bytes are skipped
  *   up to its LF and it is yielded as `too_long` (still with its range).
  *
- * Memory: one line (at most `maxLineBytes`) plus one stream piece. A yielded
- * `text` is a string the caller owns; nothing is shared with the stream.
+ * Memory: one line (at most `maxLineBytes`) plus one stream piece (and, in
+ * the array forms, that piece's lines). A yielded `text` is a string the
+ * caller owns; nothing is shared with the stream.
+ *
+ * The work is synchronous (LineSplitter, a piece at a time); the async
+ * forms wrap it. Bulk workers take one array of lines per piece
+ * (splitLineArrays), so a line costs no await of its own.
  */
 
 export const DEFAULT_MAX_LINE_BYTES = 1024 * 1024;
@@ -56,86 +61,130 @@ function blankFrom(bytes: Uint8Array, from: number, to: number): boolean {
   return true;
 }
 
+/**
+ * The splitter's state between stream pieces: `push` takes each piece and
+ * returns the lines it completes, `end` the last line. Synchronous, so a
+ * caller can handle a whole piece's lines without an await per line.
+ */
+export class LineSplitter {
+  private readonly maxLineBytes: number;
+  /** A CR that ends a line is its line ending, not content: it may take the line one past the limit. */
+  private readonly limit: number;
+  private line: number;
+  /** Absolute offset of the next piece's first byte. */
+  private offset: number;
+  private lineStart: number;
+  /** The current line's bytes from earlier pieces, while it fits the limit. */
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  /** Over-long line: its bytes are dropped; remember whether they were all blank and the last one. */
+  private skipping = false;
+  private skippedBlank = true;
+  private skippedLastCr = false;
+
+  constructor(opts: SplitOptions = {}) {
+    const maxLineBytes = opts.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
+    // Infinity is allowed: our own part files are read back without a limit.
+    if (!(Number.isSafeInteger(maxLineBytes) || maxLineBytes === Number.POSITIVE_INFINITY) || maxLineBytes < 1) {
+      throw new RangeError(`maxLineBytes must be an integer >= 1 or Infinity: ${maxLineBytes}`);
+    }
+    this.maxLineBytes = maxLineBytes;
+    this.limit = maxLineBytes + 1;
+    this.line = opts.firstLine ?? 1;
+    this.offset = opts.startOffset ?? 0;
+    this.lineStart = this.offset;
+  }
+
+  /** The lines this piece completes, in order (often several, possibly none). */
+  push(piece: Uint8Array | string): SplitLine[] {
+    const buf =
+      typeof piece === 'string' ? Buffer.from(piece) : Buffer.from(piece.buffer, piece.byteOffset, piece.length);
+    const out: SplitLine[] = [];
+    const offset = this.offset;
+    let from = 0;
+    for (let at = buf.indexOf(LF); at !== -1; at = buf.indexOf(LF, from)) {
+      const l = this.complete(buf, from, at, offset + at, offset + at + 1);
+      from = at + 1;
+      if (l !== undefined) out.push(l);
+    }
+    this.extend(buf.subarray(from));
+    this.offset += buf.length;
+    return out;
+  }
+
+  /** The stream ended: its last line, when it lacks an LF. */
+  end(): SplitLine | undefined {
+    if (!this.skipping && this.pendingBytes === 0) return undefined;
+    return this.complete(Buffer.alloc(0), 0, 0, this.offset, this.offset);
+  }
+
+  /** Ends the current line with `last[from, to)` at `lineEnd` (its LF or the stream's end); `next` is where the next one starts. */
+  private complete(last: Buffer, from: number, to: number, lineEnd: number, next: number): SplitLine | undefined {
+    const n = this.line++;
+    const start = this.lineStart;
+    this.lineStart = next;
+    if (!this.skipping) {
+      let bytes = last;
+      if (this.pending.length > 0) {
+        bytes = Buffer.concat([...this.pending, last.subarray(from, to)]);
+        from = 0;
+        to = bytes.length;
+        this.pending = [];
+        this.pendingBytes = 0;
+      }
+      if (blankFrom(bytes, from, to)) return undefined;
+      const len = bytes[to - 1] === CR ? to - from - 1 : to - from;
+      if (len <= this.maxLineBytes) {
+        return { kind: 'line', line: n, start, end: start + len, next, text: bytes.toString('utf8', from, from + len) };
+      }
+      return { kind: 'too_long', line: n, start, end: start + len, next };
+    }
+    this.skipping = false;
+    if (to > from) this.skippedLastCr = last[to - 1] === CR;
+    const blank = this.skippedBlank && blankFrom(last, from, to);
+    this.skippedBlank = true;
+    if (blank) return undefined;
+    return { kind: 'too_long', line: n, start, end: this.skippedLastCr ? lineEnd - 1 : lineEnd, next };
+  }
+
+  /** Adds a piece of the current line that does not end it. */
+  private extend(part: Buffer): void {
+    if (part.length === 0) return;
+    if (!this.skipping && this.pendingBytes + part.length > this.limit) {
+      this.skipping = true;
+      this.skippedBlank = this.pending.every((p) => blankFrom(p, 0, p.length));
+      this.pending = [];
+      this.pendingBytes = 0;
+    }
+    if (this.skipping) {
+      this.skippedBlank = this.skippedBlank && blankFrom(part, 0, part.length);
+      this.skippedLastCr = part[part.length - 1] === CR;
+    } else {
+      // A copy: the stream may reuse its buffer after this piece.
+      this.pending.push(Buffer.from(part));
+      this.pendingBytes += part.length;
+    }
+  }
+}
+
+/** The lines of a byte stream, one array per stream piece that completes any (never empty). */
+export async function* splitLineArrays(
+  source: AsyncIterable<Uint8Array | string>,
+  opts: SplitOptions = {},
+): AsyncGenerator<SplitLine[]> {
+  const splitter = new LineSplitter(opts);
+  for await (const piece of source) {
+    const lines = splitter.push(piece);
+    if (lines.length > 0) yield lines;
+  }
+  const last = splitter.end();
+  if (last !== undefined) yield [last];
+}
+
 /** Lines of a byte stream with their byte ranges (see the module comment). */
 export async function* splitLines(
   source: AsyncIterable<Uint8Array | string>,
   opts: SplitOptions = {},
 ): AsyncGenerator<SplitLine> {
-  const maxLineBytes = opts.maxLineBytes ?? DEFAULT_MAX_LINE_BYTES;
-  // Infinity is allowed: our own part files are read back without a limit.
-  if (!(Number.isSafeInteger(maxLineBytes) || maxLineBytes === Number.POSITIVE_INFINITY) || maxLineBytes < 1) {
-    throw new RangeError(`maxLineBytes must be an integer >= 1 or Infinity: ${maxLineBytes}`);
-  }
-  // A CR that ends a line is its line ending, not content: it may take the line one past the limit.
-  const limit = maxLineBytes + 1;
-  let line = opts.firstLine ?? 1;
-  let offset = opts.startOffset ?? 0; // absolute offset of the current piece's first byte
-  let lineStart = offset;
-  // The current line's bytes from earlier pieces, while it fits the limit.
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
-  // Over-long line: its bytes are dropped; remember whether they were all blank and the last one.
-  let skipping = false;
-  let skippedBlank = true;
-  let skippedLastCr = false;
-
-  /** Ends the current line at `lineEnd` (its LF or the stream's end); `next` is where the next one starts. */
-  const complete = (last: Buffer, lineEnd: number, next: number): SplitLine | undefined => {
-    const n = line++;
-    const start = lineStart;
-    lineStart = next;
-    if (!skipping) {
-      const bytes = pending.length === 0 ? last : Buffer.concat([...pending, last]);
-      pending = [];
-      pendingBytes = 0;
-      if (blankFrom(bytes, 0, bytes.length)) return undefined;
-      const len = bytes[bytes.length - 1] === CR ? bytes.length - 1 : bytes.length;
-      if (len <= maxLineBytes) {
-        return { kind: 'line', line: n, start, end: start + len, next, text: bytes.toString('utf8', 0, len) };
-      }
-      return { kind: 'too_long', line: n, start, end: start + len, next };
-    }
-    skipping = false;
-    if (last.length > 0) skippedLastCr = last[last.length - 1] === CR;
-    const blank = skippedBlank && blankFrom(last, 0, last.length);
-    skippedBlank = true;
-    if (blank) return undefined;
-    return { kind: 'too_long', line: n, start, end: skippedLastCr ? lineEnd - 1 : lineEnd, next };
-  };
-
-  /** Adds a piece of the current line that does not end it. */
-  const extend = (part: Buffer): void => {
-    if (part.length === 0) return;
-    if (!skipping && pendingBytes + part.length > limit) {
-      skipping = true;
-      skippedBlank = pending.every((p) => blankFrom(p, 0, p.length));
-      pending = [];
-      pendingBytes = 0;
-    }
-    if (skipping) {
-      skippedBlank = skippedBlank && blankFrom(part, 0, part.length);
-      skippedLastCr = part[part.length - 1] === CR;
-    } else {
-      // A copy: the stream may reuse its buffer after this piece.
-      pending.push(Buffer.from(part));
-      pendingBytes += part.length;
-    }
-  };
-
-  for await (const piece of source) {
-    const buf =
-      typeof piece === 'string' ? Buffer.from(piece) : Buffer.from(piece.buffer, piece.byteOffset, piece.length);
-    let from = 0;
-    for (let at = buf.indexOf(LF); at !== -1; at = buf.indexOf(LF, from)) {
-      const out = complete(buf.subarray(from, at), offset + at, offset + at + 1);
-      from = at + 1;
-      if (out !== undefined) yield out;
-    }
-    extend(buf.subarray(from));
-    offset += buf.length;
-  }
-  if (skipping || pendingBytes > 0) {
-    const out = complete(Buffer.alloc(0), offset, offset);
-    if (out !== undefined) yield out;
-  }
+  for await (const lines of splitLineArrays(source, opts)) yield* lines;
 }

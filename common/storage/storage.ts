@@ -140,6 +140,9 @@ export function guardStream(
     if (!source.destroyed) source.destroy();
   });
   source.pipe(out);
+  // An abort may land before anyone reads: readers still get the error through their own
+  // listeners (async iteration, pipeline); this one only keeps it from crashing the process.
+  out.on('error', () => undefined);
   if (signal?.aborted) onAbort();
   else signal?.addEventListener('abort', onAbort, { once: true });
   return out;

@@ -12,8 +12,15 @@
  *   line (at most the limit) plus one stream chunk.
  * - A line over the limit (1 MiB) is reported, not read: the planner counts
  *   it invalid, and the runner writes it to the error part.
+ * - The `…Arrays` forms hand over all the lines one stream piece completes
+ *   at once (a piece is 64 KiB, so that many bytes of lines at most): the
+ *   runner's hot path then pays one await per piece, not several per line.
  */
-import { DEFAULT_MAX_LINE_BYTES, splitLines as splitByteLines } from '../../common/batch/line-splitter.ts';
+import {
+  DEFAULT_MAX_LINE_BYTES,
+  splitLineArrays as splitByteLineArrays,
+  type SplitLine,
+} from '../../common/batch/line-splitter.ts';
 import type { Storage } from '../../common/storage/index.ts';
 
 export interface ChunkLine {
@@ -31,6 +38,17 @@ export interface ChunkRange {
   firstLine: number;
 }
 
+const chunkLine = (l: SplitLine): ChunkLine => ({ line: l.line, text: l.kind === 'line' ? l.text : null });
+
+/** The numbered lines of a byte stream, one array per stream piece that completes any (never empty). */
+export async function* splitLineArrays(
+  source: AsyncIterable<Buffer | string>,
+  firstLine = 1,
+  maxLineBytes = DEFAULT_MAX_LINE_BYTES,
+): AsyncGenerator<ChunkLine[]> {
+  for await (const lines of splitByteLineArrays(source, { firstLine, maxLineBytes })) yield lines.map(chunkLine);
+}
+
 /**
  * Splits a byte stream into numbered lines with the planner's splitter, so
  * both agree on numbering, blank lines and the line-length limit.
@@ -40,8 +58,22 @@ export async function* splitLines(
   firstLine = 1,
   maxLineBytes = DEFAULT_MAX_LINE_BYTES,
 ): AsyncGenerator<ChunkLine> {
-  for await (const l of splitByteLines(source, { firstLine, maxLineBytes })) {
-    yield { line: l.line, text: l.kind === 'line' ? l.text : null };
+  for await (const lines of splitLineArrays(source, firstLine, maxLineBytes)) yield* lines;
+}
+
+/** The lines of one chunk, one array per stream piece, read with one ranged read (never the whole object). */
+export async function* readChunkLineArrays(
+  storage: Pick<Storage, 'read'>,
+  range: ChunkRange,
+  signal?: AbortSignal,
+): AsyncGenerator<ChunkLine[]> {
+  if (range.end <= range.start) return;
+  const stream = await storage.read(range.input, { start: range.start, end: range.end, signal });
+  try {
+    yield* splitLineArrays(stream as AsyncIterable<Buffer>, range.firstLine);
+  } finally {
+    // A consumer that stops early (abort, error) releases the read.
+    if (!stream.destroyed) stream.destroy();
   }
 }
 
@@ -51,12 +83,5 @@ export async function* readChunkLines(
   range: ChunkRange,
   signal?: AbortSignal,
 ): AsyncGenerator<ChunkLine> {
-  if (range.end <= range.start) return;
-  const stream = await storage.read(range.input, { start: range.start, end: range.end, signal });
-  try {
-    yield* splitLines(stream as AsyncIterable<Buffer>, range.firstLine);
-  } finally {
-    // A consumer that stops early (abort, error) releases the read.
-    if (!stream.destroyed) stream.destroy();
-  }
+  for await (const lines of readChunkLineArrays(storage, range, signal)) yield* lines;
 }

@@ -1,0 +1,193 @@
+/**
+ * What the scheduler leader does with the open batches on one pass: a pure
+ * function of a snapshot (the batches' states and how many chunk jobs each
+ * pool's bulk queue holds), a policy and the clock. Exactly one decision per
+ * batch, each with a typed reason, "hold" included, so a pass can be logged
+ * and replayed. The effects live in batch-loop.ts.
+ *
+ * Admission keeps a fixed window per pool: at most `windowPerPool` chunk jobs
+ * sit in `bulk.<pool>` (waiting, prioritised, delayed or running), so a
+ * batch of any size costs Redis a cursor and a bounded number of jobs
+ * (principle 3). How the free window is shared among a pool's batches is a
+ * pluggable `AdmissionShare`; the default serves higher priority first, then
+ * older batches.
+ */
+import type { BatchState } from '../common/batch/batch-state.ts';
+
+export interface BatchSnapshot {
+  /** The open batches (BatchStore.getMany of BatchStore.openIds). */
+  batches: readonly BatchState[];
+  /**
+   * Chunk jobs in `bulk.<pool>` now, for the pools of `poolsToCount`. A pool
+   * missing here (its count failed) admits nothing this pass.
+   */
+  queued: ReadonlyMap<string, number>;
+}
+
+/** A batch that may take chunks now. */
+export interface AdmissionCandidate {
+  batchId: string;
+  priority: number;
+  tenant: string;
+  /** Chunks not yet admitted. */
+  remaining: number;
+}
+
+/** Splits a pool's free window among its candidates: batch id → chunks to admit (absent = 0). */
+export type AdmissionShare = (candidates: readonly AdmissionCandidate[], free: number) => Map<string, number>;
+
+export interface BatchPolicy {
+  /** Chunk jobs of one pool that may sit in its bulk queue at once. */
+  windowPerPool: number;
+  /** How a pool's free window is shared (default: priorityFirst). */
+  share?: AdmissionShare;
+}
+
+export type HoldReason =
+  /** validating: the producer's plan job has not finished. */
+  | 'planning'
+  /** The pool's window is full (or was filled by batches ahead of this one). */
+  | 'window_full'
+  /** The pool's queue could not be counted this pass. */
+  | 'window_unknown'
+  /** Admission is over (all admitted, or stopped) but admitted chunks have not all settled. */
+  | 'chunks_in_flight'
+  /** in_progress yet unplanned or stopped: not a state the life cycle produces; left alone. */
+  | 'inconsistent';
+
+export type FinalizeReason =
+  /** Every chunk admitted and settled: in_progress → finalizing, then the finalize job. */
+  | 'all_chunks_settled'
+  /** Cancelled and every admitted chunk settled. */
+  | 'cancel_drained'
+  /** Already finalizing (completed or expired) and drained: (re)add the finalize job. */
+  | 'finalizing';
+
+export type BatchDecision =
+  | { kind: 'close'; batchId: string; reason: 'terminal' }
+  | { kind: 'expire'; batchId: string; from: 'validating' | 'in_progress'; reason: 'past_completion_window' }
+  | {
+      kind: 'finalize';
+      batchId: string;
+      /** Move in_progress → finalizing first (only when all chunks settled); else only enqueue. */
+      transition: boolean;
+      reason: FinalizeReason;
+    }
+  | {
+      kind: 'admit';
+      batchId: string;
+      pool: string;
+      /** The cursor this admission starts at (the fenced advance compares it). */
+      cursor: number;
+      count: number;
+      reason: 'window_free';
+    }
+  | { kind: 'hold'; batchId: string; reason: HoldReason };
+
+/** The default share: higher priority first, then older batches (ids sort by creation time), greedily. */
+export const priorityFirst: AdmissionShare = (candidates, free) => {
+  const ordered = [...candidates].sort(
+    (a, b) => b.priority - a.priority || (a.batchId < b.batchId ? -1 : a.batchId > b.batchId ? 1 : 0),
+  );
+  const out = new Map<string, number>();
+  let left = free;
+  for (const c of ordered) {
+    const n = Math.min(left, c.remaining);
+    if (n > 0) out.set(c.batchId, n);
+    left -= n;
+  }
+  return out;
+};
+
+const admissible = (b: BatchState): boolean =>
+  b.status === 'in_progress' && b.planned && b.stop === null && b.counters.cursor < b.counters.chunks;
+
+/** The pools whose bulk queue the snapshot must count: those with a batch that may take chunks. */
+export function poolsToCount(batches: readonly BatchState[]): string[] {
+  return [...new Set(batches.filter(admissible).map((b) => b.spec.model))];
+}
+
+/** One pass's decisions, in the snapshot's batch order. */
+export function decideBatches(snapshot: BatchSnapshot, policy: BatchPolicy, now: number): BatchDecision[] {
+  const byBatch = new Map<string, BatchDecision>();
+  const candidates = new Map<string, AdmissionCandidate[]>();
+
+  for (const b of snapshot.batches) {
+    const batchId = b.spec.id;
+    const drained = b.counters.settled >= b.counters.admitted;
+    let decision: BatchDecision | undefined;
+    switch (b.status) {
+      case 'failed':
+      case 'completed':
+      case 'expired':
+      case 'cancelled':
+        decision = { kind: 'close', batchId, reason: 'terminal' };
+        break;
+      case 'validating':
+        decision =
+          now >= b.spec.expiresAt
+            ? { kind: 'expire', batchId, from: 'validating', reason: 'past_completion_window' }
+            : { kind: 'hold', batchId, reason: 'planning' };
+        break;
+      case 'in_progress':
+        if (!b.planned || b.stop !== null) {
+          decision = { kind: 'hold', batchId, reason: 'inconsistent' };
+        } else if (b.counters.cursor >= b.counters.chunks && drained) {
+          // Checked before expiry: work that all finished is delivered as completed, even if late to be noticed.
+          decision = { kind: 'finalize', batchId, transition: true, reason: 'all_chunks_settled' };
+        } else if (now >= b.spec.expiresAt) {
+          decision = { kind: 'expire', batchId, from: 'in_progress', reason: 'past_completion_window' };
+        } else if (b.counters.cursor >= b.counters.chunks) {
+          decision = { kind: 'hold', batchId, reason: 'chunks_in_flight' };
+        } else {
+          const pool = b.spec.model;
+          const list = candidates.get(pool) ?? [];
+          list.push({
+            batchId,
+            priority: b.spec.priority,
+            tenant: b.spec.tenant,
+            remaining: b.counters.chunks - b.counters.cursor,
+          });
+          candidates.set(pool, list);
+        }
+        break;
+      case 'cancelling':
+        decision = drained
+          ? { kind: 'finalize', batchId, transition: false, reason: 'cancel_drained' }
+          : { kind: 'hold', batchId, reason: 'chunks_in_flight' };
+        break;
+      case 'finalizing':
+        decision = drained
+          ? { kind: 'finalize', batchId, transition: false, reason: 'finalizing' }
+          : { kind: 'hold', batchId, reason: 'chunks_in_flight' };
+        break;
+    }
+    if (decision) byBatch.set(batchId, decision);
+  }
+
+  const share = policy.share ?? priorityFirst;
+  const cursorOf = new Map(snapshot.batches.map((b) => [b.spec.id, b.counters.cursor]));
+  for (const [pool, list] of candidates) {
+    const queued = snapshot.queued.get(pool);
+    if (queued === undefined) {
+      for (const c of list) byBatch.set(c.batchId, { kind: 'hold', batchId: c.batchId, reason: 'window_unknown' });
+      continue;
+    }
+    const free = Math.max(0, policy.windowPerPool - queued);
+    const granted = free > 0 ? share(list, free) : new Map<string, number>();
+    let left = free;
+    for (const c of list) {
+      // Clamped: a share policy cannot admit past the batch's end or the window.
+      const count = Math.max(0, Math.min(granted.get(c.batchId) ?? 0, c.remaining, left));
+      left -= count;
+      byBatch.set(
+        c.batchId,
+        count > 0
+          ? { kind: 'admit', batchId: c.batchId, pool, cursor: cursorOf.get(c.batchId)!, count, reason: 'window_free' }
+          : { kind: 'hold', batchId: c.batchId, reason: 'window_full' },
+      );
+    }
+  }
+
+  return snapshot.batches.map((b) => byBatch.get(b.spec.id)!);
+}

@@ -1,0 +1,249 @@
+/**
+ * The leader's batch pass: read the open batches and the bulk queues' depths,
+ * decide (batch-decisions.ts), apply. One pass costs a few round trips: the
+ * open index, one pipeline of batch hashes, one count per pool with batches to
+ * admit, then per decision one Lua call or one addBulk.
+ *
+ * Admission adds a batch's next chunk jobs, then advances its cursor, fenced
+ * by the leader's epoch. Adding first means a crash in between loses nothing:
+ * the next pass adds the same jobs again, which BullMQ ignores (deterministic
+ * job ids). Jobs added by a stale leader are harmless for the same reason: the
+ * newer leader admits those very chunks under the same ids, and the chunk
+ * runner and settleChunk are idempotent. A stale advance is refused, and the
+ * pass throws StaleLeaderError so the scheduler stands down.
+ */
+import { Queue, type JobsOptions } from 'bullmq';
+import { BatchStore, batchFiles, type BatchState } from '../common/batch/batch-state.ts';
+import { readPlanEntries, type PlanEntry } from '../common/batch/plan-file.ts';
+import { chunkJobSchema, controlJobId, controlJobSchema, partUris } from '../common/contracts/batch.ts';
+import type { Logger } from '../common/logger.ts';
+import type { RedisClient } from '../common/redis.ts';
+import type { Storage } from '../common/storage/index.ts';
+import { batchControlQueue, chunkJobId, queueName } from '../common/topology.ts';
+import { decideBatches, poolsToCount, type BatchDecision, type BatchPolicy } from './batch-decisions.ts';
+import { StaleLeaderError } from './fenced-writes.ts';
+
+/** Chunk jobs: retried with backoff by BullMQ; kept a while after they end for the board. */
+const chunkJobOpts: JobsOptions = {
+  attempts: 5,
+  backoff: { type: 'exponential', delay: 1000 },
+  removeOnComplete: { age: 3600, count: 1000 },
+  removeOnFail: { age: 7 * 86_400 },
+};
+
+/**
+ * Finalize jobs: the pass re-adds one every time it sees a drained batch, and
+ * BullMQ ignores an add whose job id exists. A job that failed for good stays
+ * (removeOnFail false) so it is not re-added behind an operator's back; the
+ * batch waits in finalizing until someone retries it from the board.
+ */
+const finalizeJobOpts: JobsOptions = {
+  attempts: 5,
+  backoff: { type: 'exponential', delay: 5000 },
+  removeOnComplete: true,
+  removeOnFail: false,
+};
+
+/** Job states that occupy a pool's window: everything not yet finished (a paused queue's jobs count as waiting). */
+const windowStates = ['waiting', 'prioritized', 'delayed', 'active'] as const;
+
+export interface BatchLoopDeps {
+  redis: RedisClient;
+  prefix: string;
+  storage: Pick<Storage, 'read'>;
+  policy: BatchPolicy;
+  logger: Logger;
+  now: () => number;
+}
+
+export class BatchLoop {
+  private readonly store: BatchStore;
+  private readonly bulkQueues = new Map<string, Queue>();
+  private controlQueue: Queue | undefined;
+
+  constructor(private readonly deps: BatchLoopDeps) {
+    this.store = new BatchStore(deps.redis, deps.prefix);
+  }
+
+  /** One pass as leader of `epoch`. Throws StaleLeaderError when a newer leader has written. */
+  async pass(epoch: number): Promise<BatchDecision[]> {
+    const { logger } = this.deps;
+    const batches = await this.openBatches();
+    if (batches.length === 0) return [];
+    const queued = new Map<string, number>();
+    for (const pool of poolsToCount(batches)) {
+      try {
+        const counts = await this.bulkQueue(pool).getJobCounts(...windowStates);
+        const inWindow = Object.values(counts).reduce((a, b) => a + b, 0);
+        queued.set(pool, inWindow);
+      } catch (err) {
+        logger.warn({ err, pool }, 'could not count bulk jobs; admitting nothing to this pool this pass');
+      }
+    }
+    const now = this.deps.now();
+    const decisions = decideBatches({ batches, queued }, this.deps.policy, now);
+    const byId = new Map(batches.map((b) => [b.spec.id, b]));
+    for (const d of decisions) {
+      try {
+        await this.apply(d, byId.get(d.batchId)!, epoch, now);
+      } catch (err) {
+        if (err instanceof StaleLeaderError) throw err;
+        logger.warn({ err, batchId: d.batchId, decision: d.kind }, 'batch decision failed; retried next pass');
+      }
+    }
+    return decisions;
+  }
+
+  /** Closes the queues (after the last pass). */
+  async close(): Promise<void> {
+    const queues = [...this.bulkQueues.values(), ...(this.controlQueue ? [this.controlQueue] : [])];
+    this.bulkQueues.clear();
+    this.controlQueue = undefined;
+    await Promise.all(queues.map((q) => q.close()));
+  }
+
+  /** The control queue (finalize jobs here; cron job schedulers in cron-schedules.ts). */
+  control(): Queue {
+    return (this.controlQueue ??= new Queue(batchControlQueue, {
+      connection: this.deps.redis,
+      prefix: this.deps.prefix,
+    }));
+  }
+
+  private bulkQueue(pool: string): Queue {
+    let queue = this.bulkQueues.get(pool);
+    if (!queue) {
+      queue = new Queue(queueName('bulk', pool), { connection: this.deps.redis, prefix: this.deps.prefix });
+      this.bulkQueues.set(pool, queue);
+    }
+    return queue;
+  }
+
+  /** The open batches; ids whose hash is gone are dropped from the open index. */
+  private async openBatches(): Promise<BatchState[]> {
+    const ids = await this.store.openIds();
+    let batches: BatchState[];
+    try {
+      batches = await this.store.getMany(ids);
+    } catch (err) {
+      // One undecodable hash must not stall every batch: fetch one by one and leave the bad ones out.
+      this.deps.logger.error({ err }, 'an open batch does not decode; reading batches one by one');
+      batches = [];
+      for (const id of ids) {
+        try {
+          const b = await this.store.get(id);
+          if (b) batches.push(b);
+        } catch (oneErr) {
+          this.deps.logger.error({ err: oneErr, batchId: id }, 'batch state does not decode; skipped');
+        }
+      }
+      return batches;
+    }
+    if (batches.length < ids.length) {
+      const found = new Set(batches.map((b) => b.spec.id));
+      for (const id of ids.filter((i) => !found.has(i))) {
+        this.deps.logger.warn({ batchId: id }, 'open batch has no state; removed from the open index');
+        await this.store.close(id);
+      }
+    }
+    return batches;
+  }
+
+  private async apply(d: BatchDecision, batch: BatchState, epoch: number, now: number): Promise<void> {
+    const log = this.deps.logger.child({ batchId: d.batchId });
+    switch (d.kind) {
+      case 'hold':
+        log.debug({ reason: d.reason }, 'batch held');
+        return;
+      case 'close':
+        await this.store.close(d.batchId);
+        log.info({ status: batch.status }, 'closed a finished batch left in the open index');
+        return;
+      case 'expire': {
+        // Not fenced: expiry is a fact of the clock, whoever notices it; the CAS keeps it to one move.
+        const r = await this.store.transition(d.batchId, [d.from], 'finalizing', {
+          stop: 'expired',
+          finalizing_at: now,
+        });
+        if (r.moved) log.info({ from: d.from }, 'batch expired; finalizing what settled');
+        else log.info({ expected: d.from, found: r.status }, 'batch moved before it could expire; next pass decides');
+        return;
+      }
+      case 'finalize': {
+        if (d.transition) {
+          const r = await this.store.transition(d.batchId, ['in_progress'], 'finalizing', { finalizing_at: now });
+          if (!r.moved) {
+            log.info({ found: r.status }, 'batch moved before finalizing; next pass decides');
+            return;
+          }
+        }
+        const data = controlJobSchema.parse({ kind: 'finalize', batchId: d.batchId });
+        await this.control().add('finalize', data, { ...finalizeJobOpts, jobId: controlJobId.finalize(d.batchId) });
+        log.debug({ reason: d.reason }, 'finalize job added (or already there)');
+        return;
+      }
+      case 'admit':
+        await this.admit(d, batch, epoch, log);
+        return;
+    }
+  }
+
+  private async admit(
+    d: Extract<BatchDecision, { kind: 'admit' }>,
+    batch: BatchState,
+    epoch: number,
+    log: Logger,
+  ): Promise<void> {
+    const { spec } = batch;
+    const files = batchFiles(spec.outputPrefix);
+    const planUri = batch.plan?.planUri ?? files.plan;
+    let entries: PlanEntry[];
+    try {
+      entries = await this.readEntries(planUri, d.cursor, batch.counters.plan_byte, d.count);
+    } catch (err) {
+      log.warn({ err, planUri, cursor: d.cursor }, 'could not read the plan; admission skipped this pass');
+      return;
+    }
+    if (entries.length < d.count) {
+      log.error(
+        { planUri, cursor: d.cursor, wanted: d.count, found: entries.length, chunks: batch.counters.chunks },
+        'plan holds fewer chunks than the batch counts; admission skipped',
+      );
+      return;
+    }
+    const jobs = entries.map(({ chunk }) => ({
+      name: 'chunk',
+      data: chunkJobSchema.parse({
+        batchId: spec.id,
+        endpoint: spec.endpoint,
+        model: spec.model,
+        chunk,
+        ...partUris(files.parts, chunk.index),
+      }),
+      opts: { ...chunkJobOpts, jobId: chunkJobId(spec.id, chunk.index) },
+    }));
+    await this.bulkQueue(d.pool).addBulk(jobs);
+    const to = d.cursor + entries.length;
+    const r = await this.store.advanceCursor(spec.id, epoch, d.cursor, to, entries.at(-1)!.nextByte);
+    if (r === 'stale') throw new StaleLeaderError(epoch);
+    if (r === 'conflict') {
+      // The batch stopped (cancel, expiry) or the cursor moved meanwhile. The jobs just added stay:
+      // a stopped batch's chunks settle as skipped, and a moved cursor means they were admitted already.
+      log.info({ from: d.cursor, to }, 'cursor moved or batch stopped during admission; next pass decides');
+      return;
+    }
+    log.info({ pool: d.pool, from: d.cursor, to, chunks: batch.counters.chunks }, 'admitted chunks');
+  }
+
+  /** `count` plan entries from chunk `cursor`, reading from its recorded byte offset when there is one. */
+  private async readEntries(planUri: string, cursor: number, planByte: number, count: number): Promise<PlanEntry[]> {
+    // plan_byte 0 past chunk 0 means no offset was recorded: read from the start and skip.
+    const startByte = cursor === 0 || planByte > 0 ? planByte : undefined;
+    const out: PlanEntry[] = [];
+    for await (const entry of readPlanEntries(this.deps.storage, planUri, cursor, { startByte })) {
+      out.push(entry);
+      if (out.length === count) break;
+    }
+    return out;
+  }
+}

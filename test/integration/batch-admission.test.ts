@@ -1,0 +1,277 @@
+/**
+ * The scheduler's batch pass against a real Redis and file:// storage: the
+ * fixed admission window, priorities, fencing of a stale leader, expiry,
+ * cancel and completion leading to one finalize job. Each test has its own
+ * prefix and scheduler; the timers are slowed to a minute so that only
+ * tick() moves anything.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { BatchStore, batchFiles, newBatchId, type BatchState } from '../../common/batch/batch-state.ts';
+import { readPlanEntries, type PlanEntry } from '../../common/batch/plan-file.ts';
+import type { Config } from '../../common/config.ts';
+import { chunkJobSchema, controlJobId, partUris } from '../../common/contracts/batch.ts';
+import { silentLogger } from '../../common/logger.ts';
+import { createFileStorage } from '../../common/storage/index.ts';
+import { batchControlQueue, chunkJobId, queueName } from '../../common/topology.ts';
+import { planToStorage } from '../../producer/batch/plan-to-storage.ts';
+import { startScheduler, type RunningScheduler } from '../../scheduler/scheduler.ts';
+import { deleteKeys, REDIS_URL, testConfig } from '../helpers/fleet.ts';
+
+const storage = createFileStorage();
+const yaml = `
+scheduler: { leaseTtlMs: 60000, renewEveryMs: 60000 }
+batch: { windowPerPool: 8, admitEveryMs: 60000 }
+pools: [{ name: p, backend: echo }]
+`;
+
+let dir: string;
+let redis: Redis;
+const cleanups: (() => Promise<void>)[] = [];
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'interfleet-admission-'));
+  redis = new Redis(REDIS_URL);
+});
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+  redis.disconnect();
+});
+
+interface Env {
+  config: Config;
+  store: BatchStore;
+  bulk: Queue;
+  control: Queue;
+  clock: { now: number };
+  scheduler: RunningScheduler;
+}
+
+/** A fresh prefix, its queues and a leading scheduler on an injected clock. */
+async function setup(): Promise<Env> {
+  const config = testConfig(yaml);
+  const prefix = config.redis.prefix;
+  const clock = { now: Date.now() };
+  const bulk = new Queue(queueName('bulk', 'p'), { connection: redis.duplicate(), prefix });
+  const control = new Queue(batchControlQueue, { connection: redis.duplicate(), prefix });
+  const scheduler = await startScheduler(config, { logger: silentLogger(), now: () => clock.now });
+  cleanups.push(async () => {
+    await scheduler.close();
+    await bulk.close();
+    await control.close();
+    await deleteKeys(redis, prefix);
+  });
+  expect(scheduler.epoch()).toBeGreaterThan(0);
+  return { config, store: new BatchStore(redis, prefix), bulk, control, clock, scheduler };
+}
+
+let seq = 0;
+/** An in_progress batch over `lines` requests, planned two lines per chunk into its own output prefix. */
+async function plannedBatch(
+  env: Env,
+  lines: number,
+  opts: { priority?: number; expiresAt?: number } = {},
+): Promise<{ id: string; entries: PlanEntry[] }> {
+  const name = `b${seq++}`;
+  const rows = Array.from({ length: lines }, (_, i) =>
+    JSON.stringify({
+      custom_id: `${name}-${i}`,
+      method: 'POST',
+      url: '/v1/infer',
+      body: { input: { task: 'sentiment', text: `line ${i}` } },
+    }),
+  );
+  await writeFile(join(dir, `${name}.jsonl`), `${rows.join('\n')}\n`);
+  const outputPrefix = `${pathToFileURL(join(dir, `${name}-out`)).href}/`;
+  const planUri = batchFiles(outputPrefix).plan;
+  const input = pathToFileURL(join(dir, `${name}.jsonl`)).href;
+  const plan = await planToStorage(storage, input, planUri, { endpoint: '/v1/infer', model: 'p', chunkLines: 2 });
+  const createdAt = env.clock.now + seq; // distinct, increasing ids
+  const id = newBatchId(createdAt);
+  await env.store.create({
+    id,
+    endpoint: '/v1/infer',
+    model: 'p',
+    input,
+    outputPrefix,
+    completionWindow: '24h',
+    createdAt,
+    expiresAt: opts.expiresAt ?? createdAt + 86_400_000,
+    metadata: null,
+    priority: opts.priority ?? 0,
+    tenant: 't',
+    source: 'api',
+  });
+  await env.store.transition(id, ['validating'], 'in_progress', {
+    planned: 1,
+    chunks: plan.chunks,
+    total: plan.totalLines,
+    in_progress_at: createdAt,
+  });
+  const entries: PlanEntry[] = [];
+  for await (const e of readPlanEntries(storage, planUri)) entries.push(e);
+  return { id, entries };
+}
+
+const state = async (env: Env, id: string): Promise<BatchState> => (await env.store.get(id))!;
+const bulkJobs = async (env: Env): Promise<number> =>
+  env.bulk.getJobCountByTypes('waiting', 'prioritized', 'delayed', 'active');
+const controlJobs = async (env: Env): Promise<number> =>
+  env.control.getJobCountByTypes('waiting', 'prioritized', 'delayed', 'active', 'completed', 'failed');
+
+/** What a gpu-worker would do with a chunk: the job goes, the chunk settles. */
+async function finishChunk(env: Env, id: string, index: number): Promise<void> {
+  await env.bulk.remove(chunkJobId(id, index));
+  await env.store.settleChunk(id, index, { outcome: 'done', completed: 2, failed: 0 });
+}
+
+describe('batch admission', () => {
+  it('keeps the pool window full and no fuller, in chunk order', async () => {
+    const env = await setup();
+    const { id, entries } = await plannedBatch(env, 100);
+    expect(entries).toHaveLength(50);
+
+    await env.scheduler.tick();
+    expect(await bulkJobs(env)).toBe(8);
+    expect((await state(env, id)).counters).toMatchObject({ cursor: 8, admitted: 8, plan_byte: entries[7]!.nextByte });
+
+    const outputPrefix = (await state(env, id)).spec.outputPrefix;
+    for (let i = 0; i < 8; i++) {
+      const job = (await env.bulk.getJob(chunkJobId(id, i)))!;
+      expect(job.name).toBe('chunk');
+      expect(job.opts.attempts).toBe(5);
+      expect(chunkJobSchema.parse(job.data)).toEqual({
+        batchId: id,
+        endpoint: '/v1/infer',
+        model: 'p',
+        chunk: entries[i]!.chunk,
+        ...partUris(batchFiles(outputPrefix).parts, i),
+      });
+    }
+
+    await env.scheduler.tick(); // nothing moved: nothing added
+    expect(await bulkJobs(env)).toBe(8);
+    expect((await state(env, id)).counters.cursor).toBe(8);
+
+    for (const i of [0, 1, 2]) await finishChunk(env, id, i);
+    await env.scheduler.tick();
+    expect(await bulkJobs(env)).toBe(8);
+    const b = await state(env, id);
+    expect(b.counters).toMatchObject({ cursor: 11, admitted: 11, settled: 3, plan_byte: entries[10]!.nextByte });
+    for (const i of [8, 9, 10])
+      expect((await env.bulk.getJob(chunkJobId(id, i)))!.data.chunk).toEqual(entries[i]!.chunk);
+    expect(await env.bulk.getJob(chunkJobId(id, 11))).toBeUndefined();
+  });
+
+  it('admits the higher-priority batch first', async () => {
+    const env = await setup();
+    const low = await plannedBatch(env, 20, { priority: 0 });
+    const high = await plannedBatch(env, 20, { priority: 5 });
+    await env.scheduler.tick();
+    expect((await state(env, high.id)).counters.cursor).toBe(8);
+    expect((await state(env, low.id)).counters.cursor).toBe(0);
+
+    for (let i = 0; i < 8; i++) await finishChunk(env, high.id, i);
+    await env.scheduler.tick();
+    expect((await state(env, high.id)).counters.cursor).toBe(10);
+    expect((await state(env, low.id)).counters.cursor).toBe(6);
+  });
+
+  it('stands down when a newer leader has advanced the cursor', async () => {
+    const env = await setup();
+    const { id, entries } = await plannedBatch(env, 40);
+    await env.scheduler.tick();
+    const epoch = env.scheduler.epoch();
+    expect((await state(env, id)).counters.cursor).toBe(8);
+
+    // A newer leader (a higher epoch) admits chunks 8 and 9.
+    expect(await env.store.advanceCursor(id, epoch + 1, 8, 10, entries[9]!.nextByte)).toBe('advanced');
+    for (const i of [0, 1, 2]) await finishChunk(env, id, i);
+    await env.scheduler.tick();
+    expect(env.scheduler.epoch()).toBe(0);
+    expect((await state(env, id)).counters).toMatchObject({ cursor: 10, admitted: 10 });
+  });
+});
+
+describe('batch finalisation trigger', () => {
+  async function expectOneFinalizeJob(env: Env, id: string): Promise<void> {
+    const job = await env.control.getJob(controlJobId.finalize(id));
+    expect(job?.id).toBe(`finalize-${id}`);
+    expect(job?.name).toBe('finalize');
+    expect(job?.data).toEqual({ kind: 'finalize', batchId: id });
+    expect(await controlJobs(env)).toBe(1);
+  }
+
+  it('expires a batch past its window, then finalizes once its chunks settle', async () => {
+    const env = await setup();
+    const { id } = await plannedBatch(env, 6, { expiresAt: env.clock.now + 60_000 });
+    await env.scheduler.tick();
+    expect((await state(env, id)).counters.admitted).toBe(3);
+    await finishChunk(env, id, 0);
+
+    env.clock.now += 60_000;
+    await env.scheduler.tick();
+    const b = await state(env, id);
+    expect(b).toMatchObject({ status: 'finalizing', stop: 'expired' });
+    expect(b.timestamps.finalizing_at).toBe(env.clock.now);
+    await env.scheduler.tick();
+    expect(await controlJobs(env)).toBe(0); // chunks 1 and 2 still out
+
+    await env.store.settleChunk(id, 1, { outcome: 'skipped' });
+    await env.store.settleChunk(id, 2, { outcome: 'skipped' });
+    await env.scheduler.tick();
+    await expectOneFinalizeJob(env, id);
+    await env.scheduler.tick();
+    await env.scheduler.tick();
+    await expectOneFinalizeJob(env, id);
+  });
+
+  it('finalizes a cancelled batch once every admitted chunk settled', async () => {
+    const env = await setup();
+    const { id } = await plannedBatch(env, 6);
+    await env.scheduler.tick();
+    await finishChunk(env, id, 0);
+    await env.store.transition(id, ['in_progress'], 'cancelling', { stop: 'cancelled', cancelling_at: env.clock.now });
+    await env.scheduler.tick();
+    expect((await state(env, id)).counters).toMatchObject({ admitted: 3, settled: 1 });
+    expect(await controlJobs(env)).toBe(0);
+
+    await env.store.settleChunk(id, 1, { outcome: 'skipped' });
+    await env.store.settleChunk(id, 2, { outcome: 'skipped' });
+    await env.scheduler.tick();
+    expect((await state(env, id)).status).toBe('cancelling'); // the finalizer ends it
+    await expectOneFinalizeJob(env, id);
+  });
+
+  it('moves a batch whose every chunk settled to finalizing and adds its finalize job', async () => {
+    const env = await setup();
+    const { id } = await plannedBatch(env, 6);
+    await env.scheduler.tick();
+    for (const i of [0, 1]) await finishChunk(env, id, i);
+    await env.scheduler.tick();
+    expect((await state(env, id)).status).toBe('in_progress');
+    await finishChunk(env, id, 2);
+    await env.scheduler.tick();
+    const b = await state(env, id);
+    expect(b.status).toBe('finalizing');
+    expect(b.stop).toBeNull();
+    expect(b.timestamps.finalizing_at).toBe(env.clock.now);
+    await expectOneFinalizeJob(env, id);
+  });
+
+  it('closes a finished batch left in the open index', async () => {
+    const env = await setup();
+    const { id } = await plannedBatch(env, 2);
+    await env.store.transition(id, ['in_progress'], 'completed');
+    await env.scheduler.tick();
+    expect(await env.store.openIds()).toEqual([]);
+  });
+});

@@ -1,0 +1,265 @@
+import { describe, expect, it } from 'vitest';
+import type { BatchState, BatchStatus, CounterField } from '../../../common/batch/batch-state.ts';
+import {
+  decideBatches,
+  poolsToCount,
+  priorityFirst,
+  type AdmissionShare,
+  type BatchDecision,
+} from '../../../scheduler/batch-decisions.ts';
+
+const NOW = 1_700_000_000_000;
+const LATER = NOW + 3_600_000;
+
+interface BatchFixture {
+  id?: string;
+  status?: BatchStatus;
+  stop?: 'cancelled' | 'expired' | null;
+  planned?: boolean;
+  pool?: string;
+  priority?: number;
+  expiresAt?: number;
+  counters?: Partial<Record<CounterField, number>>;
+}
+
+let seq = 0;
+function batch(f: BatchFixture = {}): BatchState {
+  const id = f.id ?? `batch_${(seq++).toString(16).padStart(20, '0')}`;
+  const status = f.status ?? 'in_progress';
+  return {
+    spec: {
+      id,
+      endpoint: '/v1/infer',
+      model: f.pool ?? 'p',
+      input: 'file:///in/',
+      outputPrefix: 'file:///out/',
+      completionWindow: '24h',
+      createdAt: NOW - 1000,
+      expiresAt: f.expiresAt ?? LATER,
+      metadata: null,
+      priority: f.priority ?? 0,
+      tenant: 't',
+      source: 'api',
+    },
+    status,
+    stop: f.stop ?? null,
+    planned: f.planned ?? status !== 'validating',
+    plan: null,
+    errors: [],
+    timestamps: {},
+    counters: {
+      total: 0,
+      completed: 0,
+      failed: 0,
+      chunks: 10,
+      cursor: 0,
+      plan_byte: 0,
+      admitted: 0,
+      settled: 0,
+      not_run: 0,
+      ...f.counters,
+    },
+    files: { output: null, error: null, manifest: null },
+  };
+}
+
+const decideOne = (b: BatchState, queued = 0, window = 8): BatchDecision =>
+  decideBatches({ batches: [b], queued: new Map([['p', queued]]) }, { windowPerPool: window }, NOW)[0]!;
+
+describe('decideBatches: one batch', () => {
+  const cases: { name: string; batch: BatchFixture; queued?: number; want: Partial<BatchDecision> }[] = [
+    ...(['failed', 'completed', 'expired', 'cancelled'] as const).map((status) => ({
+      name: `${status} still in the open index → close`,
+      batch: { status },
+      want: { kind: 'close', reason: 'terminal' } as const,
+    })),
+    {
+      name: 'validating → hold (planning)',
+      batch: { status: 'validating' },
+      want: { kind: 'hold', reason: 'planning' },
+    },
+    {
+      name: 'validating past expiresAt → expire',
+      batch: { status: 'validating', expiresAt: NOW },
+      want: { kind: 'expire', from: 'validating', reason: 'past_completion_window' },
+    },
+    {
+      name: 'in_progress past expiresAt with chunks left → expire',
+      batch: { expiresAt: NOW - 1, counters: { cursor: 4, admitted: 4, settled: 4 } },
+      want: { kind: 'expire', from: 'in_progress', reason: 'past_completion_window' },
+    },
+    {
+      name: 'in_progress past expiresAt, all admitted but some running → expire',
+      batch: { expiresAt: NOW - 1, counters: { cursor: 10, admitted: 10, settled: 9 } },
+      want: { kind: 'expire', from: 'in_progress' },
+    },
+    {
+      name: 'in_progress past expiresAt yet every chunk settled → finalize as completed',
+      batch: { expiresAt: NOW - 1, counters: { cursor: 10, admitted: 10, settled: 10 } },
+      want: { kind: 'finalize', transition: true, reason: 'all_chunks_settled' },
+    },
+    {
+      name: 'in_progress, free window → admit min(free, remaining)',
+      batch: { counters: { cursor: 2, admitted: 2 } },
+      queued: 3,
+      want: { kind: 'admit', pool: 'p', cursor: 2, count: 5, reason: 'window_free' },
+    },
+    {
+      name: 'in_progress, fewer chunks left than the window → admit the rest',
+      batch: { counters: { cursor: 8, admitted: 8 } },
+      want: { kind: 'admit', cursor: 8, count: 2 },
+    },
+    {
+      name: 'in_progress, window full → hold',
+      batch: { counters: { cursor: 2, admitted: 2 } },
+      queued: 8,
+      want: { kind: 'hold', reason: 'window_full' },
+    },
+    {
+      name: 'in_progress, queue over the window (window shrank) → hold',
+      batch: {},
+      queued: 20,
+      want: { kind: 'hold', reason: 'window_full' },
+    },
+    {
+      name: 'in_progress, all admitted, some unsettled → hold',
+      batch: { counters: { cursor: 10, admitted: 10, settled: 7 } },
+      want: { kind: 'hold', reason: 'chunks_in_flight' },
+    },
+    {
+      name: 'in_progress, all admitted and settled → finalize with transition',
+      batch: { counters: { cursor: 10, admitted: 10, settled: 10 } },
+      want: { kind: 'finalize', transition: true, reason: 'all_chunks_settled' },
+    },
+    {
+      name: 'in_progress with an empty plan (0 chunks) → finalize',
+      batch: { counters: { chunks: 0 } },
+      want: { kind: 'finalize', transition: true },
+    },
+    {
+      name: 'in_progress but unplanned → hold (inconsistent)',
+      batch: { planned: false },
+      want: { kind: 'hold', reason: 'inconsistent' },
+    },
+    {
+      name: 'in_progress with a stop → hold (inconsistent)',
+      batch: { stop: 'cancelled' },
+      want: { kind: 'hold', reason: 'inconsistent' },
+    },
+    {
+      name: 'cancelling with chunks in flight → hold',
+      batch: { status: 'cancelling', stop: 'cancelled', counters: { cursor: 3, admitted: 3, settled: 1 } },
+      want: { kind: 'hold', reason: 'chunks_in_flight' },
+    },
+    {
+      name: 'cancelling, drained → finalize (enqueue only)',
+      batch: { status: 'cancelling', stop: 'cancelled', counters: { cursor: 3, admitted: 3, settled: 3 } },
+      want: { kind: 'finalize', transition: false, reason: 'cancel_drained' },
+    },
+    {
+      name: 'cancelling while still unplanned → finalize',
+      batch: { status: 'cancelling', stop: 'cancelled', planned: false, counters: { chunks: 0 } },
+      want: { kind: 'finalize', transition: false, reason: 'cancel_drained' },
+    },
+    {
+      name: 'cancelling past expiresAt stays cancelling',
+      batch: { status: 'cancelling', stop: 'cancelled', expiresAt: NOW - 1, counters: { admitted: 2, settled: 1 } },
+      want: { kind: 'hold', reason: 'chunks_in_flight' },
+    },
+    {
+      name: 'cancelling with more settled than admitted (a chunk added as it stopped) → finalize',
+      batch: { status: 'cancelling', stop: 'cancelled', counters: { cursor: 3, admitted: 3, settled: 4 } },
+      want: { kind: 'finalize', transition: false },
+    },
+    {
+      name: 'finalizing (expired) with chunks in flight → hold',
+      batch: { status: 'finalizing', stop: 'expired', counters: { cursor: 5, admitted: 5, settled: 2 } },
+      want: { kind: 'hold', reason: 'chunks_in_flight' },
+    },
+    {
+      name: 'finalizing, drained → finalize (enqueue again; the job id dedupes)',
+      batch: { status: 'finalizing', stop: 'expired', counters: { cursor: 5, admitted: 5, settled: 5 } },
+      want: { kind: 'finalize', transition: false, reason: 'finalizing' },
+    },
+  ];
+
+  it.each(cases)('$name', ({ batch: fixture, queued, want }) => {
+    const b = batch(fixture);
+    expect(decideOne(b, queued)).toMatchObject({ batchId: b.spec.id, ...want });
+  });
+
+  it('holds a batch whose pool could not be counted', () => {
+    const b = batch({ pool: 'q' });
+    const [d] = decideBatches({ batches: [b], queued: new Map() }, { windowPerPool: 8 }, NOW);
+    expect(d).toEqual({ kind: 'hold', batchId: b.spec.id, reason: 'window_unknown' });
+  });
+});
+
+describe('decideBatches: sharing a pool window', () => {
+  const ids = (n: number) => Array.from({ length: n }, (_, i) => `batch_${String(i).padStart(20, '0')}`);
+
+  it('serves higher priority first, then older batches, greedily', () => {
+    const [a, b, c] = ids(3);
+    const batches = [
+      batch({ id: a, priority: 0, counters: { chunks: 10 } }),
+      batch({ id: b, priority: 5, counters: { chunks: 3 } }),
+      batch({ id: c, priority: 0, counters: { chunks: 10 } }),
+    ];
+    const ds = decideBatches({ batches, queued: new Map([['p', 1]]) }, { windowPerPool: 8 }, NOW);
+    expect(ds.map((d) => [d.batchId, d.kind, d.kind === 'admit' ? d.count : 0])).toEqual([
+      [a, 'admit', 4],
+      [b, 'admit', 3],
+      [c, 'hold', 0],
+    ]);
+    expect(ds[2]).toMatchObject({ reason: 'window_full' });
+  });
+
+  it('keeps each pool to its own window', () => {
+    const [a, b] = ids(2);
+    const batches = [batch({ id: a, pool: 'p' }), batch({ id: b, pool: 'q' })];
+    const queued = new Map([
+      ['p', 6],
+      ['q', 0],
+    ]);
+    const ds = decideBatches({ batches, queued }, { windowPerPool: 8 }, NOW);
+    expect(ds).toMatchObject([
+      { batchId: a, kind: 'admit', pool: 'p', count: 2 },
+      { batchId: b, kind: 'admit', pool: 'q', count: 8 },
+    ]);
+  });
+
+  it('takes a share policy and clamps what it grants to the window and the batch', () => {
+    const [a, b] = ids(2);
+    const greedy: AdmissionShare = (cands) => new Map(cands.map((c) => [c.batchId, 100]));
+    const batches = [batch({ id: a, counters: { chunks: 5 } }), batch({ id: b })];
+    const ds = decideBatches({ batches, queued: new Map([['p', 0]]) }, { windowPerPool: 8, share: greedy }, NOW);
+    expect(ds).toMatchObject([
+      { batchId: a, kind: 'admit', count: 5 },
+      { batchId: b, kind: 'admit', count: 3 },
+    ]);
+  });
+
+  it('priorityFirst leaves out candidates it gives nothing', () => {
+    const out = priorityFirst(
+      [
+        { batchId: 'x', priority: 1, tenant: 't', remaining: 4 },
+        { batchId: 'y', priority: 0, tenant: 't', remaining: 4 },
+      ],
+      3,
+    );
+    expect([...out]).toEqual([['x', 3]]);
+  });
+});
+
+describe('poolsToCount', () => {
+  it('names only pools with a batch that may take chunks', () => {
+    const batches = [
+      batch({ pool: 'a' }),
+      batch({ pool: 'a', counters: { cursor: 2 } }),
+      batch({ pool: 'b', counters: { cursor: 10 } }),
+      batch({ pool: 'c', status: 'validating' }),
+      batch({ pool: 'd', status: 'cancelling', stop: 'cancelled' }),
+    ];
+    expect(poolsToCount(batches)).toEqual(['a']);
+  });
+});
