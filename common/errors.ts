@@ -7,6 +7,10 @@ export const errorCodes = {
   bad_request: { status: 400, retryable: false },
   payload_too_large: { status: 413, retryable: false },
   model_not_found: { status: 404, retryable: false },
+  /** A resource (batch, route) that does not exist. */
+  not_found: { status: 404, retryable: false },
+  /** The resource's state does not allow the request (cancel a finished batch). */
+  conflict: { status: 409, retryable: false },
   unsupported_task: { status: 400, retryable: false },
   overloaded: { status: 429, retryable: true },
   unavailable: { status: 503, retryable: true },

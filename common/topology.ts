@@ -69,6 +69,11 @@ export function batchIndexKeys(prefix: string): { all: string; open: string } {
   return { all: `${prefix}:{batch-index}:all`, open: `${prefix}:{batch-index}:open` };
 }
 
+/** Which batch a cron firing created (SET NX, so a retried firing finds it), in the batch index's slot. */
+export function cronFiringKey(prefix: string, schedule: string, firedAt: Date): string {
+  return `${prefix}:{batch-index}:cron:${schedule}:${firedAt.getTime()}`;
+}
+
 /** Job id of chunk `index` of a batch on `bulk.<pool>`: deterministic, so a repeated admission is a no-op. */
 export function chunkJobId(batchId: string, index: number): string {
   return `${batchId}-c${index}`;

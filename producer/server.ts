@@ -20,7 +20,8 @@ import { BatchService } from './batch/batch-service.ts';
 import { startBatchControl } from './batch/control-worker.ts';
 import { BOARD_PATH, registerBoard } from './board.ts';
 import { DepthMonitor } from './depth-monitor.ts';
-import { errorHandler } from './http-errors.ts';
+import { FleetError } from '../common/errors.ts';
+import { errorHandler, sendError } from './http-errors.ts';
 import { createProducerMetrics } from './metrics.ts';
 import { RealtimeService } from './realtime-service.ts';
 import { ReplyInbox } from './reply-inbox.ts';
@@ -98,14 +99,7 @@ export async function startProducer(config: Config, opts: ProducerOptions): Prom
   });
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler((request, reply) =>
-    reply.code(404).send({
-      error: {
-        message: `no route ${request.method} ${request.url}`,
-        type: 'not_found_error',
-        param: null,
-        code: 'not_found',
-      },
-    }),
+    sendError(reply, new FleetError('not_found', `no route ${request.method} ${request.url}`)),
   );
   app.addHook('onResponse', async (request, reply) => {
     metrics.requests.inc({

@@ -122,26 +122,15 @@ export class BatchLoop {
   /** The open batches; ids whose hash is gone are dropped from the open index. */
   private async openBatches(): Promise<BatchState[]> {
     const ids = await this.store.openIds();
-    let batches: BatchState[];
-    try {
-      batches = await this.store.getMany(ids);
-    } catch (err) {
-      // One undecodable hash must not stall every batch: fetch one by one and leave the bad ones out.
-      this.deps.logger.error({ err }, 'an open batch does not decode; reading batches one by one');
-      batches = [];
-      for (const id of ids) {
-        try {
-          const b = await this.store.get(id);
-          if (b) batches.push(b);
-        } catch (oneErr) {
-          this.deps.logger.error({ err: oneErr, batchId: id }, 'batch state does not decode; skipped');
-        }
-      }
-      return batches;
-    }
-    if (batches.length < ids.length) {
+    // One undecodable hash must not stall every batch: it is logged and left out (and left open).
+    const undecodable = new Set<string>();
+    const batches = await this.store.getMany(ids, (batchId, err) => {
+      undecodable.add(batchId);
+      this.deps.logger.error({ err, batchId }, 'batch state does not decode; skipped');
+    });
+    if (batches.length + undecodable.size < ids.length) {
       const found = new Set(batches.map((b) => b.spec.id));
-      for (const id of ids.filter((i) => !found.has(i))) {
+      for (const id of ids.filter((i) => !found.has(i) && !undecodable.has(i))) {
         this.deps.logger.warn({ batchId: id }, 'open batch has no state; removed from the open index');
         await this.store.close(id);
       }

@@ -251,18 +251,31 @@ export class BatchStore {
     return decodeBatch(await this.redis.hgetall(this.keys(batchId).state));
   }
 
-  /** Several batches in one round trip (missing ones are dropped). */
-  async getMany(batchIds: readonly string[]): Promise<BatchState[]> {
+  /**
+   * Several batches in one round trip. Missing ones are dropped; one whose
+   * state does not decode throws, unless `onUndecodable` takes it (then it is
+   * left out too), so one bad hash need not stall a caller that loops over all.
+   */
+  async getMany(
+    batchIds: readonly string[],
+    onUndecodable?: (batchId: string, err: unknown) => void,
+  ): Promise<BatchState[]> {
     if (batchIds.length === 0) return [];
     const pipe = this.redis.pipeline();
     for (const id of batchIds) pipe.hgetall(this.keys(id).state);
     const results = (await pipe.exec()) ?? [];
     const out: BatchState[] = [];
-    for (const [err, raw] of results) {
+    results.forEach(([err, raw], i) => {
       if (err) throw err;
-      const state = decodeBatch(raw as Record<string, string>);
+      let state: BatchState | undefined;
+      try {
+        state = decodeBatch(raw as Record<string, string>);
+      } catch (decodeErr) {
+        if (!onUndecodable) throw decodeErr;
+        onUndecodable(batchIds[i]!, decodeErr);
+      }
       if (state) out.push(state);
-    }
+    });
     return out;
   }
 

@@ -10,6 +10,7 @@ import {
   summarizeInputSchema,
   chatInputSchema,
   type ChatInput,
+  type ChatOutput,
 } from './tasks.ts';
 
 export const TIMEOUT_HEADER = 'x-interfleet-timeout-ms';
@@ -61,5 +62,34 @@ export function toChatInput(
     ...(body.top_p != null ? { topP: body.top_p } : {}),
     ...(body.stop != null ? { stop: typeof body.stop === 'string' ? [body.stop] : body.stop } : {}),
     ...(body.seed != null ? { seed: body.seed } : {}),
+  };
+}
+
+/** OpenAI's `usage` of a chat completion. */
+export function chatUsage(output: ChatOutput) {
+  const { promptTokens, completionTokens } = output.usage;
+  return {
+    prompt_tokens: promptTokens,
+    completion_tokens: completionTokens,
+    total_tokens: promptTokens + completionTokens,
+  };
+}
+
+/** A non-streamed `chat.completion` body: the real-time API's answer and a batch output line's body. */
+export function chatCompletionBody(id: string, created: number, model: string, output: ChatOutput) {
+  return {
+    id,
+    object: 'chat.completion',
+    created,
+    model,
+    choices: [
+      {
+        index: 0,
+        message: { role: 'assistant', content: output.text },
+        finish_reason: output.finishReason,
+        logprobs: null,
+      },
+    ],
+    usage: chatUsage(output),
   };
 }

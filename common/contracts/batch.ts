@@ -49,6 +49,23 @@ export const batchErrorLineSchema = z.object({
 });
 export type BatchErrorLine = z.infer<typeof batchErrorLineSchema>;
 
+/** Deterministic id of an input line's result: a re-run (worker or finalisation) produces the same one. */
+export const batchRequestId = (batchId: string, line: number): string => `batch_req_${batchId}_${line}`;
+
+/**
+ * An error-file line, serialised: `batchErrorLineSchema` (line number and
+ * reason) and, with a custom_id, OpenAI's error-file line too. Workers write
+ * it for lines that failed, finalisation for lines that never ran: one format.
+ */
+export function batchErrorLineJson(
+  batchId: string,
+  line: number,
+  customId: string | null,
+  error: { code: string; message: string },
+): string {
+  return JSON.stringify({ id: batchRequestId(batchId, line), custom_id: customId, line, response: null, error });
+}
+
 /** A chunk: a byte range of one input object, cut on line boundaries. `end` is exclusive. */
 export const chunkSchema = z.object({
   index: z.number().int().min(0),

@@ -49,7 +49,7 @@
  * are written regardless of the signal (short, bounded work), so a run either
  * writes nothing or completes.
  */
-import { batchOutputLineSchema, type ChunkJob } from '../../common/contracts/batch.ts';
+import { batchOutputLineSchema, batchRequestId, type ChunkJob } from '../../common/contracts/batch.ts';
 import { DEFAULT_MAX_LINE_BYTES } from '../../common/batch/line-splitter.ts';
 import { parseBatchLine } from '../../common/batch/parse-line.ts';
 import type { TaskInput } from '../../common/contracts/tasks.ts';
@@ -57,9 +57,9 @@ import { isStorageError, type Storage } from '../../common/storage/index.ts';
 import type { ModelBackend } from '../backends/backend.ts';
 import { readChunkLineArrays, splitLines, type ChunkLine } from './chunk-lines.ts';
 import { DEFAULT_BATCH_SIZE, runBatch, type RecordResult } from './micro-batch.ts';
-import { batchRequestId, errorInfo, PartBuffer, partLines, type ErrorInfo, type PartLines } from './part-lines.ts';
+import { errorInfo, PartBuffer, partLines, type ErrorInfo, type PartLines } from './part-lines.ts';
 
-export { batchRequestId } from './part-lines.ts';
+export { batchRequestId };
 
 export type ChunkStatus = 'done' | 'already_done' | 'yielded';
 

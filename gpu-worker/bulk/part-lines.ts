@@ -14,7 +14,8 @@
  * until it writes its parts; kept as strings they would outlive the young
  * generation and make the garbage collector copy and mark them all.
  */
-import type { BatchEndpoint } from '../../common/contracts/batch.ts';
+import { batchErrorLineJson, type BatchEndpoint } from '../../common/contracts/batch.ts';
+import { chatCompletionBody } from '../../common/contracts/api.ts';
 import type { TaskOutput } from '../../common/contracts/tasks.ts';
 import { FleetError } from '../../common/errors.ts';
 
@@ -23,8 +24,6 @@ export interface ErrorInfo {
   message: string;
 }
 
-/** Deterministic ids: a re-run produces the same ones. */
-export const batchRequestId = (batchId: string, line: number): string => `batch_req_${batchId}_${line}`;
 const requestId = (batchId: string, line: number): string => `req_${batchId}_${line}`;
 
 export function errorInfo(err: unknown): ErrorInfo {
@@ -62,26 +61,7 @@ export function partLines(job: PartLineJob): PartLines {
       return `{"id":"req_${id}_${line}","model":${modelJson},"output":${outputJson}}`;
     }
     if (output.task !== 'chat') throw new FleetError('internal', `a chat completion got a ${output.task} output`);
-    const { promptTokens, completionTokens } = output.usage;
-    return JSON.stringify({
-      id: `chatcmpl-${batchId}-${line}`,
-      object: 'chat.completion',
-      created,
-      model,
-      choices: [
-        {
-          index: 0,
-          message: { role: 'assistant', content: output.text },
-          finish_reason: output.finishReason,
-          logprobs: null,
-        },
-      ],
-      usage: {
-        prompt_tokens: promptTokens,
-        completion_tokens: completionTokens,
-        total_tokens: promptTokens + completionTokens,
-      },
-    });
+    return JSON.stringify(chatCompletionBody(`chatcmpl-${batchId}-${line}`, created, model, output));
   };
 
   return {
@@ -89,8 +69,7 @@ export function partLines(job: PartLineJob): PartLines {
       `{"id":"batch_req_${id}_${line}","custom_id":${JSON.stringify(customId)},` +
       `"response":{"status_code":200,"request_id":"req_${id}_${line}","body":${bodyJson(line, output, created)}},` +
       `"error":null}`,
-    error: (line, customId, error) =>
-      JSON.stringify({ id: batchRequestId(batchId, line), custom_id: customId, line, response: null, error }),
+    error: (line, customId, error) => batchErrorLineJson(batchId, line, customId, error),
   };
 }
 

@@ -25,18 +25,10 @@ import { FleetError } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
 import type { RedisClient } from '../../common/redis.ts';
 import { isStorageError, parseStorageUri } from '../../common/storage/index.ts';
+import { cronFiringKey } from '../../common/topology.ts';
 
 /** A cron firing's batch id is kept this long, so a retried firing finds it (seconds). */
 const CRON_KEY_TTL_S = 7 * 86_400;
-
-/** Raised when a batch cannot make the asked transition (cancel a completed batch); HTTP 409. */
-export class BatchConflictError extends Error {
-  readonly code = 'conflict';
-  constructor(message: string) {
-    super(message);
-    this.name = 'BatchConflictError';
-  }
-}
 
 export interface BatchLimits {
   pools: readonly string[];
@@ -169,7 +161,7 @@ export class BatchService {
   /**
    * Stops a running batch: admission ends, finalisation delivers what ran and
    * marks the rest. Cancelling twice answers the same; a batch that is
-   * finishing or finished cannot be cancelled (BatchConflictError).
+   * finishing or finished cannot be cancelled (FleetError `conflict`, HTTP 409).
    */
   async cancel(batchId: string): Promise<BatchState | undefined> {
     const { moved, status } = await this.redisCall('cancel batch', () =>
@@ -180,7 +172,7 @@ export class BatchService {
     );
     if (status === undefined) return undefined;
     if (!moved && status !== 'cancelling' && status !== 'cancelled') {
-      throw new BatchConflictError(`batch ${batchId} is ${status} and can no longer be cancelled`);
+      throw new FleetError('conflict', `batch ${batchId} is ${status} and can no longer be cancelled`);
     }
     if (moved) this.deps.logger.info({ batchId, from: status }, 'batch cancelled');
     return this.get(batchId);
@@ -257,7 +249,7 @@ export class BatchService {
     try {
       return await call();
     } catch (err) {
-      if (err instanceof FleetError || err instanceof BatchConflictError || err instanceof z.ZodError) throw err;
+      if (err instanceof FleetError || err instanceof z.ZodError) throw err;
       this.deps.logger.warn({ err }, `${what} failed`);
       throw new FleetError('unavailable', 'batch state (Redis) is unreachable; try again shortly', {
         cause: err,
@@ -265,12 +257,4 @@ export class BatchService {
       });
     }
   }
-}
-
-/**
- * The key that remembers which batch a cron firing created, in the batch
- * index's slot (it belongs beside batchIndexKeys in common/topology.ts).
- */
-export function cronFiringKey(prefix: string, schedule: string, firedAt: Date): string {
-  return `${prefix}:{batch-index}:cron:${schedule}:${firedAt.getTime()}`;
 }

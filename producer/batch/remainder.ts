@@ -14,7 +14,7 @@
 import { Readable } from 'node:stream';
 import { splitLines } from '../../common/batch/line-splitter.ts';
 import { parseBatchLine } from '../../common/batch/parse-line.ts';
-import type { BatchEndpoint, Chunk } from '../../common/contracts/batch.ts';
+import { batchErrorLineJson, type BatchEndpoint, type Chunk } from '../../common/contracts/batch.ts';
 import { isStorageError, type Storage } from '../../common/storage/index.ts';
 
 export type NotRunCode = 'batch_cancelled' | 'batch_expired' | 'chunk_failed';
@@ -23,12 +23,6 @@ export interface NotRunReason {
   code: NotRunCode;
   message: string;
 }
-
-/**
- * The bulk worker's request id (gpu-worker's `batchRequestId`, duplicated: roles
- * never import each other). Keep the two in step, or move both to common/.
- */
-export const batchRequestId = (batchId: string, line: number): string => `batch_req_${batchId}_${line}`;
 
 /** `parts/remainder-00000012.jsonl`: beside the chunk's own parts (partUris), never clashing with them. */
 export function remainderPartUri(partsPrefix: string, index: number): string {
@@ -76,8 +70,7 @@ async function* remainderLines(
   try {
     for await (const line of splitLines(stream as AsyncIterable<Buffer>, { firstLine: chunk.firstLine })) {
       const customId = line.kind === 'line' ? parseBatchLine(line.text, batch).customId : null;
-      const id = batchRequestId(batchId, line.line);
-      lines.push(JSON.stringify({ id, custom_id: customId, line: line.line, response: null, error }));
+      lines.push(batchErrorLineJson(batchId, line.line, customId, error));
       if (lines.length >= 256) {
         yield Buffer.from(`${lines.join('\n')}\n`);
         lines = [];

@@ -4,7 +4,6 @@
  * `POST /v1/batches/:id/cancel`. Inputs and outputs are storage URIs where
  * OpenAI has file ids, so `client.batches.*` of the official SDK works.
  */
-import type { FastifyReply } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import {
   batchCreateBodySchema,
@@ -13,31 +12,11 @@ import {
   toApiBatch,
   type BatchList,
 } from '../../common/contracts/batch-api.ts';
-import { BatchConflictError, type BatchService } from '../batch/batch-service.ts';
-import type { OpenAIErrorBody } from '../http-errors.ts';
+import { FleetError } from '../../common/errors.ts';
+import type { BatchService } from '../batch/batch-service.ts';
 
-/*
- * 404 and 409 have no code in common/errors.ts yet, so these two answers are
- * written here, in the same OpenAI shape errorBody() gives every other error.
- */
-function notFound(reply: FastifyReply, batchId: string): FastifyReply {
-  const body: OpenAIErrorBody = {
-    error: {
-      message: `No batch found with id '${batchId}'`,
-      type: 'not_found_error',
-      param: 'batch_id',
-      code: 'not_found',
-    },
-  };
-  return reply.code(404).send(body);
-}
-
-function conflict(reply: FastifyReply, err: BatchConflictError): FastifyReply {
-  const body: OpenAIErrorBody = {
-    error: { message: err.message, type: 'invalid_request_error', param: null, code: err.code },
-  };
-  return reply.code(409).send(body);
-}
+const notFound = (batchId: string): FleetError =>
+  new FleetError('not_found', `No batch found with id '${batchId}'`, { param: 'batch_id' });
 
 export const batchRoutes =
   (batches: BatchService): FastifyPluginAsyncZod =>
@@ -58,18 +37,16 @@ export const batchRoutes =
       };
     });
 
-    app.get('/v1/batches/:batch_id', { schema: { params: batchIdParamsSchema } }, async (request, reply) => {
+    app.get('/v1/batches/:batch_id', { schema: { params: batchIdParamsSchema } }, async (request) => {
       const state = await batches.get(request.params.batch_id);
-      return state ? toApiBatch(state) : notFound(reply, request.params.batch_id);
+      if (!state) throw notFound(request.params.batch_id);
+      return toApiBatch(state);
     });
 
-    app.post('/v1/batches/:batch_id/cancel', { schema: { params: batchIdParamsSchema } }, async (request, reply) => {
-      try {
-        const state = await batches.cancel(request.params.batch_id);
-        return state ? toApiBatch(state) : notFound(reply, request.params.batch_id);
-      } catch (err) {
-        if (err instanceof BatchConflictError) return conflict(reply, err);
-        throw err;
-      }
+    // A batch finishing or finished cannot be cancelled: the service throws FleetError('conflict'), a 409.
+    app.post('/v1/batches/:batch_id/cancel', { schema: { params: batchIdParamsSchema } }, async (request) => {
+      const state = await batches.cancel(request.params.batch_id);
+      if (!state) throw notFound(request.params.batch_id);
+      return toApiBatch(state);
     });
   };

@@ -3,21 +3,18 @@
  * existing OpenAI clients work unchanged. `model` names the pool.
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { chatCompletionRequestSchema, TIMEOUT_HEADER, toChatInput } from '../../common/contracts/api.ts';
+import {
+  chatCompletionBody,
+  chatCompletionRequestSchema,
+  chatUsage,
+  TIMEOUT_HEADER,
+  toChatInput,
+} from '../../common/contracts/api.ts';
 import type { ChatOutput } from '../../common/contracts/tasks.ts';
 import { callerGone, errorBody } from '../http-errors.ts';
 import type { RealtimeService } from '../realtime-service.ts';
 import { streamReplies } from '../sse.ts';
 import { parseTimeoutHeader } from './timeout-header.ts';
-
-function usageOf(output: ChatOutput) {
-  const { promptTokens, completionTokens } = output.usage;
-  return {
-    prompt_tokens: promptTokens,
-    completion_tokens: completionTokens,
-    total_tokens: promptTokens + completionTokens,
-  };
-}
 
 export const chatCompletionsRoute =
   (service: RealtimeService): FastifyPluginAsyncZod =>
@@ -39,21 +36,7 @@ export const chatCompletionsRoute =
       if (!stream) {
         const done = await pending.result();
         const output = done.output as ChatOutput;
-        return reply.send({
-          id,
-          object: 'chat.completion',
-          created,
-          model: body.model,
-          choices: [
-            {
-              index: 0,
-              message: { role: 'assistant', content: output.text },
-              finish_reason: output.finishReason,
-              logprobs: null,
-            },
-          ],
-          usage: usageOf(output),
-        });
+        return reply.send(chatCompletionBody(id, created, body.model, output));
       }
 
       const chunk = (delta: Record<string, unknown>, finish: string | null, extra: Record<string, unknown> = {}) => ({
@@ -72,7 +55,7 @@ export const chatCompletionsRoute =
             return;
           }
           const output = r.output as ChatOutput;
-          sse.send(chunk({}, output.finishReason, { usage: usageOf(output) }));
+          sse.send(chunk({}, output.finishReason, { usage: chatUsage(output) }));
           if (body.stream_options?.include_usage) {
             sse.send({
               id,
@@ -80,7 +63,7 @@ export const chatCompletionsRoute =
               created,
               model: body.model,
               choices: [],
-              usage: usageOf(output),
+              usage: chatUsage(output),
             });
           }
         },

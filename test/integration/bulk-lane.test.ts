@@ -24,6 +24,7 @@ import { planBatch } from '../../producer/batch/planner.ts';
 import { deleteKeys, REDIS_URL, testConfig } from '../helpers/fleet.ts';
 import { slowBackend } from '../helpers/test-backends.ts';
 import { exists, readPart, sentimentLine, tempDir, writeInput, type TempDir } from '../unit/bulk/fixtures.ts';
+import { until } from '../helpers/until.ts';
 
 const poolYaml = (bulk: string) => `pools:\n  - name: p\n    backend: echo\n    lanes: { bulk: ${bulk} }\n`;
 const storage = createFileStorage();
@@ -54,16 +55,6 @@ afterEach(async () => {
   redis.disconnect();
   await dir.remove();
 });
-
-async function until<T>(probe: () => Promise<T | undefined>, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 async function worker(backend: ModelBackend = createEchoBackend()): Promise<RunningWorker> {
   const w = await startWorker(config, { logger: silentLogger(), backend });

@@ -9,6 +9,7 @@ import { REALTIME_JOB_NAME, replySchema, type RealtimeJob } from '../../common/c
 import { inboxKey, queueName } from '../../common/topology.ts';
 import { startFleet, type TestFleet } from '../helpers/fleet.ts';
 import { slowBackend } from '../helpers/test-backends.ts';
+import { until } from '../helpers/until.ts';
 
 const yaml = 'pools:\n  - name: p\n    backend: echo\n';
 let fleet: TestFleet | undefined;
@@ -16,16 +17,6 @@ afterEach(async () => {
   await fleet?.stop();
   fleet = undefined;
 });
-
-async function until<T>(probe: () => Promise<T | undefined>, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 const infer = (f: TestFleet, timeoutMs = 10_000, signal?: AbortSignal) =>
   fetch(`${f.producer.url}/v1/infer`, {

@@ -8,11 +8,11 @@ import { createFileStorage, isStorageError, StorageError, type Storage } from '.
 import { readPlan, readPlanEntries, writePlan } from '../../../common/batch/plan-file.ts';
 import { planToStorage } from '../../../producer/batch/plan-to-storage.ts';
 import { planBatch } from '../../../producer/batch/planner.ts';
+import { sentimentLine } from '../bulk/fixtures.ts';
 
 const storage = createFileStorage();
 const batch = { endpoint: '/v1/infer', model: 'sentiment' } as const;
-const sentiment = (id: string, text: string) =>
-  JSON.stringify({ custom_id: id, method: 'POST', url: '/v1/infer', body: { input: { task: 'sentiment', text } } });
+const sentiment = sentimentLine;
 
 let dir: string;
 const uri = (name: string) => pathToFileURL(join(dir, name)).href;

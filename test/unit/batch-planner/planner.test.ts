@@ -11,11 +11,11 @@ import { chunkSchema, type Chunk } from '../../../common/contracts/batch.ts';
 import { createFileStorage, isStorageError, type Storage } from '../../../common/storage/index.ts';
 import { splitLines as workerSplitLines } from '../../../gpu-worker/bulk/chunk-lines.ts';
 import { planBatch, type PlanOptions } from '../../../producer/batch/planner.ts';
+import { sentimentLine } from '../bulk/fixtures.ts';
 
 const storage = createFileStorage();
 const batch = { endpoint: '/v1/infer', model: 'sentiment' } as const;
-const sentiment = (id: string, text: string) =>
-  JSON.stringify({ custom_id: id, method: 'POST', url: '/v1/infer', body: { input: { task: 'sentiment', text } } });
+const sentiment = sentimentLine;
 
 let dir: string;
 const uri = (name: string) => pathToFileURL(join(dir, name)).href;
