@@ -50,7 +50,7 @@ export type HoldReason =
   | 'window_full'
   /** The pool's queue could not be counted this pass. */
   | 'window_unknown'
-  /** Admission is over (all admitted, or stopped) but admitted chunks have not all settled. */
+  /** Admission is over (all admitted) but admitted chunks have not all settled. */
   | 'chunks_in_flight'
   /** in_progress yet unplanned or stopped: not a state the life cycle produces; left alone. */
   | 'inconsistent';
@@ -81,6 +81,14 @@ export type BatchDecision =
       cursor: number;
       count: number;
       reason: 'window_free';
+    }
+  | {
+      kind: 'withdraw';
+      batchId: string;
+      pool: string;
+      /** Chunks below this index were admitted; those not yet settled are withdrawn if no worker holds them. */
+      below: number;
+      reason: 'batch_stopped';
     }
   | { kind: 'hold'; batchId: string; reason: HoldReason };
 
@@ -152,14 +160,23 @@ export function decideBatches(snapshot: BatchSnapshot, policy: BatchPolicy, now:
         }
         break;
       case 'cancelling':
-        decision = drained
-          ? { kind: 'finalize', batchId, transition: false, reason: 'cancel_drained' }
-          : { kind: 'hold', batchId, reason: 'chunks_in_flight' };
-        break;
       case 'finalizing':
-        decision = drained
-          ? { kind: 'finalize', batchId, transition: false, reason: 'finalizing' }
-          : { kind: 'hold', batchId, reason: 'chunks_in_flight' };
+        if (drained) {
+          const reason = b.status === 'cancelling' ? 'cancel_drained' : 'finalizing';
+          decision = { kind: 'finalize', batchId, transition: false, reason };
+        } else if (b.stop !== null) {
+          // Stopped with admitted chunks unsettled: those still queued would wait for a worker that may
+          // never come (expiry with a busy or empty pool), so they are taken back and settled skipped.
+          decision = {
+            kind: 'withdraw',
+            batchId,
+            pool: b.spec.model,
+            below: b.counters.cursor,
+            reason: 'batch_stopped',
+          };
+        } else {
+          decision = { kind: 'hold', batchId, reason: 'chunks_in_flight' };
+        }
         break;
     }
     if (decision) byBatch.set(batchId, decision);

@@ -174,7 +174,29 @@ export class BatchLoop {
       case 'admit':
         await this.admit(d, batch, epoch, log);
         return;
+      case 'withdraw':
+        await this.withdraw(d, log);
+        return;
     }
+  }
+
+  /**
+   * Takes back a stopped batch's queued chunks and settles them skipped, so
+   * cancel and expiry end without a worker ever picking them up. A chunk a
+   * worker holds cannot be removed (BullMQ refuses locked jobs): its run sees
+   * the stop and settles it. A job that is gone altogether (removed earlier,
+   * by a pass that died before settling, or by hand) is settled too.
+   */
+  private async withdraw(d: Extract<BatchDecision, { kind: 'withdraw' }>, log: Logger): Promise<void> {
+    const queue = this.bulkQueue(d.pool);
+    let withdrawn = 0;
+    for (const index of await this.store.unsettledChunks(d.batchId, d.below)) {
+      const jobId = chunkJobId(d.batchId, index);
+      const removed = (await queue.remove(jobId)) === 1 || (await queue.getJobState(jobId)) === 'unknown';
+      if (!removed) continue;
+      if ((await this.store.settleChunk(d.batchId, index, { outcome: 'skipped' })) === 'settled') withdrawn++;
+    }
+    if (withdrawn > 0) log.info({ withdrawn }, 'withdrew queued chunks of a stopped batch');
   }
 
   private async admit(
@@ -216,9 +238,16 @@ export class BatchLoop {
     const r = await this.store.advanceCursor(spec.id, epoch, d.cursor, to, entries.at(-1)!.nextByte);
     if (r === 'stale') throw new StaleLeaderError(epoch);
     if (r === 'conflict') {
-      // The batch stopped (cancel, expiry) or the cursor moved meanwhile. The jobs just added stay:
-      // a stopped batch's chunks settle as skipped, and a moved cursor means they were admitted already.
-      log.info({ from: d.cursor, to }, 'cursor moved or batch stopped during admission; next pass decides');
+      // The batch stopped (cancel, expiry) or the cursor moved meanwhile. Jobs past a stopped batch's
+      // cursor were never admitted, so no withdraw pass will look for them: take them back now. (A moved
+      // cursor means another pass admitted them: they stay.)
+      const now = await this.store.get(spec.id);
+      if (now?.stop) {
+        for (const { chunk } of entries.filter((e) => e.chunk.index >= now.counters.cursor)) {
+          await this.bulkQueue(d.pool).remove(chunkJobId(spec.id, chunk.index));
+        }
+      }
+      log.info({ from: d.cursor, to, stop: now?.stop }, 'cursor moved or batch stopped during admission');
       return;
     }
     log.info({ pool: d.pool, from: d.cursor, to, chunks: batch.counters.chunks }, 'admitted chunks');

@@ -220,6 +220,10 @@ end
 return 1
 `;
 
+/** Bit `index` of a Redis bitmap (SETBIT numbers bits from the most significant of byte 0). */
+const bitSet = (bits: Buffer, index: number): boolean =>
+  index >> 3 < bits.length && (bits[index >> 3]! & (0x80 >> (index & 7))) !== 0;
+
 export type ChunkOutcome =
   | { outcome: 'done'; completed: number; failed: number }
   | { outcome: 'skipped' }
@@ -358,10 +362,15 @@ export class BatchStore {
   /** Chunk indexes whose parts were written (one GET of a bitmap: 1.25 KB per 10,000 chunks). */
   async doneChunks(batchId: string): Promise<(index: number) => boolean> {
     const bits = (await this.redis.getBuffer(this.keys(batchId).done)) ?? Buffer.alloc(0);
-    return (index) => {
-      const byte = index >> 3;
-      return byte < bits.length && (bits[byte]! & (0x80 >> (index & 7))) !== 0;
-    };
+    return (index) => bitSet(bits, index);
+  }
+
+  /** Chunk indexes below `below` not yet settled, ascending (one GET of the settled bitmap). */
+  async unsettledChunks(batchId: string, below: number): Promise<number[]> {
+    const bits = (await this.redis.getBuffer(this.keys(batchId).settled)) ?? Buffer.alloc(0);
+    const out: number[] = [];
+    for (let i = 0; i < below; i++) if (!bitSet(bits, i)) out.push(i);
+    return out;
   }
 
   /** Why chunks failed for good, by index. */

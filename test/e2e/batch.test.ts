@@ -329,6 +329,31 @@ pools: [{ name: default, lanes: { bulk: { concurrency: 1, lockDurationMs: 1500, 
     }
   }, 90_000);
 
+  it('expires a batch whose admitted chunks wait for a worker that never comes: every line batch_expired', async () => {
+    const fleet = await startBatchFleet({ yaml: 'batch: { chunkLines: 5, windowPerPool: 4, admitEveryMs: 50 }\n' });
+    try {
+      const ids = Array.from({ length: 40 }, (_, i) => `x${i}`);
+      const input = join(dir, `expire-${randomUUID()}.jsonl`);
+      await writeFile(input, ids.map((id) => chatLine(id, 'The cat', 4)).join('\n') + '\n');
+      const created = await create(fleet, {
+        input_file_id: pathToFileURL(input).href,
+        endpoint: '/v1/chat/completions',
+        completion_window: '2s',
+      });
+      // Admitted chunks sit in the queue: no pool worker runs.
+      await waitFor(fleet, created.id, (b) => b.status === 'in_progress');
+      const done = await waitFor(fleet, created.id, isFinal, 30_000);
+      expect(done.status).toBe('expired');
+      expect(done.expired_at).toEqual(expect.any(Number));
+      const { output, errors } = await results(fleet, done, ids);
+      expect(output).toEqual([]);
+      expect(errors.map((e) => e.error!.code)).toEqual(ids.map(() => 'batch_expired'));
+      expect(errors.map((e) => e.custom_id)).toEqual(ids);
+    } finally {
+      await fleet.stop();
+    }
+  }, 60_000);
+
   it('sends malformed lines to the error file with their line numbers and reasons, and runs the rest', async () => {
     const fleet = await startBatchFleet({ yaml: 'batch: { chunkLines: 3, admitEveryMs: 50 }\n', workers: 1 });
     try {

@@ -9,7 +9,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { Queue } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BatchStore, batchFiles, newBatchId, type BatchState } from '../../common/batch/batch-state.ts';
@@ -210,12 +210,20 @@ describe('batch finalisation trigger', () => {
     expect(await controlJobs(env)).toBe(1);
   }
 
-  it('expires a batch past its window, then finalizes once its chunks settle', async () => {
+  it('expires a batch past its window, withdraws its queued chunks, finalizes once a held one settles', async () => {
     const env = await setup();
     const { id } = await plannedBatch(env, 6, { expiresAt: env.clock.now + 60_000 });
     await env.scheduler.tick();
     expect((await state(env, id)).counters.admitted).toBe(3);
     await finishChunk(env, id, 0);
+    // A worker holds chunk 1 (locked, running); chunk 2 waits for a worker that never comes.
+    const worker = new Worker(queueName('bulk', 'p'), null, {
+      connection: redis.duplicate({ maxRetriesPerRequest: null }),
+      prefix: env.config.redis.prefix,
+      autorun: false,
+    });
+    cleanups.push(() => worker.close());
+    expect((await worker.getNextJob('held'))?.id).toBe(chunkJobId(id, 1));
 
     env.clock.now += 60_000;
     await env.scheduler.tick();
@@ -223,10 +231,14 @@ describe('batch finalisation trigger', () => {
     expect(b).toMatchObject({ status: 'finalizing', stop: 'expired' });
     expect(b.timestamps.finalizing_at).toBe(env.clock.now);
     await env.scheduler.tick();
-    expect(await controlJobs(env)).toBe(0); // chunks 1 and 2 still out
+    expect(await env.bulk.getJobState(chunkJobId(id, 2))).toBe('unknown'); // withdrawn
+    expect(await env.bulk.getJobState(chunkJobId(id, 1))).toBe('active'); // a held chunk is left to its worker
+    expect((await state(env, id)).counters).toMatchObject({ admitted: 3, settled: 2, completed: 2 });
+    expect(await env.store.unsettledChunks(id, 3)).toEqual([1]);
+    await env.scheduler.tick();
+    expect(await controlJobs(env)).toBe(0); // chunk 1 still out
 
     await env.store.settleChunk(id, 1, { outcome: 'skipped' });
-    await env.store.settleChunk(id, 2, { outcome: 'skipped' });
     await env.scheduler.tick();
     await expectOneFinalizeJob(env, id);
     await env.scheduler.tick();
@@ -234,21 +246,31 @@ describe('batch finalisation trigger', () => {
     await expectOneFinalizeJob(env, id);
   });
 
-  it('finalizes a cancelled batch once every admitted chunk settled', async () => {
+  it("withdraws a cancelled batch's queued chunks and finalizes it without a worker", async () => {
     const env = await setup();
     const { id } = await plannedBatch(env, 6);
     await env.scheduler.tick();
     await finishChunk(env, id, 0);
     await env.store.transition(id, ['in_progress'], 'cancelling', { stop: 'cancelled', cancelling_at: env.clock.now });
     await env.scheduler.tick();
-    expect((await state(env, id)).counters).toMatchObject({ admitted: 3, settled: 1 });
+    expect((await state(env, id)).counters).toMatchObject({ admitted: 3, settled: 3, completed: 2 });
+    expect(await bulkJobs(env)).toBe(0);
     expect(await controlJobs(env)).toBe(0);
 
-    await env.store.settleChunk(id, 1, { outcome: 'skipped' });
-    await env.store.settleChunk(id, 2, { outcome: 'skipped' });
     await env.scheduler.tick();
     expect((await state(env, id)).status).toBe('cancelling'); // the finalizer ends it
     await expectOneFinalizeJob(env, id);
+  });
+
+  it("settles a stopped batch's chunk whose job is gone (a withdraw that died before settling)", async () => {
+    const env = await setup();
+    const { id } = await plannedBatch(env, 4);
+    await env.scheduler.tick();
+    await env.bulk.remove(chunkJobId(id, 0));
+    await env.store.transition(id, ['in_progress'], 'cancelling', { stop: 'cancelled', cancelling_at: env.clock.now });
+    await env.scheduler.tick();
+    expect((await state(env, id)).counters).toMatchObject({ admitted: 2, settled: 2 });
+    expect(await env.store.unsettledChunks(id, 2)).toEqual([]);
   });
 
   it('moves a batch whose every chunk settled to finalizing and adds its finalize job', async () => {

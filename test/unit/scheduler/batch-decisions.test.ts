@@ -147,9 +147,9 @@ describe('decideBatches: one batch', () => {
       want: { kind: 'hold', reason: 'inconsistent' },
     },
     {
-      name: 'cancelling with chunks in flight → hold',
+      name: 'cancelling with chunks unsettled → withdraw those below the cursor',
       batch: { status: 'cancelling', stop: 'cancelled', counters: { cursor: 3, admitted: 3, settled: 1 } },
-      want: { kind: 'hold', reason: 'chunks_in_flight' },
+      want: { kind: 'withdraw', below: 3, reason: 'batch_stopped' },
     },
     {
       name: 'cancelling, drained → finalize (enqueue only)',
@@ -164,7 +164,7 @@ describe('decideBatches: one batch', () => {
     {
       name: 'cancelling past expiresAt stays cancelling',
       batch: { status: 'cancelling', stop: 'cancelled', expiresAt: NOW - 1, counters: { admitted: 2, settled: 1 } },
-      want: { kind: 'hold', reason: 'chunks_in_flight' },
+      want: { kind: 'withdraw', reason: 'batch_stopped' },
     },
     {
       name: 'cancelling with more settled than admitted (a chunk added as it stopped) → finalize',
@@ -172,9 +172,9 @@ describe('decideBatches: one batch', () => {
       want: { kind: 'finalize', transition: false },
     },
     {
-      name: 'finalizing (expired) with chunks in flight → hold',
+      name: 'finalizing (expired) with chunks unsettled → withdraw',
       batch: { status: 'finalizing', stop: 'expired', counters: { cursor: 5, admitted: 5, settled: 2 } },
-      want: { kind: 'hold', reason: 'chunks_in_flight' },
+      want: { kind: 'withdraw', below: 5, reason: 'batch_stopped' },
     },
     {
       name: 'finalizing, drained → finalize (enqueue again; the job id dedupes)',
