@@ -49,8 +49,16 @@ export const batchErrorLineSchema = z.object({
 });
 export type BatchErrorLine = z.infer<typeof batchErrorLineSchema>;
 
+/**
+ * The stem of the ids of a chunk's results. Line numbers restart in each input
+ * object of a multi-object batch, so the chunk index (unique in the batch)
+ * comes with the line: (chunk, line) names one input line.
+ */
+export const batchRecordStem = (batchId: string, chunkIndex: number): string => `${batchId}_${chunkIndex}`;
+
 /** Deterministic id of an input line's result: a re-run (worker or finalisation) produces the same one. */
-export const batchRequestId = (batchId: string, line: number): string => `batch_req_${batchId}_${line}`;
+export const batchRequestId = (batchId: string, chunkIndex: number, line: number): string =>
+  `batch_req_${batchRecordStem(batchId, chunkIndex)}_${line}`;
 
 /**
  * An error-file line, serialised: `batchErrorLineSchema` (line number and
@@ -59,11 +67,18 @@ export const batchRequestId = (batchId: string, line: number): string => `batch_
  */
 export function batchErrorLineJson(
   batchId: string,
+  chunkIndex: number,
   line: number,
   customId: string | null,
   error: { code: string; message: string },
 ): string {
-  return JSON.stringify({ id: batchRequestId(batchId, line), custom_id: customId, line, response: null, error });
+  return JSON.stringify({
+    id: batchRequestId(batchId, chunkIndex, line),
+    custom_id: customId,
+    line,
+    response: null,
+    error,
+  });
 }
 
 /** A chunk: a byte range of one input object, cut on line boundaries. `end` is exclusive. */

@@ -115,6 +115,7 @@ class ChunkParts {
   constructor(
     private readonly lines: PartLines,
     private readonly batchId: string,
+    private readonly chunkIndex: number,
   ) {}
 
   /** Records what `entry` produced: its output line, or its error line. */
@@ -150,7 +151,7 @@ class ChunkParts {
     for (const signed of this.order) {
       const line = Math.abs(signed);
       const text = signed > 0 ? this.output.line(ok++) : this.errors.line(failed++);
-      if (stored.has(batchRequestId(this.batchId, line))) continue;
+      if (stored.has(batchRequestId(this.batchId, this.chunkIndex, line))) continue;
       if (signed < 0) {
         out.append(text);
       } else {
@@ -229,7 +230,7 @@ export async function runChunk(job: ChunkJob, deps: ChunkRunnerDeps): Promise<Ch
     return { line, customId, input: parsed.input, error: null };
   };
 
-  const parts = new ChunkParts(partLines(job), job.batchId);
+  const parts = new ChunkParts(partLines({ ...job, chunkIndex: job.chunk.index }), job.batchId, job.chunk.index);
   const yielded = (): ChunkResult => ({
     status: 'yielded',
     completed: parts.output.lines,

@@ -14,7 +14,7 @@
  * until it writes its parts; kept as strings they would outlive the young
  * generation and make the garbage collector copy and mark them all.
  */
-import { batchErrorLineJson, type BatchEndpoint } from '../../common/contracts/batch.ts';
+import { batchErrorLineJson, batchRecordStem, type BatchEndpoint } from '../../common/contracts/batch.ts';
 import { chatCompletionBody } from '../../common/contracts/api.ts';
 import type { TaskOutput } from '../../common/contracts/tasks.ts';
 import { FleetError } from '../../common/errors.ts';
@@ -24,7 +24,7 @@ export interface ErrorInfo {
   message: string;
 }
 
-const requestId = (batchId: string, line: number): string => `req_${batchId}_${line}`;
+const requestId = (stem: string, line: number): string => `req_${stem}_${line}`;
 
 export function errorInfo(err: unknown): ErrorInfo {
   if (err instanceof FleetError) return { code: err.code, message: err.message };
@@ -36,6 +36,8 @@ const escaped = (s: string): string => JSON.stringify(s).slice(1, -1);
 
 export interface PartLineJob {
   batchId: string;
+  /** The chunk's index: with the line number it names an input line across the batch's objects. */
+  chunkIndex: number;
   endpoint: BatchEndpoint;
   model: string;
 }
@@ -48,8 +50,9 @@ export interface PartLines {
 }
 
 export function partLines(job: PartLineJob): PartLines {
-  const { batchId, endpoint, model } = job;
-  const id = escaped(batchId);
+  const { batchId, chunkIndex, endpoint, model } = job;
+  const stem = batchRecordStem(batchId, chunkIndex);
+  const id = escaped(stem);
   const modelJson = JSON.stringify(model);
 
   /** The response body, shaped like the matching real-time API's answer. */
@@ -57,11 +60,11 @@ export function partLines(job: PartLineJob): PartLines {
     if (endpoint === '/v1/infer') {
       const outputJson = JSON.stringify(output) as string | undefined;
       // Not JSON at all (a broken backend): let JSON.stringify drop the key as it would in place.
-      if (outputJson === undefined) return JSON.stringify({ id: requestId(batchId, line), model, output });
+      if (outputJson === undefined) return JSON.stringify({ id: requestId(stem, line), model, output });
       return `{"id":"req_${id}_${line}","model":${modelJson},"output":${outputJson}}`;
     }
     if (output.task !== 'chat') throw new FleetError('internal', `a chat completion got a ${output.task} output`);
-    return JSON.stringify(chatCompletionBody(`chatcmpl-${batchId}-${line}`, created, model, output));
+    return JSON.stringify(chatCompletionBody(`chatcmpl-${stem}-${line}`, created, model, output));
   };
 
   return {
@@ -69,7 +72,7 @@ export function partLines(job: PartLineJob): PartLines {
       `{"id":"batch_req_${id}_${line}","custom_id":${JSON.stringify(customId)},` +
       `"response":{"status_code":200,"request_id":"req_${id}_${line}","body":${bodyJson(line, output, created)}},` +
       `"error":null}`,
-    error: (line, customId, error) => batchErrorLineJson(batchId, line, customId, error),
+    error: (line, customId, error) => batchErrorLineJson(batchId, chunkIndex, line, customId, error),
   };
 }
 

@@ -4,7 +4,7 @@
  * an exact manifest, the batch ended and closed, and re-runs after a crash
  * that change nothing.
  */
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -63,16 +63,31 @@ interface Fixture {
   files: ReturnType<typeof batchFiles>;
 }
 
-async function plannedBatch(name: string): Promise<Fixture> {
+/** A planned batch over `inputLines()` in one object, or over `objects` (name → lines) under one prefix. */
+async function plannedBatch(
+  name: string,
+  objects?: Record<string, string[]>,
+  want = { total: 20, chunks: 5 },
+): Promise<Fixture> {
   const sub = join(dir, name);
-  const inputPath = join(dir, `${name}.jsonl`);
-  await writeFile(inputPath, `${inputLines().join('\n')}\n`);
+  let input: string;
+  if (objects) {
+    const inputDir = join(dir, `${name}-in`);
+    await mkdir(inputDir);
+    for (const [object, lines] of Object.entries(objects))
+      await writeFile(join(inputDir, object), `${lines.join('\n')}\n`);
+    input = `${pathToFileURL(inputDir).href}/`;
+  } else {
+    const inputPath = join(dir, `${name}.jsonl`);
+    await writeFile(inputPath, `${inputLines().join('\n')}\n`);
+    input = pathToFileURL(inputPath).href;
+  }
   const created = now();
   const spec: BatchSpec = {
     id: newBatchId(created),
     endpoint: '/v1/infer',
     model: 'default',
-    input: pathToFileURL(inputPath).href,
+    input,
     outputPrefix: `${pathToFileURL(sub).href}/`,
     completionWindow: '24h',
     createdAt: created,
@@ -88,7 +103,7 @@ async function plannedBatch(name: string): Promise<Fixture> {
     { batch: { chunkLines: 4, chunkBytes: 1 << 20 }, store, storage, logger, now },
     { lastAttempt: true },
   );
-  expect(planned).toEqual({ outcome: 'planned', total: 20, chunks: 5 });
+  expect(planned).toEqual({ outcome: 'planned', ...want });
   const files = batchFiles(spec.outputPrefix);
   const chunks: Chunk[] = [];
   for await (const c of readPlan(storage, files.plan)) chunks.push(c);
@@ -203,6 +218,28 @@ describe('finalize', () => {
     expect(await finalizeBatch(f.spec.id, deps())).toEqual({ outcome: 'already_final' });
     expect(await readFile(new URL(f.files.output))).toEqual(outputBytes);
     expect((await store.get(f.spec.id))!.counters.failed).toBe(1);
+  });
+
+  it('gives every line of a multi-object batch its own request id, though line numbers restart per object', async () => {
+    const a = Array.from({ length: 6 }, (_, i) => sentiment(`a-${i + 1}`));
+    const b = Array.from({ length: 6 }, (_, i) => sentiment(`b-${i + 1}`));
+    b[2] = '{not json';
+    const f = await plannedBatch('multi', { 'a.jsonl': a, 'b.jsonl': b }, { total: 12, chunks: 4 });
+    await admit(f, 4);
+    for (const i of [0, 1, 3]) await runDone(f, i); // chunk 2 (b's first four lines) never runs
+    await store.transition(f.spec.id, ['in_progress'], 'finalizing', { stop: 'expired', finalizing_at: now() });
+    expect((await finalizeBatch(f.spec.id, deps())).outcome).toBe('ended');
+
+    const all = [...(await jsonl(f.files.output)), ...(await jsonl(f.files.error))];
+    expect(all).toHaveLength(12);
+    expect(new Set(all.map((l) => l.id)).size).toBe(12);
+    expect(all.filter((l) => l.line === 3).map((l) => l.custom_id)).toEqual([null]); // b's invalid line 3
+    expect(
+      all
+        .filter((l) => l.custom_id !== null)
+        .map((l) => l.custom_id)
+        .sort(),
+    ).toEqual([...a.map((_, i) => `a-${i + 1}`), ...b.map((_, i) => `b-${i + 1}`).filter((id) => id !== 'b-3')].sort());
   });
 
   it('after a cancel, marks every line of the chunks that never ran as batch_cancelled, in input order', async () => {

@@ -99,7 +99,9 @@ describe('runChunk over many stream pieces', () => {
       Array.from({ length: Math.ceil(want.length / 7) }, (_, i) => Math.min(want.length, (i + 1) * 7)),
     );
     const out = ((await readPart(job.outputPart)) ?? []).map((l) => batchOutputLineSchema.parse(l));
-    expect(out.map((o) => [o.id, o.custom_id])).toEqual(ok.map((w) => [`batch_req_b1_${w.line}`, w.customId]));
+    expect(out.map((o) => [o.id, o.custom_id])).toEqual(
+      ok.map((w) => [`batch_req_b1_${job.chunk.index}_${w.line}`, w.customId]),
+    );
     const errs = ((await readPart(job.errorPart)) ?? []).map((l) => batchErrorLineSchema.parse(l));
     expect(errs.map((e) => ({ line: e.line, kind: e.error.code, customId: e.custom_id }))).toEqual(
       want.filter((w) => w.kind !== 'ok'),
@@ -130,7 +132,7 @@ describe('runChunk over many stream pieces', () => {
     const errs = ((await readPart(job.errorPart)) ?? []).map((l) => batchErrorLineSchema.parse(l));
     expect(errs.map((e) => ({ line: e.line, kind: e.error.code, customId: e.custom_id }))).toEqual(
       want
-        .filter((w) => !keptIds.has(`batch_req_b1_${w.line}`))
+        .filter((w) => !keptIds.has(`batch_req_b1_${job.chunk.index}_${w.line}`))
         .map((w) => ({ ...w, kind: w.kind === 'ok' ? 'backend_failed' : w.kind })),
     );
   });

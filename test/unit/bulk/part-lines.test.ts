@@ -12,6 +12,7 @@ import { PartBuffer, partLines } from '../../../gpu-worker/bulk/part-lines.ts';
 /** The output line as the runner always built it: one JSON.stringify of the whole object. */
 function reference(
   endpoint: BatchEndpoint,
+  /** `<batch>_<chunk>`: the ids' stem (batchRecordStem). */
   batchId: string,
   model: string,
   line: number,
@@ -81,12 +82,12 @@ describe('partLines', () => {
   it('writes /v1/infer output lines byte for byte as JSON.stringify of the whole line', () => {
     for (const batchId of awkward) {
       for (const model of ['m', ...awkward]) {
-        const parts = partLines({ batchId, endpoint: '/v1/infer', model });
+        const parts = partLines({ batchId, chunkIndex: 3, endpoint: '/v1/infer', model });
         for (const customId of awkward) {
           for (const output of outputs) {
             for (const line of [1, 42, 1_000_000]) {
               expect(parts.output(line, customId, output, 0)).toBe(
-                reference('/v1/infer', batchId, model, line, customId, output, 0),
+                reference('/v1/infer', `${batchId}_3`, model, line, customId, output, 0),
               );
             }
           }
@@ -97,17 +98,17 @@ describe('partLines', () => {
 
   it('writes chat completion lines as before, and refuses a non-chat output there', () => {
     for (const batchId of awkward) {
-      const parts = partLines({ batchId, endpoint: '/v1/chat/completions', model: 'q"m' });
+      const parts = partLines({ batchId, chunkIndex: 3, endpoint: '/v1/chat/completions', model: 'q"m' });
       const chat = outputs.at(-1)!;
       expect(parts.output(7, 'c"1', chat, 1_700_000_000)).toBe(
-        reference('/v1/chat/completions', batchId, 'q"m', 7, 'c"1', chat, 1_700_000_000),
+        reference('/v1/chat/completions', `${batchId}_3`, 'q"m', 7, 'c"1', chat, 1_700_000_000),
       );
       expect(() => parts.output(7, 'c', outputs[0]!, 0)).toThrow(FleetError);
     }
   });
 
   it('keeps JSON.stringify semantics for outputs that are not plain JSON', () => {
-    const parts = partLines({ batchId: 'b', endpoint: '/v1/infer', model: 'm' });
+    const parts = partLines({ batchId: 'b', chunkIndex: 3, endpoint: '/v1/infer', model: 'm' });
     const odd = [
       { task: 'sentiment', label: 'positive', score: 1, skipped: undefined, fn: () => 1 },
       { task: 'sentiment', label: 'positive', score: Number.NaN },
@@ -117,18 +118,18 @@ describe('partLines', () => {
       null,
     ] as unknown as TaskOutput[];
     for (const output of odd) {
-      expect(parts.output(3, 'c', output, 0)).toBe(reference('/v1/infer', 'b', 'm', 3, 'c', output, 0));
+      expect(parts.output(3, 'c', output, 0)).toBe(reference('/v1/infer', 'b_3', 'm', 3, 'c', output, 0));
     }
     expect(() => parts.output(3, 'c', { big: 1n } as unknown as TaskOutput, 0)).toThrow(TypeError);
   });
 
   it('writes error lines as JSON.stringify of { id, custom_id, line, response: null, error }', () => {
     for (const batchId of awkward) {
-      const parts = partLines({ batchId, endpoint: '/v1/infer', model: 'm' });
+      const parts = partLines({ batchId, chunkIndex: 3, endpoint: '/v1/infer', model: 'm' });
       for (const customId of [null, ...awkward]) {
         const error = { code: 'invalid_request', message: `bad "${customId}"` };
         expect(parts.error(9, customId, error)).toBe(
-          JSON.stringify({ id: `batch_req_${batchId}_9`, custom_id: customId, line: 9, response: null, error }),
+          JSON.stringify({ id: `batch_req_${batchId}_3_9`, custom_id: customId, line: 9, response: null, error }),
         );
       }
     }
