@@ -41,9 +41,13 @@ export const batchOutputLineSchema = z.object({
 });
 export type BatchOutputLine = z.infer<typeof batchOutputLineSchema>;
 
-/** An error-file line for an input line that could not be run: its 1-based line number and why. */
+/**
+ * An error-file line for an input line that could not be run: its 1-based
+ * line number in the input object `input` (a batch may read several), and why.
+ */
 export const batchErrorLineSchema = z.object({
   line: z.number().int().min(1),
+  input: objectUriSchema,
   custom_id: z.string().nullable(),
   error: z.object({ code: z.string(), message: z.string() }),
 });
@@ -67,15 +71,16 @@ export const batchRequestId = (batchId: string, chunkIndex: number, line: number
  */
 export function batchErrorLineJson(
   batchId: string,
-  chunkIndex: number,
+  chunk: Pick<Chunk, 'index' | 'input'>,
   line: number,
   customId: string | null,
   error: { code: string; message: string },
 ): string {
   return JSON.stringify({
-    id: batchRequestId(batchId, chunkIndex, line),
+    id: batchRequestId(batchId, chunk.index, line),
     custom_id: customId,
     line,
+    input: chunk.input,
     response: null,
     error,
   });

@@ -230,7 +230,7 @@ export async function runChunk(job: ChunkJob, deps: ChunkRunnerDeps): Promise<Ch
     return { line, customId, input: parsed.input, error: null };
   };
 
-  const parts = new ChunkParts(partLines({ ...job, chunkIndex: job.chunk.index }), job.batchId, job.chunk.index);
+  const parts = new ChunkParts(partLines(job), job.batchId, job.chunk.index);
   const yielded = (): ChunkResult => ({
     status: 'yielded',
     completed: parts.output.lines,

@@ -14,7 +14,7 @@
  * until it writes its parts; kept as strings they would outlive the young
  * generation and make the garbage collector copy and mark them all.
  */
-import { batchErrorLineJson, batchRecordStem, type BatchEndpoint } from '../../common/contracts/batch.ts';
+import { batchErrorLineJson, batchRecordStem, type BatchEndpoint, type Chunk } from '../../common/contracts/batch.ts';
 import { chatCompletionBody } from '../../common/contracts/api.ts';
 import type { TaskOutput } from '../../common/contracts/tasks.ts';
 import { FleetError } from '../../common/errors.ts';
@@ -36,8 +36,8 @@ const escaped = (s: string): string => JSON.stringify(s).slice(1, -1);
 
 export interface PartLineJob {
   batchId: string;
-  /** The chunk's index: with the line number it names an input line across the batch's objects. */
-  chunkIndex: number;
+  /** The chunk's index and input object: with a line number they name an input line across the batch's objects. */
+  chunk: Pick<Chunk, 'index' | 'input'>;
   endpoint: BatchEndpoint;
   model: string;
 }
@@ -50,8 +50,8 @@ export interface PartLines {
 }
 
 export function partLines(job: PartLineJob): PartLines {
-  const { batchId, chunkIndex, endpoint, model } = job;
-  const stem = batchRecordStem(batchId, chunkIndex);
+  const { batchId, chunk, endpoint, model } = job;
+  const stem = batchRecordStem(batchId, chunk.index);
   const id = escaped(stem);
   const modelJson = JSON.stringify(model);
 
@@ -72,7 +72,7 @@ export function partLines(job: PartLineJob): PartLines {
       `{"id":"batch_req_${id}_${line}","custom_id":${JSON.stringify(customId)},` +
       `"response":{"status_code":200,"request_id":"req_${id}_${line}","body":${bodyJson(line, output, created)}},` +
       `"error":null}`,
-    error: (line, customId, error) => batchErrorLineJson(batchId, chunkIndex, line, customId, error),
+    error: (line, customId, error) => batchErrorLineJson(batchId, chunk, line, customId, error),
   };
 }
 

@@ -4,7 +4,7 @@
  * says nothing is lost silently, so finalisation gives every non-blank input
  * line of such a chunk one error line, in the error file at the chunk's place:
  *
- *   {"id":"batch_req_<batch>_<chunk>_<line>","custom_id":…,"line":…,"response":null,"error":{code,message}}
+ *   {"id":"batch_req_<batch>_<chunk>_<line>","custom_id":…,"line":…,"input":…,"response":null,"error":{code,message}}
  *
  * the shape of the bulk worker's error lines (gpu-worker/bulk/chunk-runner.ts),
  * so readers of errors.jsonl see one format. The part is written create-only
@@ -70,7 +70,7 @@ async function* remainderLines(
   try {
     for await (const line of splitLines(stream as AsyncIterable<Buffer>, { firstLine: chunk.firstLine })) {
       const customId = line.kind === 'line' ? parseBatchLine(line.text, batch).customId : null;
-      lines.push(batchErrorLineJson(batchId, chunk.index, line.line, customId, error));
+      lines.push(batchErrorLineJson(batchId, chunk, line.line, customId, error));
       if (lines.length >= 256) {
         yield Buffer.from(`${lines.join('\n')}\n`);
         lines = [];

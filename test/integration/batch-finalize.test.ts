@@ -131,6 +131,7 @@ interface Line {
   id: string;
   custom_id: string | null;
   line?: number;
+  input?: string;
   response: unknown;
   error: { code: string; message: string } | null;
 }
@@ -233,7 +234,10 @@ describe('finalize', () => {
     const all = [...(await jsonl(f.files.output)), ...(await jsonl(f.files.error))];
     expect(all).toHaveLength(12);
     expect(new Set(all.map((l) => l.id)).size).toBe(12);
-    expect(all.filter((l) => l.line === 3).map((l) => l.custom_id)).toEqual([null]); // b's invalid line 3
+    // b's invalid line 3, named by its object: line numbers alone are ambiguous across objects.
+    expect(all.filter((l) => l.line === 3).map((l) => [l.custom_id, l.input])).toEqual([
+      [null, `${f.spec.input}b.jsonl`],
+    ]);
     expect(
       all
         .filter((l) => l.custom_id !== null)

@@ -82,7 +82,12 @@ describe('partLines', () => {
   it('writes /v1/infer output lines byte for byte as JSON.stringify of the whole line', () => {
     for (const batchId of awkward) {
       for (const model of ['m', ...awkward]) {
-        const parts = partLines({ batchId, chunkIndex: 3, endpoint: '/v1/infer', model });
+        const parts = partLines({
+          batchId,
+          chunk: { index: 3, input: 'file:///in.jsonl' },
+          endpoint: '/v1/infer',
+          model,
+        });
         for (const customId of awkward) {
           for (const output of outputs) {
             for (const line of [1, 42, 1_000_000]) {
@@ -98,7 +103,12 @@ describe('partLines', () => {
 
   it('writes chat completion lines as before, and refuses a non-chat output there', () => {
     for (const batchId of awkward) {
-      const parts = partLines({ batchId, chunkIndex: 3, endpoint: '/v1/chat/completions', model: 'q"m' });
+      const parts = partLines({
+        batchId,
+        chunk: { index: 3, input: 'file:///in.jsonl' },
+        endpoint: '/v1/chat/completions',
+        model: 'q"m',
+      });
       const chat = outputs.at(-1)!;
       expect(parts.output(7, 'c"1', chat, 1_700_000_000)).toBe(
         reference('/v1/chat/completions', `${batchId}_3`, 'q"m', 7, 'c"1', chat, 1_700_000_000),
@@ -108,7 +118,12 @@ describe('partLines', () => {
   });
 
   it('keeps JSON.stringify semantics for outputs that are not plain JSON', () => {
-    const parts = partLines({ batchId: 'b', chunkIndex: 3, endpoint: '/v1/infer', model: 'm' });
+    const parts = partLines({
+      batchId: 'b',
+      chunk: { index: 3, input: 'file:///in.jsonl' },
+      endpoint: '/v1/infer',
+      model: 'm',
+    });
     const odd = [
       { task: 'sentiment', label: 'positive', score: 1, skipped: undefined, fn: () => 1 },
       { task: 'sentiment', label: 'positive', score: Number.NaN },
@@ -125,11 +140,23 @@ describe('partLines', () => {
 
   it('writes error lines as JSON.stringify of { id, custom_id, line, response: null, error }', () => {
     for (const batchId of awkward) {
-      const parts = partLines({ batchId, chunkIndex: 3, endpoint: '/v1/infer', model: 'm' });
+      const parts = partLines({
+        batchId,
+        chunk: { index: 3, input: 'file:///in.jsonl' },
+        endpoint: '/v1/infer',
+        model: 'm',
+      });
       for (const customId of [null, ...awkward]) {
         const error = { code: 'invalid_request', message: `bad "${customId}"` };
         expect(parts.error(9, customId, error)).toBe(
-          JSON.stringify({ id: `batch_req_${batchId}_3_9`, custom_id: customId, line: 9, response: null, error }),
+          JSON.stringify({
+            id: `batch_req_${batchId}_3_9`,
+            custom_id: customId,
+            line: 9,
+            input: 'file:///in.jsonl',
+            response: null,
+            error,
+          }),
         );
       }
     }
