@@ -39,6 +39,12 @@ export type AdmissionShare = (candidates: readonly AdmissionCandidate[], free: n
 export interface BatchPolicy {
   /** Chunk jobs of one pool that may sit in its bulk queue at once. */
   windowPerPool: number;
+  /**
+   * A batch validating for longer than this has its plan job re-added (a no-op
+   * when it exists): the producer may have died between creating the batch and
+   * queuing its planning. Default 10 s.
+   */
+  planGraceMs?: number;
   /** How a pool's free window is shared (default: priorityFirst). */
   share?: AdmissionShare;
 }
@@ -65,6 +71,8 @@ export type FinalizeReason =
 
 export type BatchDecision =
   | { kind: 'close'; batchId: string; reason: 'terminal' }
+  /** Make sure the plan job of a batch validating for a while exists. */
+  | { kind: 'plan'; batchId: string; reason: 'validating_past_grace' }
   | { kind: 'expire'; batchId: string; from: 'validating' | 'in_progress'; reason: 'past_completion_window' }
   | {
       kind: 'finalize';
@@ -132,10 +140,13 @@ export function decideBatches(snapshot: BatchSnapshot, policy: BatchPolicy, now:
         decision = { kind: 'close', batchId, reason: 'terminal' };
         break;
       case 'validating':
-        decision =
-          now >= b.spec.expiresAt
-            ? { kind: 'expire', batchId, from: 'validating', reason: 'past_completion_window' }
-            : { kind: 'hold', batchId, reason: 'planning' };
+        if (now >= b.spec.expiresAt) {
+          decision = { kind: 'expire', batchId, from: 'validating', reason: 'past_completion_window' };
+        } else if (now - b.spec.createdAt >= (policy.planGraceMs ?? 10_000)) {
+          decision = { kind: 'plan', batchId, reason: 'validating_past_grace' };
+        } else {
+          decision = { kind: 'hold', batchId, reason: 'planning' };
+        }
         break;
       case 'in_progress':
         if (!b.planned || b.stop !== null) {

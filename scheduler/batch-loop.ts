@@ -14,8 +14,9 @@
  */
 import { Queue, type JobsOptions } from 'bullmq';
 import { BatchStore, batchFiles, type BatchState } from '../common/batch/batch-state.ts';
+import { finalizeJob, planJob } from '../common/batch/control-jobs.ts';
 import { readPlanEntries, type PlanEntry } from '../common/batch/plan-file.ts';
-import { chunkJobSchema, controlJobId, controlJobSchema, partUris } from '../common/contracts/batch.ts';
+import { chunkJobSchema, partUris } from '../common/contracts/batch.ts';
 import type { Logger } from '../common/logger.ts';
 import type { RedisClient } from '../common/redis.ts';
 import type { Storage } from '../common/storage/index.ts';
@@ -29,19 +30,6 @@ const chunkJobOpts: JobsOptions = {
   backoff: { type: 'exponential', delay: 1000 },
   removeOnComplete: { age: 3600, count: 1000 },
   removeOnFail: { age: 7 * 86_400 },
-};
-
-/**
- * Finalize jobs: the pass re-adds one every time it sees a drained batch, and
- * BullMQ ignores an add whose job id exists. A job that failed for good stays
- * (removeOnFail false) so it is not re-added behind an operator's back; the
- * batch waits in finalizing until someone retries it from the board.
- */
-const finalizeJobOpts: JobsOptions = {
-  attempts: 5,
-  backoff: { type: 'exponential', delay: 5000 },
-  removeOnComplete: true,
-  removeOnFail: false,
 };
 
 /** Job states that occupy a pool's window: everything not yet finished (a paused queue's jobs count as waiting). */
@@ -166,9 +154,16 @@ export class BatchLoop {
             return;
           }
         }
-        const data = controlJobSchema.parse({ kind: 'finalize', batchId: d.batchId });
-        await this.control().add('finalize', data, { ...finalizeJobOpts, jobId: controlJobId.finalize(d.batchId) });
+        // Re-added on every pass that sees the batch drained: BullMQ ignores an add whose job id exists.
+        const { name, data, opts } = finalizeJob(d.batchId);
+        await this.control().add(name, data, opts);
         log.debug({ reason: d.reason }, 'finalize job added (or already there)');
+        return;
+      }
+      case 'plan': {
+        const { name, data, opts } = planJob(d.batchId);
+        await this.control().add(name, data, opts);
+        log.debug({ reason: d.reason }, 'plan job added (or already there)');
         return;
       }
       case 'admit':

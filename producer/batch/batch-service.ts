@@ -10,9 +10,9 @@
 import type { Queue } from 'bullmq';
 import { z } from 'zod';
 import { newBatchId, type BatchSpec, type BatchState, type BatchStore } from '../../common/batch/batch-state.ts';
+import { planJob } from '../../common/batch/control-jobs.ts';
 import { expandUriTemplate, UriTemplateError } from '../../common/batch/uri-template.ts';
 import { parseDuration, type BatchSchedule, type Config } from '../../common/config.ts';
-import { controlJobId, type ControlJob } from '../../common/contracts/batch.ts';
 import {
   asOutputPrefix,
   batchCreateBodySchema,
@@ -232,16 +232,8 @@ export class BatchService {
   }
 
   private async enqueuePlan(batchId: string): Promise<void> {
-    const job: ControlJob = { kind: 'plan', batchId };
-    await this.redisCall('queue batch planning', () =>
-      this.deps.controlQueue.add('plan', job, {
-        jobId: controlJobId.plan(batchId),
-        attempts: 3,
-        backoff: { type: 'exponential', delay: 1000 },
-        removeOnComplete: { age: 86_400 },
-        removeOnFail: false,
-      }),
-    );
+    const { name, data, opts } = planJob(batchId);
+    await this.redisCall('queue batch planning', () => this.deps.controlQueue.add(name, data, opts));
   }
 
   /** Runs a Redis call; a failure other than ours is an outage: 503 with Retry-After. */

@@ -273,6 +273,34 @@ describe('batch finalisation trigger', () => {
     expect(await env.store.unsettledChunks(id, 2)).toEqual([]);
   });
 
+  it('re-adds the plan job of a batch left validating (a producer that died before queuing it)', async () => {
+    const env = await setup();
+    const createdAt = env.clock.now;
+    const id = newBatchId(createdAt);
+    await env.store.create({
+      id,
+      endpoint: '/v1/infer',
+      model: 'p',
+      input: 'file:///nowhere/in.jsonl',
+      outputPrefix: 'file:///nowhere/out/',
+      completionWindow: '24h',
+      createdAt,
+      expiresAt: createdAt + 86_400_000,
+      metadata: null,
+      priority: 0,
+      tenant: 't',
+      source: 'api',
+    });
+    await env.scheduler.tick();
+    expect(await controlJobs(env)).toBe(0); // within the grace: the producer's own add may be on its way
+    env.clock.now += 10_000;
+    await env.scheduler.tick();
+    await env.scheduler.tick();
+    const job = await env.control.getJob(controlJobId.plan(id));
+    expect(job?.data).toEqual({ kind: 'plan', batchId: id });
+    expect(await controlJobs(env)).toBe(1);
+  });
+
   it('moves a batch whose every chunk settled to finalizing and adds its finalize job', async () => {
     const env = await setup();
     const { id } = await plannedBatch(env, 6);

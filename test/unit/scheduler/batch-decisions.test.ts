@@ -19,6 +19,7 @@ interface BatchFixture {
   pool?: string;
   priority?: number;
   expiresAt?: number;
+  createdAt?: number;
   counters?: Partial<Record<CounterField, number>>;
 }
 
@@ -34,7 +35,7 @@ function batch(f: BatchFixture = {}): BatchState {
       input: 'file:///in/',
       outputPrefix: 'file:///out/',
       completionWindow: '24h',
-      createdAt: NOW - 1000,
+      createdAt: f.createdAt ?? NOW - 1000,
       expiresAt: f.expiresAt ?? LATER,
       metadata: null,
       priority: f.priority ?? 0,
@@ -77,6 +78,21 @@ describe('decideBatches: one batch', () => {
       name: 'validating → hold (planning)',
       batch: { status: 'validating' },
       want: { kind: 'hold', reason: 'planning' },
+    },
+    {
+      name: 'validating just under the plan grace → hold (planning)',
+      batch: { status: 'validating', createdAt: NOW - 9_999 },
+      want: { kind: 'hold', reason: 'planning' },
+    },
+    {
+      name: 'validating past the plan grace → plan (re-add its plan job; a no-op when it exists)',
+      batch: { status: 'validating', createdAt: NOW - 10_000 },
+      want: { kind: 'plan', reason: 'validating_past_grace' },
+    },
+    {
+      name: 'validating past expiresAt and the grace → expire',
+      batch: { status: 'validating', createdAt: NOW - 60_000, expiresAt: NOW },
+      want: { kind: 'expire', from: 'validating', reason: 'past_completion_window' },
     },
     {
       name: 'validating past expiresAt → expire',
