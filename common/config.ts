@@ -4,8 +4,10 @@
  * is passed down. Every default lives here, durations are `…Ms` numbers.
  */
 import { readFileSync } from 'node:fs';
+import { CronExpressionParser } from 'cron-parser';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { expandUriTemplate, UriTemplateError } from './batch/uri-template.ts';
 import { storageConfigSchema } from './storage/config.ts';
 
 const poolName = z
@@ -50,26 +52,56 @@ export function parseDuration(text: string): number | undefined {
   return Number(m[1]) * durationUnits[m[2] as keyof typeof durationUnits];
 }
 
-/** A cron trigger: launches a batch from a URI template (see scheduler/cron-template.ts). */
-const batchScheduleSchema = z.object({
-  /** Unique; also the BullMQ job scheduler id. */
-  name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'schedule names are letters, digits, _ . - (max 64)'),
-  /** Cron pattern (BullMQ / cron-parser syntax, 5 or 6 fields). */
-  cron: z.string().min(1),
-  /** IANA time zone for the pattern and the template's dates (default UTC). */
-  tz: z.string().default('UTC'),
-  /** Input URI template, e.g. gs://bucket/events/{date-1d}/ ({date} {yyyy} {mm} {dd} {hh}, optional ±Nd/±Nh). */
-  input: z.string().min(1),
-  endpoint: z.enum(['/v1/chat/completions', '/v1/infer']).default('/v1/infer'),
-  /** The pool (model) that runs it. */
-  model: poolName,
-  completionWindow: z.string().regex(durationRe, 'durations look like 90s, 15m, 24h, 7d').default('24h'),
-  /** Output prefix template; default beside the input. */
-  output: z.string().optional(),
-  priority: z.number().int().min(0).max(9).default(0),
-  tenant: z.string().min(1).max(64).default('default'),
-  metadata: z.record(z.string(), z.string()).optional(),
-});
+/** A cron trigger: launches a batch from a URI template (see common/batch/uri-template.ts). */
+const batchScheduleSchema = z
+  .object({
+    /** Unique; also the BullMQ job scheduler id. */
+    name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'schedule names are letters, digits, _ . - (max 64)'),
+    /** Cron pattern (BullMQ / cron-parser syntax, 5 or 6 fields). */
+    cron: z.string().min(1),
+    /** IANA time zone for the pattern and the template's dates (default UTC). */
+    tz: z.string().default('UTC'),
+    /** Input URI template, e.g. gs://bucket/events/{date-1d}/ ({date} {yyyy} {mm} {dd} {hh}, optional ±Nd/±Nh). */
+    input: z.string().min(1),
+    endpoint: z.enum(['/v1/chat/completions', '/v1/infer']).default('/v1/infer'),
+    /** The pool (model) that runs it. */
+    model: poolName,
+    completionWindow: z.string().regex(durationRe, 'durations look like 90s, 15m, 24h, 7d').default('24h'),
+    /** Output prefix template; default beside the input. */
+    output: z.string().optional(),
+    priority: z.number().int().min(0).max(9).default(0),
+    tenant: z.string().min(1).max(64).default('default'),
+    metadata: z.record(z.string(), z.string()).optional(),
+  })
+  // Checked here, not when the scheduler first upserts it: a typo in a pattern, zone or template
+  // would otherwise surface as a job scheduler that never fires, or a cron job failing at 3 a.m.
+  .superRefine((sched, ctx) => {
+    try {
+      new Intl.DateTimeFormat('en-US', { timeZone: sched.tz });
+    } catch {
+      ctx.addIssue({ code: 'custom', path: ['tz'], message: `"${sched.tz}" is not an IANA time zone` });
+      return;
+    }
+    try {
+      CronExpressionParser.parse(sched.cron, { tz: sched.tz });
+    } catch (err) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['cron'],
+        message: `"${sched.cron}" is not a cron pattern: ${(err as Error).message}`,
+      });
+    }
+    for (const field of ['input', 'output'] as const) {
+      const template = sched[field];
+      if (template === undefined) continue;
+      try {
+        expandUriTemplate(template, new Date(), sched.tz);
+      } catch (err) {
+        if (!(err instanceof UriTemplateError)) throw err;
+        ctx.addIssue({ code: 'custom', path: [field], message: err.message });
+      }
+    }
+  });
 export type BatchSchedule = z.infer<typeof batchScheduleSchema>;
 
 export const backendKinds = ['embedded', 'openai', 'echo'] as const;

@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig } from '../../../common/config.ts';
 
+/** A config with one batch schedule whose other fields are `fields` (YAML flow mapping entries). */
+const schedule = (fields: string): string =>
+  `batch:\n  schedules:\n    - { name: nightly, model: default, input: 'file:///in/{date-1d}/', ${fields} }\n`;
+
 describe('parseConfig', () => {
   it('runs on embedded defaults with no input', () => {
     const config = parseConfig({});
@@ -33,9 +37,35 @@ describe('parseConfig', () => {
     ['an unknown worker pool', { WORKER_POOL: 'zzz' }, '', 'worker.pool: "zzz" is not a configured pool'],
     ['a non-mapping file', {}, '- 1\n- 2\n', 'expected a YAML mapping'],
     ['a negative timeout', {}, 'producer:\n  defaultTimeoutMs: -5\n', 'producer.defaultTimeoutMs'],
+    [
+      'a cron pattern out of range',
+      {},
+      schedule("cron: '61 3 * * *'"),
+      'batch.schedules.0.cron: "61 3 * * *" is not a cron pattern: Constraint error, got value 61 expected range 0-59',
+    ],
+    [
+      'an unknown time zone',
+      {},
+      schedule("cron: '0 3 * * *', tz: Mars/Olympus"),
+      '"Mars/Olympus" is not an IANA time zone',
+    ],
+    [
+      'an unknown URI placeholder',
+      {},
+      schedule("cron: '0 3 * * *', output: 'file:///out/{week}/'"),
+      'batch.schedules.0.output: template "file:///out/{week}/" has an unknown placeholder',
+    ],
   ])('rejects %s with the path in the message', (_name, env, yaml, message) => {
     expect(() => parseConfig(env, yaml)).toThrow(ConfigError);
     expect(() => parseConfig(env, yaml)).toThrow(message);
+  });
+
+  it('accepts a schedule with a 6-field pattern, a zone and templates', () => {
+    const config = parseConfig(
+      {},
+      schedule("cron: '0 */15 * * * *', tz: Europe/Paris, output: 'file:///out/{yyyy}/{mm}/'"),
+    );
+    expect(config.batch.schedules[0]).toMatchObject({ name: 'nightly', tz: 'Europe/Paris', cron: '0 */15 * * * *' });
   });
 
   it('reports every problem at once', () => {
