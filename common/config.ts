@@ -183,6 +183,11 @@ export const configSchema = z.object({
       pool: poolName.optional(),
       heartbeatMs: z.number().int().min(50).default(2000),
       heartbeatTtlMs: z.number().int().min(100).default(6000),
+      /**
+       * Real-time latencies the heartbeat reports cover this much recent time: long enough for a
+       * p99 to mean something at tens of requests a second, short enough for the scheduler to react.
+       */
+      latencyWindowMs: z.number().int().min(100).default(10_000),
       /** On SIGTERM: how long in-flight work may take before the worker exits anyway. */
       shutdownGraceMs: z.number().int().min(0).default(30_000),
       /** /metrics and /healthz port; 0 picks a free one, -1 turns it off. */

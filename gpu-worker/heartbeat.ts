@@ -34,6 +34,10 @@ export function heartbeatRecord(deps: HeartbeatDeps, startedAt: number, now: num
     backend: deps.backend,
     lanes: deps.lanes().map((l) => ({ name: l.name, concurrency: l.concurrency, inFlight: l.inFlight() })),
     state: deps.state(),
+    realtime: deps
+      .lanes()
+      .map((l) => l.latency?.(now))
+      .find((w) => w !== undefined),
     startedAt,
     seenAt: now,
     expiresAt: now + deps.ttlMs,

@@ -7,8 +7,10 @@
  * retry after a failure would answer too late to matter.
  */
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import type { RealtimeWindow } from '../common/contracts/heartbeat.ts';
 import { REALTIME_JOB_NAME, realtimeJobSchema, type Reply } from '../common/contracts/realtime.ts';
 import { FleetError, toFleetError, type ErrorCode } from '../common/errors.ts';
+import { LatencyWindow } from '../common/latency-window.ts';
 import type { Logger } from '../common/logger.ts';
 import { settleWithin } from '../common/process.ts';
 import type { RedisClient } from '../common/redis.ts';
@@ -24,6 +26,8 @@ export interface RealtimeLaneDeps {
   concurrency: number;
   /** BullMQ Workers sharing the slots (see below). */
   fetchers: number;
+  /** Width of the latency window the heartbeat reports (ms). */
+  latencyWindowMs: number;
   connection: RedisClient;
   backend: ModelBackend;
   replies: ReplyWriter;
@@ -39,6 +43,8 @@ export interface Lane {
   cancel(requestId: string): void;
   /** Stops taking jobs; in-flight ones get `graceMs` before they are aborted. */
   close(graceMs: number): Promise<void>;
+  /** Recent real-time latencies, for the heartbeat (the real-time lane only). */
+  latency?(now: number): RealtimeWindow;
 }
 
 /** Why a request stopped early, from which signal fired first. */
@@ -53,6 +59,8 @@ export function startRealtimeLane(deps: RealtimeLaneDeps): Lane {
   const log = deps.logger.child({ lane: 'realtime', queue: queueName('rt', pool) });
   let running = 0;
   let draining = false;
+  const firstTokenWindow = new LatencyWindow(deps.latencyWindowMs);
+  const queueWaitWindow = new LatencyWindow(deps.latencyWindowMs);
 
   const processor = async (job: Job, _token?: string, signal?: AbortSignal): Promise<{ runMs: number }> => {
     const startedAt = Date.now();
@@ -76,6 +84,9 @@ export function startRealtimeLane(deps: RealtimeLaneDeps): Lane {
     };
 
     if (startedAt >= req.deadlineAt) {
+      // It never got a token: the wait so far is a lower bound of what its caller saw.
+      firstTokenWindow.record(startedAt - req.enqueuedAt, startedAt);
+      queueWaitWindow.record(startedAt - req.enqueuedAt, startedAt);
       return fail(new FleetError('deadline_exceeded', 'the deadline passed before a worker could start the request'));
     }
     if (!backend.tasks.has(req.input.task)) {
@@ -113,6 +124,8 @@ export function startRealtimeLane(deps: RealtimeLaneDeps): Lane {
         firstTokenMs: firstTokenAt - startedAt,
         runMs: doneAt - startedAt,
       };
+      firstTokenWindow.record(timings.queueMs + timings.firstTokenMs, doneAt);
+      queueWaitWindow.record(timings.queueMs, doneAt);
       await reply({ i: req.requestId, k: 'done', output, timings, worker: workerId });
       metrics.jobs.inc({ pool, lane: 'realtime', outcome: 'ok' });
       metrics.runSeconds.observe({ pool, lane: 'realtime', outcome: 'ok' }, timings.runMs / 1000);
@@ -158,6 +171,11 @@ export function startRealtimeLane(deps: RealtimeLaneDeps): Lane {
     name: 'realtime',
     concurrency: deps.concurrency,
     inFlight: () => running,
+    latency: (now) => ({
+      windowMs: deps.latencyWindowMs,
+      firstToken: firstTokenWindow.counts(now),
+      queueWait: queueWaitWindow.counts(now),
+    }),
     cancel: (requestId) => {
       for (const worker of workers) worker.cancelJob(requestId, 'cancelled');
     },

@@ -61,6 +61,7 @@ export async function startWorker(config: Config, opts: WorkerOptions): Promise<
       workerId,
       concurrency,
       fetchers: pool.lanes.realtime.fetchers,
+      latencyWindowMs: config.worker.latencyWindowMs,
       connection,
       backend,
       replies: new ReplyWriter(replyRedis),

@@ -4,8 +4,25 @@
  * the pool's workers hash; `expiresAt` makes a dead worker disappear.
  */
 import { z } from 'zod';
+import { windowBoundsMs } from '../latency-window.ts';
 
 export const laneNames = ['realtime', 'bulk', 'training'] as const;
+
+/** Bucket counts over common/latency-window.ts's bounds (one more slot: overflow). */
+const windowCounts = z.array(z.number().int().min(0)).length(windowBoundsMs.length + 1);
+
+/**
+ * The worker's real-time latencies over the last `windowMs`, as histograms the
+ * scheduler adds up per pool (its bulk-budget controller steers on them).
+ * `firstToken` is what the caller sees: from enqueue to the first token (or
+ * the result, for tasks that do not stream); `queueWait`, enqueue to start.
+ */
+export const realtimeWindowSchema = z.object({
+  windowMs: z.number().int().positive(),
+  firstToken: windowCounts,
+  queueWait: windowCounts,
+});
+export type RealtimeWindow = z.infer<typeof realtimeWindowSchema>;
 
 export const heartbeatSchema = z.object({
   workerId: z.string(),
@@ -15,6 +32,8 @@ export const heartbeatSchema = z.object({
   backend: z.string(),
   lanes: z.array(z.object({ name: z.enum(laneNames), concurrency: z.number().int(), inFlight: z.number().int() })),
   state: z.enum(['starting', 'ready', 'draining']),
+  /** Absent from workers without a real-time lane (and from older workers). */
+  realtime: realtimeWindowSchema.optional(),
   startedAt: z.number().int(),
   seenAt: z.number().int(),
   expiresAt: z.number().int(),
