@@ -10,4 +10,5 @@ export const backendTasks: Record<BackendKind, readonly TaskKind[]> = {
   embedded: ['chat', 'sentiment', 'summarize'],
   openai: ['chat'],
   echo: ['chat', 'sentiment', 'summarize'],
+  sim: ['chat', 'sentiment', 'summarize'],
 };

@@ -104,12 +104,28 @@ const batchScheduleSchema = z
   });
 export type BatchSchedule = z.infer<typeof batchScheduleSchema>;
 
-export const backendKinds = ['embedded', 'openai', 'echo'] as const;
+export const backendKinds = ['embedded', 'openai', 'echo', 'sim'] as const;
+
+/** The sim backend's modelled GPU server (gpu-worker/backends/sim*.ts); other backends ignore it. */
+const simSchema = z.object({
+  /** Wall time per unit of model time: 0.1 runs 10× faster; divide measured latencies by it. */
+  timeScale: z.number().gt(0).max(1000).default(1),
+  /** Sequences in one engine step (vLLM's max_num_seqs, whose default is 256). */
+  maxNumSeqs: z.number().int().min(1).max(4096).default(256),
+  /** Tokens in one engine step (vLLM's max_num_batched_tokens). */
+  maxNumBatchedTokens: z.number().int().min(1).max(1_048_576).default(2048),
+  /** Stall-free chunked prefill (vLLM V1) rather than prefill-first steps that pause decodes (vLLM V0). */
+  chunkedPrefill: z.boolean().default(true),
+});
+export type SimOptions = z.infer<typeof simSchema>;
 
 const poolSchema = z
   .object({
     name: poolName,
-    /** Model backend: embedded (CPU, in-process), openai (any OpenAI-compatible server), echo (no-op, for benchmarks). */
+    /**
+     * Model backend: embedded (CPU, in-process), openai (any OpenAI-compatible server), echo (no-op, for
+     * benchmarks), sim (a modelled GPU server, for benchmarks and tests).
+     */
     backend: z.enum(backendKinds).default('embedded'),
     /** Path of the GGUF model file (embedded backend). */
     modelPath: z.string().default('models/stories260K.gguf'),
@@ -123,6 +139,7 @@ const poolSchema = z
     defaultMaxTokens: z.number().int().min(1).max(32768).default(128),
     /** Real-time requests allowed to wait in this pool's queue before new ones get 429. */
     maxWaiting: z.number().int().min(1).default(1000),
+    sim: simSchema.prefault({}),
     lanes: z
       .object({
         realtime: laneSchema.prefault({}),

@@ -4,6 +4,18 @@ export { createBackend, type CreateBackendOptions } from './registry.ts';
 export { createEmbeddedBackend, type EmbeddedBackendOptions } from './embedded.ts';
 export { createOpenAiBackend, mapUpstreamError } from './openai-compatible.ts';
 export { createEchoBackend } from './echo.ts';
+export { createSimBackend, estimateTokens, type SimBackendOptions } from './sim.ts';
+export { SimEngine, type SimEngineOptions, type SimRequest } from './sim-engine.ts';
+export { LLAMA2_70B_H100, stepTimeMs, type Calibration, type StepLoad } from './sim-model.ts';
+export {
+  planStep,
+  applyPlan,
+  simulate,
+  type SchedulerConfig,
+  type StepPlan,
+  type TraceRequest,
+  type TraceResult,
+} from './sim-scheduler.ts';
 export { EmbeddedLlm, resolveModelPath, chatPrompt, type EmbeddedLlmOptions } from './embedded-llm.ts';
 export { createNlp, type Nlp } from './embedded-nlp.ts';
 export {

@@ -8,6 +8,7 @@ import type { ModelBackend } from './backend.ts';
 import { createEchoBackend } from './echo.ts';
 import { createEmbeddedBackend } from './embedded.ts';
 import { createOpenAiBackend } from './openai-compatible.ts';
+import { createSimBackend } from './sim.ts';
 
 export interface CreateBackendOptions {
   /** Requests the lane runs at once; the embedded LLM sizes its sequences by it. */
@@ -22,6 +23,8 @@ export async function createBackend(pool: PoolConfig, opts: CreateBackendOptions
       return createOpenAiBackend(pool);
     case 'echo':
       return createEchoBackend();
+    case 'sim':
+      return createSimBackend({ ...pool.sim, defaultMaxTokens: pool.defaultMaxTokens });
     default: {
       const unknown: never = pool.backend;
       throw new Error(`unknown backend kind: ${String(unknown)}`);
