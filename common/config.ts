@@ -8,6 +8,7 @@ import { CronExpressionParser } from 'cron-parser';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { expandUriTemplate, UriTemplateError } from './batch/uri-template.ts';
+import { batchEndpoints } from './contracts/batch.ts';
 import { storageConfigSchema } from './storage/config.ts';
 
 const poolName = z
@@ -63,7 +64,7 @@ const batchScheduleSchema = z
     tz: z.string().default('UTC'),
     /** Input URI template, e.g. gs://bucket/events/{date-1d}/ ({date} {yyyy} {mm} {dd} {hh}, optional ±Nd/±Nh). */
     input: z.string().min(1),
-    endpoint: z.enum(['/v1/chat/completions', '/v1/infer']).default('/v1/infer'),
+    endpoint: z.enum(batchEndpoints).default('/v1/infer'),
     /** The pool (model) that runs it. */
     model: poolName,
     completionWindow: z.string().regex(durationRe, 'durations look like 90s, 15m, 24h, 7d').default('24h'),
@@ -139,6 +140,11 @@ const poolSchema = z
     defaultMaxTokens: z.number().int().min(1).max(32768).default(128),
     /** Real-time requests allowed to wait in this pool's queue before new ones get 429. */
     maxWaiting: z.number().int().min(1).default(1000),
+    /**
+     * The pool's real-time objective: scheduler.balance.quantile (p99) of the time from enqueue to
+     * the first token stays under this. The scheduler shrinks the bulk budget to hold it.
+     */
+    firstTokenObjectiveMs: z.number().int().min(1).default(1000),
     sim: simSchema.prefault({}),
     lanes: z
       .object({
@@ -216,6 +222,24 @@ export const configSchema = z.object({
     .object({
       leaseTtlMs: z.number().int().min(100).default(5000),
       renewEveryMs: z.number().int().min(50).default(1000),
+      /** How often the leader re-decides each pool's bulk budget. */
+      balanceEveryMs: z.number().int().min(50).default(1000),
+      /** The bulk-budget controller (scheduler/bulk-budget.ts says what each knob does). */
+      balance: z
+        .object({
+          quantile: z.number().gt(0).max(1).default(0.99),
+          minSamples: z.number().int().min(1).default(20),
+          decrease: z.number().gt(0).lt(1).default(0.5),
+          increase: z.number().gt(0).max(1).default(0.1),
+          headroom: z.number().gt(0).max(1).default(0.8),
+          holdAfterDecreaseMs: z.number().int().min(0).default(3000),
+          preemptAbove: z.number().min(1).default(2),
+          minBudget: z.number().int().min(0).default(0),
+        })
+        .prefault({}),
+      /** /metrics and /healthz of a scheduler replica; 0 picks a free port, -1 turns it off. */
+      metricsPort: z.number().int().min(-1).max(65535).default(9300),
+      metricsHost: z.string().default('127.0.0.1'),
     })
     .prefault({}),
   batch: z
@@ -280,6 +304,7 @@ const envPaths: Record<string, { path: string[]; type: 'string' | 'number' | 'bo
   INTERFLEET_BOARD_READ_ONLY: { path: ['producer', 'boardReadOnly'], type: 'boolean' },
   WORKER_POOL: { path: ['worker', 'pool'], type: 'string' },
   WORKER_METRICS_PORT: { path: ['worker', 'metricsPort'], type: 'number' },
+  SCHEDULER_METRICS_PORT: { path: ['scheduler', 'metricsPort'], type: 'number' },
   WORKER_METRICS_HOST: { path: ['worker', 'metricsHost'], type: 'string' },
   WORKER_SHUTDOWN_GRACE_MS: { path: ['worker', 'shutdownGraceMs'], type: 'number' },
   INTERFLEET_BATCH_CHUNK_LINES: { path: ['batch', 'chunkLines'], type: 'number' },
@@ -349,6 +374,13 @@ export function parseConfig(env: NodeJS.ProcessEnv, fileText?: string, source = 
     if (!names.includes(s.model)) problems.push(`batch.schedules.${i}.model: "${s.model}" is not a configured pool`);
     if (config.batch.schedules.findIndex((o) => o.name === s.name) !== i) {
       problems.push(`batch.schedules.${i}.name: "${s.name}" is used twice`);
+    }
+    // The API's rule for completion_window, checked now rather than refused at every firing.
+    const window = parseDuration(s.completionWindow)!;
+    if (window <= 0 || window > config.batch.maxCompletionWindowMs) {
+      problems.push(
+        `batch.schedules.${i}.completionWindow: "${s.completionWindow}" must be positive and at most batch.maxCompletionWindowMs (${config.batch.maxCompletionWindowMs} ms)`,
+      );
     }
   });
   if (problems.length > 0) throw new ConfigError(problems);

@@ -74,6 +74,11 @@ export function cronFiringKey(prefix: string, schedule: string, firedAt: Date): 
   return `${prefix}:{batch-index}:cron:${schedule}:${firedAt.getTime()}`;
 }
 
+/** What the scheduler leader last decided for a pool, and why (`interfleet scheduler explain`); one string key each. */
+export function explainKey(prefix: string, loop: 'budget' | 'admission', pool: string): string {
+  return `${prefix}:{scheduler}:explain:${loop}:${pool}`;
+}
+
 /** Job id of chunk `index` of a batch on `bulk.<pool>`: deterministic, so a repeated admission is a no-op. */
 export function chunkJobId(batchId: string, index: number): string {
   return `${batchId}-c${index}`;

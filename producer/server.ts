@@ -28,6 +28,7 @@ import { ReplyInbox } from './reply-inbox.ts';
 import { batchRoutes } from './routes/batches.ts';
 import { chatCompletionsRoute } from './routes/chat-completions.ts';
 import { fleetRoutes } from './routes/fleet.ts';
+import { schedulerExplainRoute } from './routes/scheduler-explain.ts';
 import { inferRoute } from './routes/infer.ts';
 
 export interface RunningProducer {
@@ -117,6 +118,7 @@ export async function startProducer(config: Config, opts: ProducerOptions): Prom
     await api.register(batchRoutes(batches));
   });
   await app.register(fleetRoutes(config, redis));
+  await app.register(schedulerExplainRoute(config, redis));
   app.get('/metrics', async (_req, reply) =>
     reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
   );

@@ -54,7 +54,7 @@ export function planFailure(err: unknown, spec: Pick<BatchSpec, 'input'>, planUr
     code: `${side}_${err.code}`,
     message: `${side} ${uri}: ${err.code.replaceAll('_', ' ')} (${err.message})`,
     line: null,
-    param: output ? 'output_prefix' : 'input_file',
+    param: output ? 'output_location' : 'input_file',
   };
 }
 

@@ -5,6 +5,7 @@
  */
 import { Command } from 'commander';
 import { batchCommand, type CliContext } from './batch-commands.ts';
+import { schedulerCommand } from './scheduler-commands.ts';
 
 export const DEFAULT_URL = 'http://127.0.0.1:8080';
 
@@ -13,5 +14,6 @@ export function buildProgram(ctx: CliContext, env: NodeJS.ProcessEnv = process.e
     .description('interfleet: AI work on a fleet of GPU workers')
     .option('--url <url>', 'the producer API (env INTERFLEET_URL)', env.INTERFLEET_URL || DEFAULT_URL)
     .addCommand(batchCommand(ctx))
+    .addCommand(schedulerCommand(ctx))
     .showHelpAfterError();
 }

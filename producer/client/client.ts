@@ -20,6 +20,7 @@ import type {
   TaskKind,
   TaskOutput,
 } from '../../common/contracts/tasks.ts';
+import { schedulerExplainSchema, type SchedulerExplain } from '../../common/contracts/explain.ts';
 import type { Timings } from '../../common/contracts/realtime.ts';
 import {
   apiBatchSchema,
@@ -165,6 +166,14 @@ export class InterfleetClient {
     const res = await this.send(call, '/v1/models', { method: 'GET' });
     const body = await this.readJson(call, res, modelListSchema);
     return body.data.map(({ id, backend, tasks, workers }) => ({ id, backend, tasks, workers }));
+  }
+
+  /** What the scheduler last decided for each pool (or `pool`) and why: bulk budget and batch admission. */
+  async explainScheduler(pool?: string, opts: RequestOptions = {}): Promise<SchedulerExplain> {
+    const call = this.begin('explain scheduler', checkTimeout(opts.timeoutMs ?? this.timeoutMs), opts.signal);
+    const qs = pool === undefined ? '' : `?${new URLSearchParams({ pool }).toString()}`;
+    const res = await this.send(call, `/v1/scheduler/explain${qs}`, { method: 'GET' });
+    return this.readJson(call, res, schedulerExplainSchema);
   }
 
   /** Submits a batch (OpenAI's Batch API); it starts `validating` and is planned asynchronously. */

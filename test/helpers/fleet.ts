@@ -38,6 +38,7 @@ export function testConfig(yaml = '', env: Record<string, string> = {}): Config 
       REDIS_URL,
       INTERFLEET_PREFIX: `t-${randomUUID().slice(0, 12)}`,
       WORKER_METRICS_PORT: '-1',
+      SCHEDULER_METRICS_PORT: '-1',
       LOG_LEVEL: 'silent',
       ...env,
     },

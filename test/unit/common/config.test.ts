@@ -50,6 +50,18 @@ describe('parseConfig', () => {
       '"Mars/Olympus" is not an IANA time zone',
     ],
     [
+      'a zero completion window',
+      {},
+      schedule("cron: '0 3 * * *', completionWindow: 0s"),
+      'batch.schedules.0.completionWindow: "0s" must be positive',
+    ],
+    [
+      'a completion window past the maximum',
+      {},
+      schedule("cron: '0 3 * * *', completionWindow: 8d"),
+      'at most batch.maxCompletionWindowMs (604800000 ms)',
+    ],
+    [
       'an unknown URI placeholder',
       {},
       schedule("cron: '0 3 * * *', output: 'file:///out/{week}/'"),

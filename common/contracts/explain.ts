@@ -1,0 +1,85 @@
+/**
+ * What the scheduler leader writes after each pass so that people can ask
+ * why: one record per pool and loop (topology.explainKey), read by the
+ * producer's `GET /v1/scheduler/explain` and printed by
+ * `interfleet scheduler explain [pool]`. Reasons are the decision functions'
+ * typed reasons, carried as strings: the contract does not pin the
+ * scheduler's internals, only their shape.
+ */
+import { z } from 'zod';
+
+const ms = z.number().min(0);
+
+/** The bulk-budget pass (scheduler/budget-loop.ts). */
+export const budgetExplanationSchema = z.object({
+  pool: z.string(),
+  /** When the leader decided (epoch ms). */
+  at: z.number().int(),
+  epoch: z.number().int(),
+  objectiveMs: z.number(),
+  quantile: z.number(),
+  decision: z.object({
+    budget: z.number().int().min(0),
+    previous: z.number().int().min(0),
+    reason: z.string(),
+    preempt: z.number().int().min(0),
+    observed: z.object({
+      quantileMs: ms.optional(),
+      samples: z.number().int().min(0),
+      realtimeWaiting: z.number().int().min(0),
+      oldestWaitingMs: ms,
+      bulkSlots: z.number().int().min(0),
+      bulkRunning: z.number().int().min(0),
+    }),
+  }),
+  workers: z.object({ ready: z.number().int().min(0), draining: z.number().int().min(0) }),
+  realtime: z.object({ waiting: z.number().int().min(0), active: z.number().int().min(0) }),
+  bulk: z.object({
+    waiting: z.number().int().min(0),
+    active: z.number().int().min(0),
+    delayed: z.number().int().min(0),
+  }),
+});
+export type BudgetExplanation = z.infer<typeof budgetExplanationSchema>;
+
+/** The batch admission pass for one pool (scheduler/batch-loop.ts). */
+export const admissionExplanationSchema = z.object({
+  pool: z.string(),
+  at: z.number().int(),
+  epoch: z.number().int(),
+  /** The pool's window and how much of it was in use when the pass counted. */
+  window: z.number().int().min(0),
+  queued: z.number().int().min(0).nullable(),
+  batches: z.array(
+    z.object({
+      batchId: z.string(),
+      tenant: z.string(),
+      priority: z.number().int(),
+      status: z.string(),
+      /** Chunks admitted so far of the batch's total. */
+      admitted: z.number().int().min(0),
+      chunks: z.number().int().min(0),
+      expiresAt: z.number().int(),
+      decision: z.string(),
+      reason: z.string(),
+      /** Chunks admitted by this pass (admit decisions). */
+      count: z.number().int().min(0).optional(),
+    }),
+  ),
+});
+export type AdmissionExplanation = z.infer<typeof admissionExplanationSchema>;
+
+/** `GET /v1/scheduler/explain[?pool=]`: every pool (or one), null where the leader has written nothing lately. */
+export const schedulerExplainSchema = z.object({
+  object: z.literal('scheduler.explain'),
+  /** When the producer read the records, to judge their age. */
+  now: z.number().int(),
+  pools: z.array(
+    z.object({
+      pool: z.string(),
+      budget: budgetExplanationSchema.nullable(),
+      admission: admissionExplanationSchema.nullable(),
+    }),
+  ),
+});
+export type SchedulerExplain = z.infer<typeof schedulerExplainSchema>;

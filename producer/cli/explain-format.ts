@@ -1,0 +1,48 @@
+/**
+ * `interfleet scheduler explain` for people: per pool, the bulk budget and
+ * why, what real-time looks like against its objective, and how the last
+ * admission pass treated each open batch. Pure.
+ */
+import type { AdmissionExplanation, BudgetExplanation, SchedulerExplain } from '../../common/contracts/explain.ts';
+
+const age = (now: number, at: number): string => `${((now - at) / 1000).toFixed(1)} s ago`;
+const msOr = (v: number | undefined): string => (v === undefined ? 'n/a' : `${Math.round(v)} ms`);
+
+function budgetLines(b: BudgetExplanation, now: number): string[] {
+  const d = b.decision;
+  const o = d.observed;
+  const q = `p${+(b.quantile * 100).toFixed(1)}`;
+  const change = d.budget === d.previous ? `kept at ${d.budget}` : `${d.previous} → ${d.budget}`;
+  return [
+    `  bulk budget   ${d.budget} of ${o.bulkSlots} slots (${change}): ${d.reason}`,
+    `  real-time     ${q} first token ${msOr(o.quantileMs)} over ${o.samples} requests (objective ${b.objectiveMs} ms); ` +
+      `${o.realtimeWaiting} queued, oldest ${Math.round(o.oldestWaitingMs)} ms; ${b.realtime.active} running`,
+    `  bulk          ${o.bulkRunning} running (workers say), queue: ${b.bulk.active} active, ${b.bulk.waiting} waiting, ${b.bulk.delayed} delayed` +
+      (d.preempt > 0 ? `; asked ${d.preempt} running chunks to yield` : ''),
+    `  workers       ${b.workers.ready} ready, ${b.workers.draining} draining; decided by leader epoch ${b.epoch}, ${age(now, b.at)}`,
+  ];
+}
+
+function admissionLines(a: AdmissionExplanation, now: number): string[] {
+  const head = `  admission     window ${a.window}, ${a.queued ?? 'unknown'} chunk jobs queued; ${age(now, a.at)}`;
+  if (a.batches.length === 0) return [head, '                no open batch'];
+  const rows = a.batches.map((b) => {
+    const what = b.decision === 'admit' ? `admit ${b.count ?? 0}` : b.decision;
+    return `    ${b.batchId}  ${b.tenant.padEnd(12)} p${b.priority}  ${`${b.admitted}/${b.chunks}`.padStart(11)}  ${b.status.padEnd(11)} ${what}: ${b.reason}`;
+  });
+  return [head, '    batch                          tenant       prio   admitted   status      decision', ...rows];
+}
+
+export function formatExplain(e: SchedulerExplain): string {
+  const out: string[] = [];
+  for (const p of e.pools) {
+    out.push(`pool ${p.pool}`);
+    if (!p.budget && !p.admission) {
+      out.push('  no decision recorded in the last minute: is a scheduler running (and leading)?');
+    }
+    if (p.budget) out.push(...budgetLines(p.budget, e.now));
+    if (p.admission) out.push(...admissionLines(p.admission, e.now));
+    out.push('');
+  }
+  return out.join('\n');
+}
