@@ -3,6 +3,8 @@
  * Cluster hash tag ({…}) so that the keys one Lua script or MULTI touches sit
  * in one slot: the same code runs on a single Redis, Memorystore or a Cluster.
  */
+import { createHash } from 'node:crypto';
+
 export type QueueKind = 'rt' | 'bulk' | 'train';
 
 /** BullMQ queue name for a kind and pool, e.g. `{rt.default}`. */
@@ -77,6 +79,15 @@ export function cronFiringKey(prefix: string, schedule: string, firedAt: Date): 
 /** What the scheduler leader last decided for a pool, and why (`interfleet scheduler explain`); one string key each. */
 export function explainKey(prefix: string, loop: 'budget' | 'admission', pool: string): string {
   return `${prefix}:{scheduler}:explain:${loop}:${pool}`;
+}
+
+/**
+ * The batch an Idempotency-Key created, per tenant (SET NX), in the batch
+ * index's slot. The key is hashed: callers choose it, and it may be long.
+ */
+export function idempotencyClaimKey(prefix: string, tenant: string, key: string): string {
+  const digest = createHash('sha256').update(key).digest('hex').slice(0, 32);
+  return `${prefix}:{batch-index}:idem:${tenant}:${digest}`;
 }
 
 /** Job id of chunk `index` of a batch on `bulk.<pool>`: deterministic, so a repeated admission is a no-op. */

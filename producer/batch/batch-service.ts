@@ -7,6 +7,7 @@
  *
  * Redis failures become 503 + Retry-After; nothing is half-answered.
  */
+import { createHash } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import { z } from 'zod';
 import { newBatchId, type BatchSpec, type BatchState, type BatchStore } from '../../common/batch/batch-state.ts';
@@ -25,10 +26,12 @@ import { FleetError } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
 import type { RedisClient } from '../../common/redis.ts';
 import { isStorageError, parseStorageUri } from '../../common/storage/index.ts';
-import { cronFiringKey } from '../../common/topology.ts';
+import { cronFiringKey, idempotencyClaimKey } from '../../common/topology.ts';
 
 /** A cron firing's batch id is kept this long, so a retried firing finds it (seconds). */
 const CRON_KEY_TTL_S = 7 * 86_400;
+/** How long an Idempotency-Key answers with the batch it created (Stripe's convention: a day). */
+const IDEMPOTENCY_TTL_S = 86_400;
 
 export interface BatchLimits {
   pools: readonly string[];
@@ -133,17 +136,28 @@ export class BatchService {
     };
   }
 
-  /** Creates a batch in `validating` and queues its planning. */
-  async create(body: BatchCreateBody, source = 'api'): Promise<BatchState> {
-    const now = this.now();
-    const spec = buildSpec(body, this.limits, { id: newBatchId(now), now, source });
-    await this.redisCall('create batch', () => this.deps.store.create(spec));
-    await this.enqueuePlan(spec.id);
-    this.deps.logger.info(
-      { batchId: spec.id, model: spec.model, input: spec.input, output: spec.outputPrefix, source },
-      'batch created',
-    );
-    return (await this.get(spec.id))!;
+  /**
+   * Creates a batch in `validating` and queues its planning. With an
+   * idempotency key (the Idempotency-Key header), a retry of the same request
+   * within a day answers the batch the first try created instead of making a
+   * second one; the same key with a different body is a conflict (409).
+   */
+  async create(body: BatchCreateBody, source = 'api', idempotencyKey?: string): Promise<BatchState> {
+    if (idempotencyKey === undefined) {
+      const now = this.now();
+      const spec = buildSpec(body, this.limits, { id: newBatchId(now), now, source });
+      await this.redisCall('create batch', () => this.deps.store.create(spec));
+      await this.enqueuePlan(spec.id);
+      this.deps.logger.info(
+        { batchId: spec.id, model: spec.model, input: spec.input, output: spec.outputPrefix, source },
+        'batch created',
+      );
+      return (await this.get(spec.id))!;
+    }
+    const key = idempotencyClaimKey(this.deps.config.redis.prefix, body.tenant, idempotencyKey);
+    const fingerprint = createHash('sha256').update(JSON.stringify(body)).digest('hex');
+    const batchId = await this.createOnce(key, IDEMPOTENCY_TTL_S, fingerprint, body, source);
+    return (await this.get(batchId))!;
   }
 
   async get(batchId: string): Promise<BatchState | undefined> {
@@ -207,27 +221,51 @@ export class BatchService {
     if (!parsed.success) {
       throw new FleetError('bad_request', `schedule ${schedule.name}: ${z.prettifyError(parsed.error)}`);
     }
-    const source = `cron:${schedule.name}`;
-    const now = this.now();
     const key = cronFiringKey(this.deps.config.redis.prefix, schedule.name, firedAt);
-    const claimed = newBatchId(now);
-    const batchId = await this.redisCall('claim cron firing', async () => {
-      const set = await this.deps.redis.set(key, claimed, 'EX', CRON_KEY_TTL_S, 'NX');
-      return set === 'OK' ? claimed : ((await this.deps.redis.get(key)) ?? claimed);
+    return this.createOnce(key, CRON_KEY_TTL_S, '', parsed.data, `cron:${schedule.name}`);
+  }
+
+  /**
+   * Creates the batch of `body` once per claim key: a batch id is claimed
+   * with SET NX (with the request's fingerprint) before the batch is created,
+   * so a retry finds it, and finishes creating it if the first try stopped
+   * half-way. Returns the batch id.
+   */
+  private async createOnce(
+    key: string,
+    ttlS: number,
+    fingerprint: string,
+    body: BatchCreateBody,
+    source: string,
+  ): Promise<string> {
+    const now = this.now();
+    const mine = `${newBatchId(now)} ${fingerprint}`;
+    const claim = await this.redisCall('claim batch creation', async () => {
+      const set = await this.deps.redis.set(key, mine, 'EX', ttlS, 'NX');
+      return set === 'OK' ? mine : ((await this.deps.redis.get(key)) ?? mine);
     });
+    const [batchId = '', claimedFingerprint = ''] = claim.split(' ');
+    if (claimedFingerprint !== fingerprint) {
+      throw new FleetError(
+        'conflict',
+        `this Idempotency-Key was used for a different request (batch ${batchId}); use a new key for a new batch`,
+      );
+    }
     const existing = await this.get(batchId);
     if (existing) {
       // An earlier try created it; make sure its planning was queued (a no-op when it was).
       if (existing.status === 'validating') await this.enqueuePlan(batchId);
       return batchId;
     }
-    const spec = buildSpec(parsed.data, this.limits, { id: batchId, now, source });
-    await this.redisCall('create batch', () => this.deps.store.create(spec));
+    const spec = buildSpec(body, this.limits, { id: batchId, now, source });
+    try {
+      await this.redisCall('create batch', () => this.deps.store.create(spec));
+    } catch (err) {
+      // Two retries racing: the other one created it first.
+      if (!(await this.get(batchId))) throw err;
+    }
     await this.enqueuePlan(batchId);
-    this.deps.logger.info(
-      { batchId, schedule: schedule.name, firedAt: firedAt.toISOString(), input: spec.input },
-      'scheduled batch created',
-    );
+    this.deps.logger.info({ batchId, source, input: spec.input }, 'batch created (claimed once)');
     return batchId;
   }
 

@@ -5,6 +5,7 @@
  * OpenAI has file ids, so `client.batches.*` of the official SDK works.
  */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
 import {
   batchCreateBodySchema,
   batchIdParamsSchema,
@@ -15,15 +16,32 @@ import {
 import { FleetError } from '../../common/errors.ts';
 import type { BatchService } from '../batch/batch-service.ts';
 
+/**
+ * Optional: a caller that retries (Cloud Scheduler, a Cloud Function, a service) sends the same key
+ * on every try, so a retry never starts a second batch.
+ */
+const idempotencyKeySchema = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(255, 'at most 255 characters')
+  .regex(/^[\x21-\x7e]+$/, 'visible ASCII characters only')
+  .optional();
+
 const notFound = (batchId: string): FleetError =>
   new FleetError('not_found', `No batch found with id '${batchId}'`, { param: 'batch_id' });
 
 export const batchRoutes =
   (batches: BatchService): FastifyPluginAsyncZod =>
   async (app) => {
-    app.post('/v1/batches', { schema: { body: batchCreateBodySchema } }, async (request) =>
-      toApiBatch(await batches.create(request.body)),
-    );
+    app.post('/v1/batches', { schema: { body: batchCreateBodySchema } }, async (request) => {
+      const key = idempotencyKeySchema.safeParse(request.headers['idempotency-key']);
+      if (!key.success) {
+        throw new FleetError('bad_request', `Idempotency-Key: ${key.error.issues[0]!.message}`, {
+          param: 'Idempotency-Key',
+        });
+      }
+      return toApiBatch(await batches.create(request.body, 'api', key.data));
+    });
 
     app.get('/v1/batches', { schema: { querystring: batchListQuerySchema } }, async (request): Promise<BatchList> => {
       const { batches: page, hasMore } = await batches.list(request.query.limit, request.query.after);

@@ -113,6 +113,31 @@ describe('the openai client', () => {
     }
   });
 
+  it('answers a retry with the same Idempotency-Key with the batch the first try created', async () => {
+    const key = `nightly-${Date.now()}`;
+    const body = { input_file_id: inputUri, endpoint: '/v1/chat/completions', completion_window: '24h' } as const;
+    const first = await openai.batches.create(body, { headers: { 'Idempotency-Key': key } });
+    const retry = await openai.batches.create(body, { headers: { 'Idempotency-Key': key } });
+    expect(retry.id).toBe(first.id);
+    // Another key, or none, is another batch.
+    expect((await openai.batches.create(body, { headers: { 'Idempotency-Key': `${key}-2` } })).id).not.toBe(first.id);
+    expect((await openai.batches.create(body)).id).not.toBe(first.id);
+    // The same key for a different request is refused rather than answered with the wrong batch.
+    const other = openai.batches.create({ ...body, metadata: { run: '2' } }, { headers: { 'Idempotency-Key': key } });
+    await expect(other).rejects.toMatchObject({ status: 409 });
+    await expect(other).rejects.toThrow(/Idempotency-Key was used for a different request/);
+    // A malformed key is a 400 naming the header.
+    const bad = await fetch(`${fleet.producer.url}/v1/batches`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'idempotency-key': 'x'.repeat(256) },
+      body: JSON.stringify(body),
+    });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: { message: string } }).error.message).toMatch(
+      /^Idempotency-Key: at most 255/,
+    );
+  });
+
   it('retrieves a batch by id', async () => {
     const created = await openai.batches.create({
       input_file_id: inputUri,
