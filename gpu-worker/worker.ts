@@ -6,11 +6,11 @@
  */
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import Fastify, { type FastifyInstance } from 'fastify';
 import { BatchStore } from '../common/batch/batch-state.ts';
 import type { Heartbeat } from '../common/contracts/heartbeat.ts';
 import type { Config, PoolConfig } from '../common/config.ts';
 import type { Logger } from '../common/logger.ts';
+import { startProbeServer } from '../common/probe-server.ts';
 import { closeRedis, createRedis } from '../common/redis.ts';
 import { createStorage } from '../common/storage/index.ts';
 import { cancelChannel } from '../common/topology.ts';
@@ -106,12 +106,13 @@ export async function startWorker(config: Config, opts: WorkerOptions): Promise<
     logger,
   });
 
-  const http = await startProbeServer(
-    config,
-    metrics.registry,
-    () => state,
-    () => connection.status === 'ready',
-  );
+  const http = await startProbeServer({
+    host: config.worker.metricsHost,
+    port: config.worker.metricsPort,
+    registry: metrics.registry,
+    state: () => state,
+    ready: () => state === 'ready' && connection.status === 'ready',
+  });
   state = 'ready';
   await heartbeat.beat();
   logger.info(
@@ -141,27 +142,4 @@ export async function startWorker(config: Config, opts: WorkerOptions): Promise<
       return closing;
     },
   };
-}
-
-interface ProbeServer {
-  app: FastifyInstance | undefined;
-  url: string | undefined;
-}
-
-async function startProbeServer(
-  config: Config,
-  registry: import('prom-client').Registry,
-  state: () => string,
-  redisReady: () => boolean,
-): Promise<ProbeServer> {
-  if (config.worker.metricsPort < 0) return { app: undefined, url: undefined };
-  const app = Fastify({ logger: false });
-  app.get('/metrics', async (_req, reply) => reply.type(registry.contentType).send(await registry.metrics()));
-  app.get('/healthz', async () => ({ status: 'ok', state: state() }));
-  app.get('/readyz', async (_req, reply) => {
-    const ready = state() === 'ready' && redisReady();
-    return reply.code(ready ? 200 : 503).send({ ready, state: state(), redis: redisReady() ? 'ready' : 'down' });
-  });
-  const address = await app.listen({ host: config.worker.metricsHost, port: config.worker.metricsPort });
-  return { app, url: `${address}/metrics` };
 }
