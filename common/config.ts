@@ -256,6 +256,21 @@ export const configSchema = z.object({
       windowPerPool: z.number().int().min(1).max(100_000).default(16),
       /** How often the scheduler admits chunks, expires batches and starts finalisation. */
       admitEveryMs: z.number().int().min(10).default(500),
+      /** Weighted fair share of each pool's window across tenants (scheduler/fair-share.ts); unlisted tenants weigh 1. */
+      tenants: z
+        .record(z.string().min(1).max(64), z.object({ weight: z.number().positive().max(1000).default(1) }))
+        .default({}),
+      /**
+       * A batch whose time left is at most `windowFraction` of its completion window is admitted first
+       * (earliest deadline first), charged to its tenant's share; a tenant may run at most
+       * `maxDebtChunks` chunks ahead of its share that way. windowFraction 0 turns the boost off.
+       */
+      deadlineBoost: z
+        .object({
+          windowFraction: z.number().min(0).max(1).default(0.1),
+          maxDebtChunks: z.number().int().min(0).max(100_000).default(16),
+        })
+        .prefault({}),
       /** Longest completion_window a batch may ask for. */
       maxCompletionWindowMs: z
         .number()

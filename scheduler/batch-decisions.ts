@@ -9,10 +9,23 @@
  * sit in `bulk.<pool>` (waiting, prioritised, delayed or running), so a
  * batch of any size costs Redis a cursor and a bounded number of jobs
  * (principle 3). How the free window is shared among a pool's batches is a
- * pluggable `AdmissionShare`; the default serves higher priority first, then
- * older batches.
+ * pluggable `AdmissionShare`; the default is weighted fair share across
+ * tenants with a bounded deadline boost (fair-share.ts). The share carries
+ * state between passes (DRR credit), one per pool: it comes in with the
+ * snapshot and goes out with the decisions.
  */
 import type { BatchState } from '../common/batch/batch-state.ts';
+import {
+  emptyShareState,
+  fairShare,
+  type AdmissionCandidate,
+  type AdmissionShare,
+  type AdmitReason,
+  type ShareGrant,
+  type ShareState,
+} from './fair-share.ts';
+
+export type { AdmissionCandidate, AdmissionShare, AdmitReason, ShareState } from './fair-share.ts';
 
 export interface BatchSnapshot {
   /** The open batches (BatchStore.getMany of BatchStore.openIds). */
@@ -22,19 +35,15 @@ export interface BatchSnapshot {
    * missing here (its count failed) admits nothing this pass.
    */
   queued: ReadonlyMap<string, number>;
+  /** The share's state per pool, as the previous pass returned it (absent: a fresh start). */
+  share?: ReadonlyMap<string, ShareState>;
 }
 
-/** A batch that may take chunks now. */
-export interface AdmissionCandidate {
-  batchId: string;
-  priority: number;
-  tenant: string;
-  /** Chunks not yet admitted. */
-  remaining: number;
+/** A pass's decisions, one per batch in the snapshot's order, and the share state for the next pass. */
+export interface BatchPass {
+  decisions: BatchDecision[];
+  share: Map<string, ShareState>;
 }
-
-/** Splits a pool's free window among its candidates: batch id → chunks to admit (absent = 0). */
-export type AdmissionShare = (candidates: readonly AdmissionCandidate[], free: number) => Map<string, number>;
 
 export interface BatchPolicy {
   /** Chunk jobs of one pool that may sit in its bulk queue at once. */
@@ -45,14 +54,14 @@ export interface BatchPolicy {
    * queuing its planning. Default 10 s.
    */
   planGraceMs?: number;
-  /** How a pool's free window is shared (default: priorityFirst). */
+  /** How a pool's free window is shared (default: fairShare() with every tenant weighing 1). */
   share?: AdmissionShare;
 }
 
 export type HoldReason =
   /** validating: the producer's plan job has not finished. */
   | 'planning'
-  /** The pool's window is full (or was filled by batches ahead of this one). */
+  /** The pool's window is full, or what was free went to other tenants' turns or this tenant's earlier batches. */
   | 'window_full'
   /** The pool's queue could not be counted this pass. */
   | 'window_unknown'
@@ -88,7 +97,8 @@ export type BatchDecision =
       /** The cursor this admission starts at (the fenced advance compares it). */
       cursor: number;
       count: number;
-      reason: 'window_free';
+      /** Why the share granted them (deadline_boost when any of them was boosted). */
+      reason: AdmitReason;
     }
   | {
       kind: 'withdraw';
@@ -100,20 +110,7 @@ export type BatchDecision =
     }
   | { kind: 'hold'; batchId: string; reason: HoldReason };
 
-/** The default share: higher priority first, then older batches (ids sort by creation time), greedily. */
-export const priorityFirst: AdmissionShare = (candidates, free) => {
-  const ordered = [...candidates].sort(
-    (a, b) => b.priority - a.priority || (a.batchId < b.batchId ? -1 : a.batchId > b.batchId ? 1 : 0),
-  );
-  const out = new Map<string, number>();
-  let left = free;
-  for (const c of ordered) {
-    const n = Math.min(left, c.remaining);
-    if (n > 0) out.set(c.batchId, n);
-    left -= n;
-  }
-  return out;
-};
+const defaultShare = fairShare();
 
 const admissible = (b: BatchState): boolean =>
   b.status === 'in_progress' && b.planned && b.stop === null && b.counters.cursor < b.counters.chunks;
@@ -123,8 +120,8 @@ export function poolsToCount(batches: readonly BatchState[]): string[] {
   return [...new Set(batches.filter(admissible).map((b) => b.spec.model))];
 }
 
-/** One pass's decisions, in the snapshot's batch order. */
-export function decideBatches(snapshot: BatchSnapshot, policy: BatchPolicy, now: number): BatchDecision[] {
+/** One pass's decisions, in the snapshot's batch order, and the share state to carry. */
+export function decideBatches(snapshot: BatchSnapshot, policy: BatchPolicy, now: number): BatchPass {
   const byBatch = new Map<string, BatchDecision>();
   const candidates = new Map<string, AdmissionCandidate[]>();
 
@@ -163,9 +160,11 @@ export function decideBatches(snapshot: BatchSnapshot, policy: BatchPolicy, now:
           const list = candidates.get(pool) ?? [];
           list.push({
             batchId,
-            priority: b.spec.priority,
             tenant: b.spec.tenant,
+            priority: b.spec.priority,
             remaining: b.counters.chunks - b.counters.cursor,
+            createdAt: b.spec.createdAt,
+            expiresAt: b.spec.expiresAt,
           });
           candidates.set(pool, list);
         }
@@ -193,7 +192,9 @@ export function decideBatches(snapshot: BatchSnapshot, policy: BatchPolicy, now:
     if (decision) byBatch.set(batchId, decision);
   }
 
-  const share = policy.share ?? priorityFirst;
+  const share = policy.share ?? defaultShare;
+  // Pools without candidates this pass keep their state as it was.
+  const shareState = new Map(snapshot.share);
   const cursorOf = new Map(snapshot.batches.map((b) => [b.spec.id, b.counters.cursor]));
   for (const [pool, list] of candidates) {
     const queued = snapshot.queued.get(pool);
@@ -202,20 +203,26 @@ export function decideBatches(snapshot: BatchSnapshot, policy: BatchPolicy, now:
       continue;
     }
     const free = Math.max(0, policy.windowPerPool - queued);
-    const granted = free > 0 ? share(list, free) : new Map<string, number>();
+    let grants = new Map<string, ShareGrant>();
+    if (free > 0) {
+      const r = share(list, free, shareState.get(pool) ?? emptyShareState, now);
+      grants = r.grants;
+      shareState.set(pool, r.state);
+    }
     let left = free;
     for (const c of list) {
+      const grant = grants.get(c.batchId);
       // Clamped: a share policy cannot admit past the batch's end or the window.
-      const count = Math.max(0, Math.min(granted.get(c.batchId) ?? 0, c.remaining, left));
+      const count = Math.max(0, Math.min(grant?.count ?? 0, c.remaining, left));
       left -= count;
       byBatch.set(
         c.batchId,
         count > 0
-          ? { kind: 'admit', batchId: c.batchId, pool, cursor: cursorOf.get(c.batchId)!, count, reason: 'window_free' }
+          ? { kind: 'admit', batchId: c.batchId, pool, cursor: cursorOf.get(c.batchId)!, count, reason: grant!.reason }
           : { kind: 'hold', batchId: c.batchId, reason: 'window_full' },
       );
     }
   }
 
-  return snapshot.batches.map((b) => byBatch.get(b.spec.id)!);
+  return { decisions: snapshot.batches.map((b) => byBatch.get(b.spec.id)!), share: shareState };
 }

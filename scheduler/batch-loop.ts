@@ -21,7 +21,13 @@ import type { Logger } from '../common/logger.ts';
 import type { RedisClient } from '../common/redis.ts';
 import type { Storage } from '../common/storage/index.ts';
 import { batchControlQueue, chunkJobId, queueName } from '../common/topology.ts';
-import { decideBatches, poolsToCount, type BatchDecision, type BatchPolicy } from './batch-decisions.ts';
+import {
+  decideBatches,
+  poolsToCount,
+  type BatchDecision,
+  type BatchPolicy,
+  type ShareState,
+} from './batch-decisions.ts';
 import { StaleLeaderError } from './fenced-writes.ts';
 
 /** Chunk jobs: retried with backoff by BullMQ; kept a while after they end for the board. */
@@ -48,6 +54,14 @@ export class BatchLoop {
   private readonly store: BatchStore;
   private readonly bulkQueues = new Map<string, Queue>();
   private controlQueue: Queue | undefined;
+  /**
+   * The admission share's state per pool (DRR credit), from one pass to the next, and the epoch it
+   * belongs to. In memory only: a new leader (failover, or this replica leading again) starts from
+   * zero credit, which forgives boost debts and restarts the rotation. Fairness then holds from that
+   * pass on, off by at most one quantum plus the debt limit per tenant per failover: rare next to the
+   * passes (every 500 ms by default), and cheaper than a fenced Redis write on every pass.
+   */
+  private share: { epoch: number; pools: ReadonlyMap<string, ShareState> } = { epoch: 0, pools: new Map() };
 
   constructor(private readonly deps: BatchLoopDeps) {
     this.store = new BatchStore(deps.redis, deps.prefix);
@@ -69,7 +83,9 @@ export class BatchLoop {
       }
     }
     const now = this.deps.now();
-    const decisions = decideBatches({ batches, queued }, this.deps.policy, now);
+    const carried = this.share.epoch === epoch ? this.share.pools : undefined;
+    const { decisions, share } = decideBatches({ batches, queued, share: carried }, this.deps.policy, now);
+    this.share = { epoch, pools: share };
     const byId = new Map(batches.map((b) => [b.spec.id, b]));
     for (const d of decisions) {
       try {

@@ -21,6 +21,7 @@ import { closeRedis, createRedis } from '../common/redis.ts';
 import { createStorage, type Storage } from '../common/storage/index.ts';
 import { workersKey } from '../common/topology.ts';
 import { BatchLoop } from './batch-loop.ts';
+import { fairShare } from './fair-share.ts';
 import { syncCronSchedules } from './cron-schedules.ts';
 import { removeWorkers, StaleLeaderError } from './fenced-writes.ts';
 import { LeaderLease } from './leader-lease.ts';
@@ -55,7 +56,13 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
     redis,
     prefix,
     storage: opts.storage ?? createStorage(config.storage),
-    policy: { windowPerPool: config.batch.windowPerPool },
+    policy: {
+      windowPerPool: config.batch.windowPerPool,
+      share: fairShare({
+        weights: Object.fromEntries(Object.entries(config.batch.tenants).map(([t, { weight }]) => [t, weight])),
+        ...config.batch.deadlineBoost,
+      }),
+    },
     logger,
     now,
   });

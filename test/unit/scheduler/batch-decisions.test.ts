@@ -3,9 +3,9 @@ import type { BatchState, BatchStatus, CounterField } from '../../../common/batc
 import {
   decideBatches,
   poolsToCount,
-  priorityFirst,
   type AdmissionShare,
   type BatchDecision,
+  type ShareState,
 } from '../../../scheduler/batch-decisions.ts';
 
 const NOW = 1_700_000_000_000;
@@ -18,6 +18,7 @@ interface BatchFixture {
   planned?: boolean;
   pool?: string;
   priority?: number;
+  tenant?: string;
   expiresAt?: number;
   createdAt?: number;
   counters?: Partial<Record<CounterField, number>>;
@@ -39,7 +40,7 @@ function batch(f: BatchFixture = {}): BatchState {
       expiresAt: f.expiresAt ?? LATER,
       metadata: null,
       priority: f.priority ?? 0,
-      tenant: 't',
+      tenant: f.tenant ?? 't',
       source: 'api',
     },
     status,
@@ -65,7 +66,7 @@ function batch(f: BatchFixture = {}): BatchState {
 }
 
 const decideOne = (b: BatchState, queued = 0, window = 8): BatchDecision =>
-  decideBatches({ batches: [b], queued: new Map([['p', queued]]) }, { windowPerPool: window }, NOW)[0]!;
+  decideBatches({ batches: [b], queued: new Map([['p', queued]]) }, { windowPerPool: window }, NOW).decisions[0]!;
 
 describe('decideBatches: one batch', () => {
   const cases: { name: string; batch: BatchFixture; queued?: number; want: Partial<BatchDecision> }[] = [
@@ -118,7 +119,7 @@ describe('decideBatches: one batch', () => {
       name: 'in_progress, free window → admit min(free, remaining)',
       batch: { counters: { cursor: 2, admitted: 2 } },
       queued: 3,
-      want: { kind: 'admit', pool: 'p', cursor: 2, count: 5, reason: 'window_free' },
+      want: { kind: 'admit', pool: 'p', cursor: 2, count: 5, reason: 'fair_share' },
     },
     {
       name: 'in_progress, fewer chunks left than the window → admit the rest',
@@ -206,7 +207,7 @@ describe('decideBatches: one batch', () => {
 
   it('holds a batch whose pool could not be counted', () => {
     const b = batch({ pool: 'q' });
-    const [d] = decideBatches({ batches: [b], queued: new Map() }, { windowPerPool: 8 }, NOW);
+    const [d] = decideBatches({ batches: [b], queued: new Map() }, { windowPerPool: 8 }, NOW).decisions;
     expect(d).toEqual({ kind: 'hold', batchId: b.spec.id, reason: 'window_unknown' });
   });
 });
@@ -214,20 +215,81 @@ describe('decideBatches: one batch', () => {
 describe('decideBatches: sharing a pool window', () => {
   const ids = (n: number) => Array.from({ length: n }, (_, i) => `batch_${String(i).padStart(20, '0')}`);
 
-  it('serves higher priority first, then older batches, greedily', () => {
+  // The default share is fair across tenants (fair-share.ts, tested there); within one tenant it keeps
+  // the order priorityFirst had: higher priority, then older.
+  it("serves one tenant's batches in its own order: higher priority first, then older", () => {
     const [a, b, c] = ids(3);
     const batches = [
       batch({ id: a, priority: 0, counters: { chunks: 10 } }),
       batch({ id: b, priority: 5, counters: { chunks: 3 } }),
       batch({ id: c, priority: 0, counters: { chunks: 10 } }),
     ];
-    const ds = decideBatches({ batches, queued: new Map([['p', 1]]) }, { windowPerPool: 8 }, NOW);
+    const { decisions: ds } = decideBatches({ batches, queued: new Map([['p', 1]]) }, { windowPerPool: 8 }, NOW);
     expect(ds.map((d) => [d.batchId, d.kind, d.kind === 'admit' ? d.count : 0])).toEqual([
       [a, 'admit', 4],
       [b, 'admit', 3],
       [c, 'hold', 0],
     ]);
     expect(ds[2]).toMatchObject({ reason: 'window_full' });
+  });
+
+  it('splits the window between tenants, not batches (priority does not rank tenants)', () => {
+    const [a1, a2, a3, b1] = ids(4);
+    const batches = [
+      batch({ id: a1, tenant: 'a', priority: 9 }),
+      batch({ id: a2, tenant: 'a', priority: 9 }),
+      batch({ id: a3, tenant: 'a', priority: 9 }),
+      batch({ id: b1, tenant: 'b', priority: 0 }),
+    ];
+    const { decisions: ds } = decideBatches({ batches, queued: new Map([['p', 0]]) }, { windowPerPool: 8 }, NOW);
+    expect(ds).toMatchObject([
+      { batchId: a1, kind: 'admit', count: 4, reason: 'fair_share' },
+      { batchId: a2, kind: 'hold', reason: 'window_full' },
+      { batchId: a3, kind: 'hold', reason: 'window_full' },
+      { batchId: b1, kind: 'admit', count: 4, reason: 'fair_share' },
+    ]);
+  });
+
+  it('says deadline_boost for a batch in the last part of its completion window', () => {
+    const [a, b] = ids(2);
+    const batches = [
+      batch({ id: a, tenant: 'a' }),
+      // 24 h window, 1 h left: under the default 10%.
+      batch({ id: b, tenant: 'b', createdAt: NOW - 23 * 3_600_000, expiresAt: NOW + 3_600_000 }),
+    ];
+    const { decisions: ds } = decideBatches({ batches, queued: new Map([['p', 0]]) }, { windowPerPool: 8 }, NOW);
+    expect(ds).toMatchObject([
+      { batchId: a, kind: 'hold', reason: 'window_full' },
+      { batchId: b, kind: 'admit', count: 8, reason: 'deadline_boost' },
+    ]);
+  });
+
+  it('carries the share state per pool: in with the snapshot, out with the decisions', () => {
+    const [a, b] = ids(2);
+    const batches = [batch({ id: a, tenant: 'a' }), batch({ id: b, tenant: 'b' })];
+    const q: ShareState = { credit: { z: -3 }, next: null, midTurn: false };
+    const first = decideBatches(
+      { batches, queued: new Map([['p', 7]]), share: new Map([['q', q]]) },
+      { windowPerPool: 8 },
+      NOW,
+    );
+    expect(first.decisions).toMatchObject([{ batchId: a, kind: 'admit', count: 1 }, { kind: 'hold' }]);
+    expect(first.share.get('q')).toBe(q); // a pool without candidates keeps its state
+    expect(first.share.get('p')).toEqual({ credit: {}, next: 'b', midTurn: false });
+    // The next pass resumes the rotation at b.
+    const second = decideBatches(
+      { batches, queued: new Map([['p', 7]]), share: first.share },
+      { windowPerPool: 8 },
+      NOW,
+    );
+    expect(second.decisions).toMatchObject([{ kind: 'hold' }, { batchId: b, kind: 'admit', count: 1 }]);
+    // A full window leaves the state as it was.
+    const full = decideBatches(
+      { batches, queued: new Map([['p', 8]]), share: second.share },
+      { windowPerPool: 8 },
+      NOW,
+    );
+    expect(full.share.get('p')).toEqual(second.share.get('p'));
   });
 
   it('keeps each pool to its own window', () => {
@@ -237,7 +299,7 @@ describe('decideBatches: sharing a pool window', () => {
       ['p', 6],
       ['q', 0],
     ]);
-    const ds = decideBatches({ batches, queued }, { windowPerPool: 8 }, NOW);
+    const { decisions: ds } = decideBatches({ batches, queued }, { windowPerPool: 8 }, NOW);
     expect(ds).toMatchObject([
       { batchId: a, kind: 'admit', pool: 'p', count: 2 },
       { batchId: b, kind: 'admit', pool: 'q', count: 8 },
@@ -246,24 +308,20 @@ describe('decideBatches: sharing a pool window', () => {
 
   it('takes a share policy and clamps what it grants to the window and the batch', () => {
     const [a, b] = ids(2);
-    const greedy: AdmissionShare = (cands) => new Map(cands.map((c) => [c.batchId, 100]));
+    const greedy: AdmissionShare = (cands, _free, state) => ({
+      grants: new Map(cands.map((c) => [c.batchId, { count: 100, reason: 'fair_share' }])),
+      state,
+    });
     const batches = [batch({ id: a, counters: { chunks: 5 } }), batch({ id: b })];
-    const ds = decideBatches({ batches, queued: new Map([['p', 0]]) }, { windowPerPool: 8, share: greedy }, NOW);
+    const { decisions: ds } = decideBatches(
+      { batches, queued: new Map([['p', 0]]) },
+      { windowPerPool: 8, share: greedy },
+      NOW,
+    );
     expect(ds).toMatchObject([
       { batchId: a, kind: 'admit', count: 5 },
       { batchId: b, kind: 'admit', count: 3 },
     ]);
-  });
-
-  it('priorityFirst leaves out candidates it gives nothing', () => {
-    const out = priorityFirst(
-      [
-        { batchId: 'x', priority: 1, tenant: 't', remaining: 4 },
-        { batchId: 'y', priority: 0, tenant: 't', remaining: 4 },
-      ],
-      3,
-    );
-    expect([...out]).toEqual([['x', 3]]);
   });
 });
 
