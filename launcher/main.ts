@@ -91,6 +91,8 @@ async function main(): Promise<void> {
     `  dashboard  ${producer.url}/admin/queues`,
     `  metrics    ${producer.url}/metrics (producer)`,
     ...ready.map((w) => `             ${w.metricsUrl ?? '(disabled)'} (gpu-worker ${w.workerId}, pool ${w.pool})`),
+    `             ${scheduler.metricsUrl ?? '(disabled)'} (scheduler)`,
+    `  explain    npm run cli -- scheduler explain --url ${producer.url}`,
     `  redis      ${redis.url}${redis.stop ? ' (private, removed on exit)' : ''}`,
     `  try        curl -s ${producer.url}/v1/chat/completions -H 'content-type: application/json' \\`,
     `               -d '{"model":"${config.pools[0]!.name}","messages":[{"role":"user","content":"Once upon a time"}]}'`,

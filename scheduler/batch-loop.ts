@@ -20,7 +20,8 @@ import { chunkJobSchema, partUris } from '../common/contracts/batch.ts';
 import type { Logger } from '../common/logger.ts';
 import type { RedisClient } from '../common/redis.ts';
 import type { Storage } from '../common/storage/index.ts';
-import { batchControlQueue, chunkJobId, queueName } from '../common/topology.ts';
+import { batchControlQueue, chunkJobId, explainKey, queueName } from '../common/topology.ts';
+import { admissionExplanations } from './admission-explain.ts';
 import {
   decideBatches,
   poolsToCount,
@@ -95,7 +96,24 @@ export class BatchLoop {
         logger.warn({ err, batchId: d.batchId, decision: d.kind }, 'batch decision failed; retried next pass');
       }
     }
+    await this.explain(batches, decisions, queued, epoch, now);
     return decisions;
+  }
+
+  /** Writes what the pass decided per pool, for `interfleet scheduler explain`; best effort. */
+  private async explain(
+    batches: readonly BatchState[],
+    decisions: readonly BatchDecision[],
+    queued: ReadonlyMap<string, number>,
+    epoch: number,
+    now: number,
+  ): Promise<void> {
+    const records = admissionExplanations(batches, decisions, queued, this.deps.policy.windowPerPool, epoch, now);
+    const pipe = this.deps.redis.pipeline();
+    // Kept a minute: an explain after the leader died says how old it is rather than nothing.
+    for (const r of records)
+      pipe.set(explainKey(this.deps.prefix, 'admission', r.pool), JSON.stringify(r), 'PX', 60_000);
+    await pipe.exec().catch((err: unknown) => this.deps.logger.debug({ err }, 'admission explanation not written'));
   }
 
   /** Closes the queues (after the last pass). */

@@ -29,6 +29,7 @@ import { explainKey, queueName, workersKey } from '../common/topology.ts';
 import {
   decideBudget,
   type BudgetPolicy,
+  type BudgetReason,
   type BudgetSignals,
   type BudgetState,
 } from './bulk-budget.ts';
@@ -109,9 +110,11 @@ export class BudgetLoop {
     });
     const policy = this.policy(pool);
     const { decision, state } = decideBudget(this.states.get(pool.name), signals, policy, now);
-    this.states.set(pool.name, state);
+    if (state) this.states.set(pool.name, state);
+    else this.states.delete(pool.name);
 
-    await bulk.setGlobalConcurrency(decision.budget);
+    if (uncapped(decision.reason)) await bulk.removeGlobalConcurrency();
+    else await bulk.setGlobalConcurrency(decision.budget);
     if (decision.preempt > 0) {
       const reason = `${decision.reason}: p${policy.quantile * 100} first token ${fmt(decision.observed.quantileMs)} ms, oldest queued ${decision.observed.oldestWaitingMs} ms, objective ${policy.objectiveMs} ms`;
       await this.deps.preempt(pool.name, decision.preempt, reason);
@@ -174,5 +177,8 @@ export function poolSignals(
   const firstToken = mergeCounts(ready.flatMap((w) => (w.realtime ? [w.realtime.firstToken] : [])));
   return { bulkSlots, bulkRunning, firstToken, ...queue };
 }
+
+/** Decisions that give bulk everything: applied as no cap (see bulk-budget.ts). */
+const uncapped = (reason: BudgetReason): boolean => reason === 'no_realtime_load' || reason === 'no_bulk_slots';
 
 const fmt = (ms: number | undefined): string => (ms === undefined ? 'n/a' : ms.toFixed(0));

@@ -19,6 +19,10 @@
  * already running are also asked to yield (chunk preemption), because a
  * lower budget only stops new ones from starting.
  *
+ * "Every slot" (no real-time load, or no bulk lane to count) is applied as
+ * no cap at all, so a worker that joins can start bulk work before the next
+ * pass counts its slots.
+ *
  * Pure: a function of the previous state, the pool's signals, the policy and
  * the clock, returning the next state and a decision with a typed reason.
  */
@@ -114,7 +118,7 @@ export function decideBudget(
   signals: BudgetSignals,
   policy: BudgetPolicy,
   now: number,
-): { decision: BudgetDecision; state: BudgetState } {
+): { decision: BudgetDecision; state: BudgetState | undefined } {
   const slots = Math.max(0, signals.bulkSlots);
   const samples = totalCount(signals.firstToken);
   const q = samples >= policy.minSamples ? quantileMs(signals.firstToken, policy.quantile) : undefined;
@@ -134,7 +138,8 @@ export function decideBudget(
     state: { budget, lastDecreaseAt: decreasedAt },
   });
 
-  if (slots === 0) return out(0, 'no_bulk_slots');
+  // No state kept: when workers come back the controller starts over from their slots.
+  if (slots === 0) return { ...out(0, 'no_bulk_slots'), state: undefined };
   if (samples === 0 && signals.realtimeWaiting === 0) return out(slots, 'no_realtime_load');
 
   const missed = q !== undefined && q > policy.objectiveMs;

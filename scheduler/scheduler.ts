@@ -2,25 +2,33 @@
  * The scheduler role. Every replica campaigns for the leader lease; only the
  * leader runs the control loops: heartbeat bookkeeping (removing the entries
  * of workers whose heartbeats expired), the cron schedules (synced once per
- * leadership), and the batch pass (admission, expiry, finalisation: see
- * batch-loop.ts). Priority balancing and autoscaling will join as further loops.
+ * leadership), the batch pass (admission, expiry, finalisation: see
+ * batch-loop.ts) and the balance pass (each pool's bulk budget from its
+ * real-time latency: budget-loop.ts). Autoscaling will join as a further loop.
  *
- * Two timers feed one serial chain, so no two passes ever overlap: the tick
- * (lease, then every leader loop) every scheduler.renewEveryMs, and the batch
- * pass alone every batch.admitEveryMs. The batch pass keeps its own timer
- * because it runs more often than the lease is renewed (500 ms vs 1 s by
- * default) and must not wait on it; the tick runs it too, so a new leader
- * admits at once and a test's tick() does everything.
+ * Three timers feed one serial chain, so no two passes ever overlap: the tick
+ * (lease, then every leader loop) every scheduler.renewEveryMs, the batch pass
+ * alone every batch.admitEveryMs and the balance pass alone every
+ * scheduler.balanceEveryMs. The two passes keep their own timers so that
+ * neither waits on the lease's cadence; the tick runs them too, so a new
+ * leader acts at once and a test's tick() does everything.
+ *
+ * Every replica serves /metrics, /healthz and /readyz (ready = leading or a
+ * healthy standby) on scheduler.metricsPort.
  */
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Config } from '../common/config.ts';
 import { expiredWorkerIds } from '../common/contracts/heartbeat.ts';
 import type { Logger } from '../common/logger.ts';
+import { requestPreemption } from '../common/preemption.ts';
+import { startProbeServer } from '../common/probe-server.ts';
 import { closeRedis, createRedis } from '../common/redis.ts';
 import { createStorage, type Storage } from '../common/storage/index.ts';
 import { workersKey } from '../common/topology.ts';
 import { BatchLoop } from './batch-loop.ts';
+import { BudgetLoop } from './budget-loop.ts';
+import { createSchedulerMetrics } from './metrics.ts';
 import { fairShare } from './fair-share.ts';
 import { syncCronSchedules } from './cron-schedules.ts';
 import { removeWorkers, StaleLeaderError } from './fenced-writes.ts';
@@ -31,6 +39,8 @@ const cronRetryMs = 60_000;
 
 export interface RunningScheduler {
   readonly candidateId: string;
+  /** This replica's /metrics URL (undefined with scheduler.metricsPort -1). */
+  readonly metricsUrl: string | undefined;
   /** The epoch this replica leads with, or 0 when it is a standby. */
   epoch(): number;
   /** One pass of the loop (tests call it to avoid waiting for the timer). */
@@ -65,6 +75,17 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
     },
     logger,
     now,
+  });
+  const metrics = createSchedulerMetrics({ role: 'scheduler' });
+  const budgetLoop = new BudgetLoop({
+    redis,
+    prefix,
+    pools: config.pools,
+    balance: config.scheduler.balance,
+    metrics,
+    logger,
+    now,
+    preempt: (pool, count, reason) => requestPreemption(redis, prefix, pool, count, reason, now()),
   });
   let epoch = 0;
   let cronSyncedEpoch = 0;
@@ -102,7 +123,11 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
     }
   };
 
-  const batchPass = (): Promise<void> => asLeader('batch pass', () => batchLoop.pass(epoch));
+  const batchPass = (): Promise<void> =>
+    asLeader('batch pass', async () => {
+      for (const d of await batchLoop.pass(epoch)) metrics.batchDecisions.inc({ kind: d.kind, reason: d.reason });
+    });
+  const balancePass = (): Promise<void> => asLeader('balance pass', () => budgetLoop.pass(epoch));
 
   const tick = async (): Promise<void> => {
     let next = 0;
@@ -116,10 +141,14 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
       else logger.warn({ epoch }, 'lost scheduler leadership');
       epoch = next;
       cronRetryAt = 0;
+      budgetLoop.reset();
+      metrics.leader.set(epoch > 0 ? 1 : 0);
+      metrics.epoch.set(epoch);
     }
     await asLeader('heartbeat bookkeeping', cleanHeartbeats);
     await asLeader('cron schedules', syncCron);
     await batchPass();
+    await balancePass();
   };
 
   // One chain for every pass; a timer whose pass is still queued does not queue another.
@@ -142,16 +171,27 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
   const timers = [
     setInterval(onTimer(tick), config.scheduler.renewEveryMs),
     setInterval(onTimer(batchPass), config.batch.admitEveryMs),
+    setInterval(onTimer(balancePass), config.scheduler.balanceEveryMs),
   ];
+  const probes = await startProbeServer({
+    host: config.scheduler.metricsHost,
+    port: config.scheduler.metricsPort,
+    registry: metrics.registry,
+    state: () => (epoch > 0 ? 'leader' : 'standby'),
+    ready: () => redis.status === 'ready',
+  });
 
   return {
     candidateId,
+    metricsUrl: probes.url,
     epoch: () => epoch,
     tick: () => enqueue(tick),
     async close() {
       for (const t of timers) clearInterval(t);
       await running;
       await batchLoop.close();
+      await budgetLoop.close();
+      await probes.app?.close();
       await lease.release().catch(() => undefined);
       epoch = 0;
       await closeRedis(redis);
