@@ -12,7 +12,7 @@ export function admissionExplanations(
   batches: readonly BatchState[],
   decisions: readonly BatchDecision[],
   queued: ReadonlyMap<string, number>,
-  window: number,
+  windowOf: (pool: string) => number,
   epoch: number,
   now: number,
 ): AdmissionExplanation[] {
@@ -22,7 +22,7 @@ export function admissionExplanations(
     const pool = b.spec.model;
     let record = byPool.get(pool);
     if (!record) {
-      record = { pool, at: now, epoch, window, queued: queued.get(pool) ?? null, batches: [] };
+      record = { pool, at: now, epoch, window: windowOf(pool), queued: queued.get(pool) ?? null, batches: [] };
       byPool.set(pool, record);
     }
     record.batches.push({

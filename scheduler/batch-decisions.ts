@@ -5,10 +5,14 @@
  * batch, each with a typed reason, "hold" included, so a pass can be logged
  * and replayed. The effects live in batch-loop.ts.
  *
- * Admission keeps a fixed window per pool: at most `windowPerPool` chunk jobs
- * sit in `bulk.<pool>` (waiting, prioritised, delayed or running), so a
- * batch of any size costs Redis a cursor and a bounded number of jobs
- * (principle 3). How the free window is shared among a pool's batches is a
+ * Admission keeps a window per pool: at most that many chunk jobs sit in
+ * `bulk.<pool>` (waiting, prioritised, delayed or running), so a batch of any
+ * size costs Redis a cursor and a bounded number of jobs (principle 3). The
+ * window is sized to what the pool can start soon: twice its current bulk
+ * budget (snapshot.windows, from the balance pass), so every slot the budget
+ * allows has a chunk ready and one behind it, and no more wait in Redis
+ * where a later, fairer decision could not reach them. Before the balance
+ * pass has counted a pool, `windowPerPool` applies. How the free window is shared among a pool's batches is a
  * pluggable `AdmissionShare`; the default is weighted fair share across
  * tenants with a bounded deadline boost (fair-share.ts). The share carries
  * state between passes (DRR credit), one per pool: it comes in with the
@@ -37,7 +41,12 @@ export interface BatchSnapshot {
   queued: ReadonlyMap<string, number>;
   /** The share's state per pool, as the previous pass returned it (absent: a fresh start). */
   share?: ReadonlyMap<string, ShareState>;
+  /** Each pool's window from its bulk budget (windowFor); a pool absent here gets policy.windowPerPool. */
+  windows?: ReadonlyMap<string, number>;
 }
+
+/** The window for a bulk budget: a chunk running in every allowed slot and one ready behind it (at least 2). */
+export const windowFor = (budget: number): number => Math.max(2, 2 * budget);
 
 /** A pass's decisions, one per batch in the snapshot's order, and the share state for the next pass. */
 export interface BatchPass {
@@ -46,7 +55,7 @@ export interface BatchPass {
 }
 
 export interface BatchPolicy {
-  /** Chunk jobs of one pool that may sit in its bulk queue at once. */
+  /** Chunk jobs of one pool that may sit in its bulk queue at once, until the pool's budget is known. */
   windowPerPool: number;
   /**
    * A batch validating for longer than this has its plan job re-added (a no-op
@@ -202,7 +211,7 @@ export function decideBatches(snapshot: BatchSnapshot, policy: BatchPolicy, now:
       for (const c of list) byBatch.set(c.batchId, { kind: 'hold', batchId: c.batchId, reason: 'window_unknown' });
       continue;
     }
-    const free = Math.max(0, policy.windowPerPool - queued);
+    const free = Math.max(0, (snapshot.windows?.get(pool) ?? policy.windowPerPool) - queued);
     let grants = new Map<string, ShareGrant>();
     if (free > 0) {
       const r = share(list, free, shareState.get(pool) ?? emptyShareState, now);

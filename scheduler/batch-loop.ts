@@ -28,6 +28,7 @@ import {
   type BatchDecision,
   type BatchPolicy,
   type ShareState,
+  windowFor,
 } from './batch-decisions.ts';
 import { StaleLeaderError } from './fenced-writes.ts';
 
@@ -49,6 +50,8 @@ export interface BatchLoopDeps {
   policy: BatchPolicy;
   logger: Logger;
   now: () => number;
+  /** Each pool's current bulk budget, when the balance pass has one (it sizes the pool's window). */
+  budgets?: () => ReadonlyMap<string, number>;
 }
 
 export class BatchLoop {
@@ -85,7 +88,8 @@ export class BatchLoop {
     }
     const now = this.deps.now();
     const carried = this.share.epoch === epoch ? this.share.pools : undefined;
-    const { decisions, share } = decideBatches({ batches, queued, share: carried }, this.deps.policy, now);
+    const windows = new Map([...(this.deps.budgets?.() ?? [])].map(([pool, budget]) => [pool, windowFor(budget)]));
+    const { decisions, share } = decideBatches({ batches, queued, share: carried, windows }, this.deps.policy, now);
     this.share = { epoch, pools: share };
     const byId = new Map(batches.map((b) => [b.spec.id, b]));
     for (const d of decisions) {
@@ -96,7 +100,7 @@ export class BatchLoop {
         logger.warn({ err, batchId: d.batchId, decision: d.kind }, 'batch decision failed; retried next pass');
       }
     }
-    await this.explain(batches, decisions, queued, epoch, now);
+    await this.explain(batches, decisions, queued, windows, epoch, now);
     return decisions;
   }
 
@@ -105,10 +109,12 @@ export class BatchLoop {
     batches: readonly BatchState[],
     decisions: readonly BatchDecision[],
     queued: ReadonlyMap<string, number>,
+    windows: ReadonlyMap<string, number>,
     epoch: number,
     now: number,
   ): Promise<void> {
-    const records = admissionExplanations(batches, decisions, queued, this.deps.policy.windowPerPool, epoch, now);
+    const windowOf = (pool: string): number => windows.get(pool) ?? this.deps.policy.windowPerPool;
+    const records = admissionExplanations(batches, decisions, queued, windowOf, epoch, now);
     const pipe = this.deps.redis.pipeline();
     // Kept a minute: an explain after the leader died says how old it is rather than nothing.
     for (const r of records)

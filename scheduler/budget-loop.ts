@@ -66,6 +66,11 @@ export class BudgetLoop {
     return out;
   }
 
+  /** Each pool's current budget (pools whose budget is "every slot" or unknown are absent). */
+  budgets(): ReadonlyMap<string, number> {
+    return new Map([...this.states].map(([pool, s]) => [pool, s.budget]));
+  }
+
   /** Forgets the controller's state (on losing leadership: a later term starts from fresh signals). */
   reset(): void {
     this.states.clear();

@@ -75,6 +75,7 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
     },
     logger,
     now,
+    budgets: () => budgetLoop.budgets(),
   });
   const metrics = createSchedulerMetrics({ role: 'scheduler' });
   const budgetLoop = new BudgetLoop({

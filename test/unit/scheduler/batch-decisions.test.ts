@@ -6,6 +6,7 @@ import {
   type AdmissionShare,
   type BatchDecision,
   type ShareState,
+  windowFor,
 } from '../../../scheduler/batch-decisions.ts';
 
 const NOW = 1_700_000_000_000;
@@ -304,6 +305,27 @@ describe('decideBatches: sharing a pool window', () => {
       { batchId: a, kind: 'admit', pool: 'p', count: 2 },
       { batchId: b, kind: 'admit', pool: 'q', count: 8 },
     ]);
+  });
+
+  it.each([
+    ['a budget of 6 → window 12', 6, 5, 7],
+    ['a budget of 0 → window 2 (a chunk ready for when real-time eases)', 0, 0, 2],
+    ['a budget of 0 with 2 queued → nothing', 0, 2, 0],
+    ['a budget of 40 → window 80, past windowPerPool', 40, 10, 70],
+  ])('sizes the window from the pool budget: %s', (_name, budget, queued, admitted) => {
+    const [a] = ids(1);
+    const { decisions: ds } = decideBatches(
+      {
+        batches: [batch({ id: a, counters: { chunks: 1000 } })],
+        queued: new Map([['p', queued]]),
+        windows: new Map([['p', windowFor(budget)]]),
+      },
+      { windowPerPool: 8 },
+      NOW,
+    );
+    expect(ds[0]).toMatchObject(
+      admitted > 0 ? { kind: 'admit', count: admitted } : { kind: 'hold', reason: 'window_full' },
+    );
   });
 
   it('takes a share policy and clamps what it grants to the window and the batch', () => {
