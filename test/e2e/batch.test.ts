@@ -3,10 +3,12 @@
  * finalisation), the real scheduler (admission, expiry), real gpu-workers
  * (in-process, or child processes where one is killed), real Redis under a
  * private prefix, and real storage: file:// on disk and gs:// through the
- * real @google-cloud/storage client against the local GCS JSON API stand-in.
+ * real @google-cloud/storage client against the local GCS JSON API stand-in,
+ * and oci:// through the real OCI SDK (config-file auth, every request
+ * signed and checked) against the local OCI REST stand-in.
  * Batches are created and read with the official `openai` client.
  */
-import { randomUUID } from 'node:crypto';
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,6 +31,8 @@ process.env.METADATA_SERVER_DETECTION = 'none';
 
 const bucket = 'interfleet-e2e';
 const deniedBucket = 'interfleet-e2e-denied';
+const ociBucket = 'interfleet-e2e-oci';
+const ociNamespace = 'interfleetns';
 const workerEntry = fileURLToPath(new URL('../../gpu-worker/main.ts', import.meta.url));
 const dataDir = fileURLToPath(new URL('../../../shared/data/sentiment-labelled-sentences/', import.meta.url));
 
@@ -102,8 +106,14 @@ async function startBatchFleet(opts: {
   workers?: number;
   childWorkers?: number;
   gcsEndpoint?: string;
+  /** oci:// through the stand-in, signed with the key an OCI config file names (the config-file auth path). */
+  oci?: { endpoint: string; configFile: string };
 }): Promise<Fleet> {
-  const storageYaml = opts.gcsEndpoint ? `storage: { gcs: { apiEndpoint: "${opts.gcsEndpoint}", auth: none } }\n` : '';
+  const storageYaml = opts.gcsEndpoint
+    ? `storage: { gcs: { apiEndpoint: "${opts.gcsEndpoint}", auth: none } }\n`
+    : opts.oci
+      ? `storage: { oci: { endpoint: "${opts.oci.endpoint}", auth: config-file, configFile: "${opts.oci.configFile}" } }\n`
+      : '';
   const yaml = `${fastTimings}${storageYaml}${opts.yaml}`;
   const config = testConfig(yaml);
   const logger = silentLogger();
@@ -205,6 +215,17 @@ async function results(fleet: Fleet, b: ApiBatch, expectedIds: readonly string[]
 let standIn: StandIn;
 let dir: string;
 
+// The OCI SDK console.warn()s every non-retryable answer, such as the 404 of a stat that finds nothing.
+const warn = console.warn;
+beforeAll(() => {
+  console.warn = (...args: unknown[]) => {
+    if (!String(args[0]).startsWith('Request cannot be retried')) warn(...args);
+  };
+});
+afterAll(() => {
+  console.warn = warn;
+});
+
 beforeAll(async () => {
   standIn = await startStandIn('gcs', { buckets: [bucket, deniedBucket] });
   await standIn.deny(deniedBucket);
@@ -268,6 +289,57 @@ describe('batch inference end to end', () => {
       await fleet.stop();
     }
   }, 120_000);
+
+  it('runs a batch read from and written to oci:// (OCI SDK, config-file auth, signed requests)', async () => {
+    const keys = generateKeyPairSync('rsa', {
+      modulusLength: 2048,
+      publicKeyEncoding: { type: 'spki', format: 'pem' },
+      privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+    });
+    const oci = await startStandIn('oci', {
+      buckets: [ociBucket],
+      namespace: ociNamespace,
+      publicKeyPem: keys.publicKey,
+    });
+    const keyFile = join(dir, `oci-key-${randomUUID()}.pem`);
+    const configFile = join(dir, `oci-config-${randomUUID()}`);
+    await writeFile(keyFile, keys.privateKey);
+    await writeFile(
+      configFile,
+      [
+        '[DEFAULT]',
+        'user=ocid1.user.oc1..interfleettest',
+        'fingerprint=12:34:56',
+        'tenancy=ocid1.tenancy.oc1..interfleettest',
+        'region=us-ashburn-1',
+        `key_file=${keyFile}`,
+        '',
+      ].join('\n'),
+    );
+    const fleet = await startBatchFleet({
+      yaml: 'batch: { chunkLines: 16, windowPerPool: 4, admitEveryMs: 50 }\n',
+      workers: 1,
+      oci: { endpoint: oci.url, configFile },
+    });
+    try {
+      const ids = Array.from({ length: 100 }, (_, i) => `o${i}`);
+      const root = `oci://${ociBucket}@${ociNamespace}/run-${randomUUID()}/`;
+      const text = ids
+        .map((id, i) => inferLine(id, i % 2 ? 'a wonderful, delightful film' : 'a dull, awful mess'))
+        .join('\n');
+      await fleet.storage.writeIfAbsent(`${root}in/part-1.jsonl`, Buffer.from(`${text}\n`));
+      const created = await create(fleet, { input_file_id: `${root}in/`, endpoint: '/v1/infer', model: 'default' });
+      const done = await waitFor(fleet, created.id, isFinal);
+      expect(done.status).toBe('completed');
+      expect(done.output_file).toMatch(new RegExp(`^oci://${ociBucket}@${ociNamespace}/`));
+      const { output, errors } = await results(fleet, done, ids);
+      expect(errors).toEqual([]);
+      expect(output).toHaveLength(100);
+    } finally {
+      await fleet.stop();
+      await oci.close();
+    }
+  }, 90_000);
 
   it('completes a batch after kill -9 of a worker mid-batch: every custom_id once, no error lines', async () => {
     const fleet = await startBatchFleet({
