@@ -8,7 +8,7 @@
  * signed and checked) against the local OCI REST stand-in.
  * Batches are created and read with the official `openai` client.
  */
-import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +22,7 @@ import { startProducer, type RunningProducer } from '../../producer/server.ts';
 import { startScheduler, type RunningScheduler } from '../../scheduler/scheduler.ts';
 import { Child } from '../bench/children.ts';
 import { deleteKeys, REDIS_URL, testConfig } from '../helpers/fleet.ts';
+import { ociKeyPair, quietOciSdkWarnings, writeOciConfigFile } from '../helpers/storage/oci-credentials.ts';
 import { startStandIn, type StandIn } from '../helpers/storage/stand-in.ts';
 import { Redis } from 'ioredis';
 import type { Config } from '../../common/config.ts';
@@ -215,16 +216,7 @@ async function results(fleet: Fleet, b: ApiBatch, expectedIds: readonly string[]
 let standIn: StandIn;
 let dir: string;
 
-// The OCI SDK console.warn()s every non-retryable answer, such as the 404 of a stat that finds nothing.
-const warn = console.warn;
-beforeAll(() => {
-  console.warn = (...args: unknown[]) => {
-    if (!String(args[0]).startsWith('Request cannot be retried')) warn(...args);
-  };
-});
-afterAll(() => {
-  console.warn = warn;
-});
+quietOciSdkWarnings();
 
 beforeAll(async () => {
   standIn = await startStandIn('gcs', { buckets: [bucket, deniedBucket] });
@@ -291,31 +283,13 @@ describe('batch inference end to end', () => {
   }, 120_000);
 
   it('runs a batch read from and written to oci:// (OCI SDK, config-file auth, signed requests)', async () => {
-    const keys = generateKeyPairSync('rsa', {
-      modulusLength: 2048,
-      publicKeyEncoding: { type: 'spki', format: 'pem' },
-      privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
-    });
+    const keys = ociKeyPair();
     const oci = await startStandIn('oci', {
       buckets: [ociBucket],
       namespace: ociNamespace,
       publicKeyPem: keys.publicKey,
     });
-    const keyFile = join(dir, `oci-key-${randomUUID()}.pem`);
-    const configFile = join(dir, `oci-config-${randomUUID()}`);
-    await writeFile(keyFile, keys.privateKey);
-    await writeFile(
-      configFile,
-      [
-        '[DEFAULT]',
-        'user=ocid1.user.oc1..interfleettest',
-        'fingerprint=12:34:56',
-        'tenancy=ocid1.tenancy.oc1..interfleettest',
-        'region=us-ashburn-1',
-        `key_file=${keyFile}`,
-        '',
-      ].join('\n'),
-    );
+    const configFile = await writeOciConfigFile(dir, keys.privateKey, `oci-${randomUUID()}`);
     const fleet = await startBatchFleet({
       yaml: 'batch: { chunkLines: 16, windowPerPool: 4, admitEveryMs: 50 }\n',
       workers: 1,

@@ -5,25 +5,23 @@
  * prefix and scheduler; the timers are slowed to a minute so that only
  * tick() moves anything.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { Queue, Worker } from 'bullmq';
+import { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BatchStore, batchFiles, newBatchId, type BatchState } from '../../common/batch/batch-state.ts';
-import { readPlanEntries, type PlanEntry } from '../../common/batch/plan-file.ts';
-import type { Config } from '../../common/config.ts';
+import { batchFiles, type BatchState } from '../../common/batch/batch-state.ts';
 import { chunkJobSchema, controlJobId, partUris } from '../../common/contracts/batch.ts';
-import { silentLogger } from '../../common/logger.ts';
-import { createFileStorage } from '../../common/storage/index.ts';
-import { batchControlQueue, chunkJobId, queueName } from '../../common/topology.ts';
-import { planToStorage } from '../../producer/batch/plan-to-storage.ts';
-import { startScheduler, type RunningScheduler } from '../../scheduler/scheduler.ts';
-import { deleteKeys, REDIS_URL, testConfig } from '../helpers/fleet.ts';
+import { chunkJobId, queueName } from '../../common/topology.ts';
+import {
+  batchSpec,
+  plannedBatch as plannedBatchIn,
+  tickedScheduler,
+  type SchedulerEnv,
+} from '../helpers/batch-scheduler.ts';
+import { REDIS_URL } from '../helpers/fleet.ts';
 
-const storage = createFileStorage();
 const yaml = `
 scheduler: { leaseTtlMs: 60000, renewEveryMs: 60000 }
 batch: { windowPerPool: 8, admitEveryMs: 60000 }
@@ -46,80 +44,16 @@ afterAll(async () => {
   redis.disconnect();
 });
 
-interface Env {
-  config: Config;
-  store: BatchStore;
-  bulk: Queue;
-  control: Queue;
-  clock: { now: number };
-  scheduler: RunningScheduler;
-}
+type Env = SchedulerEnv;
 
-/** A fresh prefix, its queues and a leading scheduler on an injected clock. */
 async function setup(): Promise<Env> {
-  const config = testConfig(yaml);
-  const prefix = config.redis.prefix;
-  const clock = { now: Date.now() };
-  const bulk = new Queue(queueName('bulk', 'p'), { connection: redis.duplicate(), prefix });
-  const control = new Queue(batchControlQueue, { connection: redis.duplicate(), prefix });
-  const scheduler = await startScheduler(config, { logger: silentLogger(), now: () => clock.now });
-  cleanups.push(async () => {
-    await scheduler.close();
-    await bulk.close();
-    await control.close();
-    await deleteKeys(redis, prefix);
-  });
-  expect(scheduler.epoch()).toBeGreaterThan(0);
-  return { config, store: new BatchStore(redis, prefix), bulk, control, clock, scheduler };
+  const env = await tickedScheduler(redis, yaml);
+  cleanups.push(() => env.close());
+  return env;
 }
 
-let seq = 0;
-/** An in_progress batch over `lines` requests, planned two lines per chunk into its own output prefix. */
-async function plannedBatch(
-  env: Env,
-  lines: number,
-  opts: { priority?: number; expiresAt?: number } = {},
-): Promise<{ id: string; entries: PlanEntry[] }> {
-  const name = `b${seq++}`;
-  const rows = Array.from({ length: lines }, (_, i) =>
-    JSON.stringify({
-      custom_id: `${name}-${i}`,
-      method: 'POST',
-      url: '/v1/infer',
-      body: { input: { task: 'sentiment', text: `line ${i}` } },
-    }),
-  );
-  await writeFile(join(dir, `${name}.jsonl`), `${rows.join('\n')}\n`);
-  const outputPrefix = `${pathToFileURL(join(dir, `${name}-out`)).href}/`;
-  const planUri = batchFiles(outputPrefix).plan;
-  const input = pathToFileURL(join(dir, `${name}.jsonl`)).href;
-  const plan = await planToStorage(storage, input, planUri, { endpoint: '/v1/infer', model: 'p', chunkLines: 2 });
-  const createdAt = env.clock.now + seq; // distinct, increasing ids
-  const id = newBatchId(createdAt);
-  await env.store.create({
-    id,
-    endpoint: '/v1/infer',
-    model: 'p',
-    input,
-    outputPrefix,
-    completionWindow: '24h',
-    createdAt,
-    expiresAt: opts.expiresAt ?? createdAt + 86_400_000,
-    metadata: null,
-    priority: opts.priority ?? 0,
-    tenant: 't',
-    source: 'api',
-  });
-  await env.store.transition(id, ['validating'], 'in_progress', {
-    planned: 1,
-    chunks: plan.chunks,
-    total: plan.totalLines,
-    in_progress_at: createdAt,
-  });
-  const entries: PlanEntry[] = [];
-  for await (const e of readPlanEntries(storage, planUri)) entries.push(e);
-  return { id, entries };
-}
+const plannedBatch = (env: Env, lines: number, opts: { priority?: number; expiresAt?: number } = {}) =>
+  plannedBatchIn(env, dir, lines, opts);
 
 const state = async (env: Env, id: string): Promise<BatchState> => (await env.store.get(id))!;
 const bulkJobs = async (env: Env): Promise<number> =>
@@ -275,22 +209,9 @@ describe('batch finalisation trigger', () => {
 
   it('re-adds the plan job of a batch left validating (a producer that died before queuing it)', async () => {
     const env = await setup();
-    const createdAt = env.clock.now;
-    const id = newBatchId(createdAt);
-    await env.store.create({
-      id,
-      endpoint: '/v1/infer',
-      model: 'p',
-      input: 'file:///nowhere/in.jsonl',
-      outputPrefix: 'file:///nowhere/out/',
-      completionWindow: '24h',
-      createdAt,
-      expiresAt: createdAt + 86_400_000,
-      metadata: null,
-      priority: 0,
-      tenant: 't',
-      source: 'api',
-    });
+    const spec = batchSpec(env.clock.now, { input: 'file:///nowhere/in.jsonl', outputPrefix: 'file:///nowhere/out/' });
+    const id = spec.id;
+    await env.store.create(spec);
     await env.scheduler.tick();
     expect(await controlJobs(env)).toBe(0); // within the grace: the producer's own add may be on its way
     env.clock.now += 10_000;

@@ -12,22 +12,14 @@
  * a pass can stop at most one turn short. The old priority-then-age order would
  * have given a (older batches) every chunk.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { BatchStore, batchFiles, newBatchId } from '../../common/batch/batch-state.ts';
-import { silentLogger } from '../../common/logger.ts';
-import { createFileStorage } from '../../common/storage/index.ts';
-import { queueName } from '../../common/topology.ts';
-import { planToStorage } from '../../producer/batch/plan-to-storage.ts';
-import { startScheduler, type RunningScheduler } from '../../scheduler/scheduler.ts';
-import { deleteKeys, REDIS_URL, testConfig } from '../helpers/fleet.ts';
+import { plannedBatch, tickedScheduler, type SchedulerEnv } from '../helpers/batch-scheduler.ts';
+import { REDIS_URL } from '../helpers/fleet.ts';
 
-const storage = createFileStorage();
 const WINDOW = 8;
 const FINISHED_PER_PASS = 4;
 const PASSES = 30;
@@ -48,76 +40,26 @@ afterAll(async () => {
   redis.disconnect();
 });
 
-interface Env {
-  store: BatchStore;
-  bulk: Queue;
-  clock: { now: number };
-  scheduler: RunningScheduler;
-}
+type Env = SchedulerEnv;
 
-/** A fresh prefix, its bulk queue and a leading scheduler on an injected clock, with `tenants` weights. */
+/** A leading scheduler on an injected clock, with `tenants` weights. */
 async function setup(tenants: string): Promise<Env> {
-  const config = testConfig(`
+  const env = await tickedScheduler(
+    redis,
+    `
 scheduler: { leaseTtlMs: 60000, renewEveryMs: 60000 }
 batch: { windowPerPool: ${WINDOW}, admitEveryMs: 60000, tenants: ${tenants} }
 pools: [{ name: p, backend: echo }]
-`);
-  const prefix = config.redis.prefix;
-  const clock = { now: Date.now() };
-  const bulk = new Queue(queueName('bulk', 'p'), { connection: redis.duplicate(), prefix });
-  const scheduler = await startScheduler(config, { logger: silentLogger(), now: () => clock.now });
-  cleanups.push(async () => {
-    await scheduler.close();
-    await bulk.close();
-    await deleteKeys(redis, prefix);
-  });
-  expect(scheduler.epoch()).toBeGreaterThan(0);
-  return { store: new BatchStore(redis, prefix), bulk, clock, scheduler };
+`,
+  );
+  cleanups.push(() => env.close());
+  return env;
 }
 
-let seq = 0;
 /** An in_progress batch of `tenant` with `chunks` chunks (two lines each); returns its id. */
-async function plannedBatch(env: Env, tenant: string, chunks: number): Promise<string> {
-  const name = `f${seq++}`;
-  const rows = Array.from({ length: chunks * 2 }, (_, i) =>
-    JSON.stringify({
-      custom_id: `${name}-${i}`,
-      method: 'POST',
-      url: '/v1/infer',
-      body: { input: { task: 'sentiment', text: `line ${i}` } },
-    }),
-  );
-  await writeFile(join(dir, `${name}.jsonl`), `${rows.join('\n')}\n`);
-  const outputPrefix = `${pathToFileURL(join(dir, `${name}-out`)).href}/`;
-  const input = pathToFileURL(join(dir, `${name}.jsonl`)).href;
-  const plan = await planToStorage(storage, input, batchFiles(outputPrefix).plan, {
-    endpoint: '/v1/infer',
-    model: 'p',
-    chunkLines: 2,
-  });
-  expect(plan.chunks).toBe(chunks);
-  const createdAt = env.clock.now + seq; // distinct, increasing ids
-  const id = newBatchId(createdAt);
-  await env.store.create({
-    id,
-    endpoint: '/v1/infer',
-    model: 'p',
-    input,
-    outputPrefix,
-    completionWindow: '24h',
-    createdAt,
-    expiresAt: createdAt + 86_400_000,
-    metadata: null,
-    priority: 0,
-    tenant,
-    source: 'api',
-  });
-  await env.store.transition(id, ['validating'], 'in_progress', {
-    planned: 1,
-    chunks: plan.chunks,
-    total: plan.totalLines,
-    in_progress_at: createdAt,
-  });
+async function tenantBatch(env: Env, tenant: string, chunks: number): Promise<string> {
+  const { id, entries } = await plannedBatch(env, dir, chunks * 2, { tenant });
+  expect(entries).toHaveLength(chunks);
   return id;
 }
 
@@ -141,8 +83,8 @@ const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
  */
 async function run(env: Env): Promise<{ a: number; b: number; aCursors: number[] }[]> {
   const aIds: string[] = [];
-  for (let i = 0; i < 10; i++) aIds.push(await plannedBatch(env, 'a', 20));
-  const bIds = [await plannedBatch(env, 'b', 100)];
+  for (let i = 0; i < 10; i++) aIds.push(await tenantBatch(env, 'a', 20));
+  const bIds = [await tenantBatch(env, 'b', 100)];
   const history: { a: number; b: number; aCursors: number[] }[] = [];
   await env.scheduler.tick();
   for (let p = 0; p <= PASSES; p++) {

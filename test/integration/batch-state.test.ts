@@ -5,6 +5,7 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchStore, newBatchId, type BatchSpec } from '../../common/batch/batch-state.ts';
+import { batchSpec } from '../helpers/batch-scheduler.ts';
 import { deleteKeys, REDIS_URL, testConfig } from '../helpers/fleet.ts';
 
 const config = testConfig();
@@ -22,24 +23,7 @@ afterAll(async () => {
 });
 
 let clock = 1_700_000_000_000;
-function spec(overrides: Partial<BatchSpec> = {}): BatchSpec {
-  const createdAt = clock++;
-  return {
-    id: newBatchId(createdAt),
-    endpoint: '/v1/infer',
-    model: 'p',
-    input: 'file:///in/x.jsonl',
-    outputPrefix: 'file:///out/',
-    completionWindow: '24h',
-    createdAt,
-    expiresAt: createdAt + 86_400_000,
-    metadata: null,
-    priority: 0,
-    tenant: 't',
-    source: 'api',
-    ...overrides,
-  };
-}
+const spec = (overrides: Partial<BatchSpec> = {}): BatchSpec => batchSpec(clock++, overrides);
 
 /** A planned, in_progress batch of `chunks` chunks. */
 async function running(chunks: number): Promise<string> {

@@ -4,12 +4,12 @@
  * in a child process, verifying every signature): the shared conformance
  * suite, then what is particular to OCI (signatures, multipart uploads).
  */
-import { generateKeyPairSync, randomUUID } from 'node:crypto';
-import * as common from 'oci-common';
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createStorage, storageConfigSchema, type Storage } from '../../../common/storage/index.ts';
 import { describeStorageConformance } from '../../helpers/storage/conformance.ts';
 import { expectCode, MiB, patternStream, readText } from '../../helpers/storage/fixtures.ts';
+import { ociKeyPair, ociSigner, quietOciSdkWarnings } from '../../helpers/storage/oci-credentials.ts';
 import { startStandIn, type StandIn } from '../../helpers/storage/stand-in.ts';
 
 const namespace = 'interfleetns';
@@ -17,22 +17,8 @@ const bucket = 'interfleet-test';
 const deniedBucket = 'interfleet-denied';
 const partSizeBytes = 10 * MiB; // OCI's minimum part size, so the 48 MiB object takes five parts
 
-function keyPair() {
-  return generateKeyPairSync('rsa', {
-    modulusLength: 2048,
-    publicKeyEncoding: { type: 'spki', format: 'pem' },
-    privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
-  });
-}
-
-function signer(privateKey: string) {
-  const tenancy = 'ocid1.tenancy.oc1..interfleettest';
-  const user = 'ocid1.user.oc1..interfleettest';
-  return new common.SimpleAuthenticationDetailsProvider(tenancy, user, '12:34:56', privateKey, null);
-}
-
 async function setup() {
-  const keys = keyPair();
+  const keys = ociKeyPair();
   const standIn = await startStandIn('oci', {
     buckets: [bucket, deniedBucket],
     namespace,
@@ -40,20 +26,11 @@ async function setup() {
   });
   await standIn.deny(deniedBucket);
   const config = storageConfigSchema.parse({ oci: { endpoint: standIn.url, partSizeBytes } });
-  const storage = createStorage(config, { oci: { authProvider: signer(keys.privateKey) } });
+  const storage = createStorage(config, { oci: { authProvider: ociSigner(keys.privateKey) } });
   return { standIn, storage, config, root: `oci://${bucket}@${namespace}/run-${randomUUID()}/` };
 }
 
-// The SDK console.warn()s every non-retryable answer (404, 409, 416), which the suite provokes on purpose.
-const warn = console.warn;
-beforeAll(() => {
-  console.warn = (...args: unknown[]) => {
-    if (!String(args[0]).startsWith('Request cannot be retried')) warn(...args);
-  };
-});
-afterAll(() => {
-  console.warn = warn;
-});
+quietOciSdkWarnings();
 
 describeStorageConformance('oci:// (real client, local stand-in)', async () => {
   const { standIn, storage, root } = await setup();
@@ -81,7 +58,7 @@ describe('oci:// specifics', () => {
   it('stand-in: refuses unsigned requests and signatures by another key', async () => {
     const response = await fetch(`${standIn.url}/n/${namespace}/b/${bucket}/o/x`);
     expect(response.status).toBe(401);
-    const stranger = createStorage(config, { oci: { authProvider: signer(keyPair().privateKey) } });
+    const stranger = createStorage(config, { oci: { authProvider: ociSigner(ociKeyPair().privateKey) } });
     await expectCode(stranger.stat(`${root}x`), 'permission_denied');
   });
 
