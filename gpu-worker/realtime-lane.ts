@@ -47,6 +47,13 @@ export interface Lane {
   latency?(now: number): RealtimeWindow;
 }
 
+/** Age (ms) of the oldest enqueue time among `pending` (0 when empty); a few running requests at most. */
+function oldestPending(pending: ReadonlyMap<string, number>, now: number): number {
+  let oldest = now;
+  for (const enqueuedAt of pending.values()) oldest = Math.min(oldest, enqueuedAt);
+  return Math.max(0, now - oldest);
+}
+
 /** Why a request stopped early, from which signal fired first. */
 export function abortCode(deadlinePassed: boolean, draining: boolean): ErrorCode {
   if (deadlinePassed) return 'deadline_exceeded';
@@ -60,6 +67,8 @@ export function startRealtimeLane(deps: RealtimeLaneDeps): Lane {
   let running = 0;
   let draining = false;
   const firstTokenWindow = new LatencyWindow(deps.latencyWindowMs);
+  /** Enqueue times of running requests still waiting for their first token (for the heartbeat). */
+  const pendingFirstToken = new Map<string, number>();
   const queueWaitWindow = new LatencyWindow(deps.latencyWindowMs);
 
   const processor = async (job: Job, _token?: string, signal?: AbortSignal): Promise<{ runMs: number }> => {
@@ -107,13 +116,17 @@ export function startRealtimeLane(deps: RealtimeLaneDeps): Lane {
     const abort = controller.signal;
     let firstTokenAt: number | undefined;
     const onDelta = (text: string): void => {
-      firstTokenAt ??= Date.now();
+      if (firstTokenAt === undefined) {
+        firstTokenAt = Date.now();
+        pendingFirstToken.delete(req.requestId);
+      }
       if (req.stream && text !== '') {
         reply({ i: req.requestId, k: 'delta', text }).catch((e: unknown) => jobLog.warn({ err: e }, 'delta lost'));
       }
     };
 
     running++;
+    pendingFirstToken.set(req.requestId, req.enqueuedAt);
     metrics.inFlight.inc({ pool, lane: 'realtime' });
     try {
       const output = await backend.run(req.input, { signal: abort, onDelta });
@@ -146,6 +159,7 @@ export function startRealtimeLane(deps: RealtimeLaneDeps): Lane {
       clearTimeout(deadlineTimer);
       signal?.removeEventListener('abort', onCancel);
       running--;
+      pendingFirstToken.delete(req.requestId);
       metrics.inFlight.dec({ pool, lane: 'realtime' });
     }
   };
@@ -175,6 +189,7 @@ export function startRealtimeLane(deps: RealtimeLaneDeps): Lane {
       windowMs: deps.latencyWindowMs,
       firstToken: firstTokenWindow.counts(now),
       queueWait: queueWaitWindow.counts(now),
+      oldestPendingMs: oldestPending(pendingFirstToken, now),
     }),
     cancel: (requestId) => {
       for (const worker of workers) worker.cancelJob(requestId, 'cancelled');

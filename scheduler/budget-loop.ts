@@ -180,7 +180,9 @@ export function poolSignals(
     }
   }
   const firstToken = mergeCounts(ready.flatMap((w) => (w.realtime ? [w.realtime.firstToken] : [])));
-  return { bulkSlots, bulkRunning, firstToken, ...queue };
+  // A request still waiting for its first token on a worker counts like one waiting in the queue.
+  const pending = Math.max(0, ...ready.map((w) => w.realtime?.oldestPendingMs ?? 0));
+  return { bulkSlots, bulkRunning, firstToken, ...queue, oldestWaitingMs: Math.max(queue.oldestWaitingMs, pending) };
 }
 
 /** Decisions that give bulk everything: applied as no cap (see bulk-budget.ts). */

@@ -70,7 +70,10 @@ export interface BudgetSignals {
   firstToken: readonly number[];
   /** Real-time requests waiting in `rt.<pool>` now. */
   realtimeWaiting: number;
-  /** How long the oldest of them has waited (ms; 0 when none). */
+  /**
+   * How long the oldest real-time request still without a first token has waited since enqueue:
+   * queued, or running on a worker (ms; 0 when none).
+   */
   oldestWaitingMs: number;
 }
 
@@ -140,7 +143,9 @@ export function decideBudget(
 
   // No state kept: when workers come back the controller starts over from their slots.
   if (slots === 0) return { ...out(0, 'no_bulk_slots'), state: undefined };
-  if (samples === 0 && signals.realtimeWaiting === 0) return out(slots, 'no_realtime_load');
+  if (samples === 0 && signals.realtimeWaiting === 0 && signals.oldestWaitingMs === 0) {
+    return out(slots, 'no_realtime_load');
+  }
 
   const missed = q !== undefined && q > policy.objectiveMs;
   const backlog = signals.oldestWaitingMs > policy.objectiveMs;

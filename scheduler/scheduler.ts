@@ -6,12 +6,13 @@
  * batch-loop.ts) and the balance pass (each pool's bulk budget from its
  * real-time latency: budget-loop.ts). Autoscaling will join as a further loop.
  *
- * Three timers feed one serial chain, so no two passes ever overlap: the tick
- * (lease, then every leader loop) every scheduler.renewEveryMs, the batch pass
- * alone every batch.admitEveryMs and the balance pass alone every
- * scheduler.balanceEveryMs. The two passes keep their own timers so that
- * neither waits on the lease's cadence; the tick runs them too, so a new
- * leader acts at once and a test's tick() does everything.
+ * Each leader pass has its own timer and all of them feed one serial chain,
+ * so no two passes ever overlap and each runs once per period: housekeeping
+ * (heartbeats, cron) every scheduler.renewEveryMs, the batch pass every
+ * batch.admitEveryMs, the balance pass every scheduler.balanceEveryMs. The
+ * lease is renewed on a timer of its own, outside the chain (see below); on
+ * winning it, the passes are queued at once. tick() runs the lease and then
+ * every pass in order: at start-up, and in tests whose timers are slowed.
  *
  * Every replica serves /metrics, /healthz and /readyz (ready = leading or a
  * healthy standby) on scheduler.metricsPort.
@@ -130,26 +131,35 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
     });
   const balancePass = (): Promise<void> => asLeader('balance pass', () => budgetLoop.pass(epoch));
 
-  const tick = async (): Promise<void> => {
+  const housekeeping = async (): Promise<void> => {
+    await asLeader('heartbeat bookkeeping', cleanHeartbeats);
+    await asLeader('cron schedules', syncCron);
+  };
+  const leaderPasses = [housekeeping, batchPass, balancePass];
+
+  /** Renews (or campaigns for) the lease; true when this replica just became leader. */
+  const renew = async (): Promise<boolean> => {
     let next = 0;
     try {
       next = await lease.tryAcquire();
     } catch (err) {
       logger.warn({ err }, 'leader lease check failed');
     }
-    if (next !== epoch) {
-      if (next > 0) logger.info({ epoch: next }, 'became scheduler leader');
-      else logger.warn({ epoch }, 'lost scheduler leadership');
-      epoch = next;
-      cronRetryAt = 0;
-      budgetLoop.reset();
-      metrics.leader.set(epoch > 0 ? 1 : 0);
-      metrics.epoch.set(epoch);
-    }
-    await asLeader('heartbeat bookkeeping', cleanHeartbeats);
-    await asLeader('cron schedules', syncCron);
-    await batchPass();
-    await balancePass();
+    if (next === epoch) return false;
+    if (next > 0) logger.info({ epoch: next }, 'became scheduler leader');
+    else logger.warn({ epoch }, 'lost scheduler leadership');
+    epoch = next;
+    cronRetryAt = 0;
+    budgetLoop.reset();
+    metrics.leader.set(epoch > 0 ? 1 : 0);
+    metrics.epoch.set(epoch);
+    return epoch > 0;
+  };
+
+  /** Everything once, in order (start-up and tests): the lease, then every leader pass. */
+  const tick = async (): Promise<void> => {
+    await renew();
+    for (const pass of leaderPasses) await pass();
   };
 
   // One chain for every pass; a timer whose pass is still queued does not queue another.
@@ -168,9 +178,26 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
     if (!pending.has(pass)) void enqueue(pass);
   };
 
+  // The lease is renewed on its own timer, outside the chain: a slow pass (a starved CPU, a slow
+  // Redis) must not hold the renewal past leaseTtlMs and hand leadership away. Passes started under
+  // an epoch write with it, and fenced writes refuse a stale one.
+  let renewing = false;
+  const onRenewTimer = (): void => {
+    if (renewing) return;
+    renewing = true;
+    renew()
+      .then((becameLeader) => {
+        // A new leader acts at once rather than at each pass's next timer.
+        if (becameLeader) for (const pass of leaderPasses) onTimer(pass)();
+      })
+      .catch((err: unknown) => logger.error({ err }, 'lease renewal failed'))
+      .finally(() => (renewing = false));
+  };
+
   await enqueue(tick);
   const timers = [
-    setInterval(onTimer(tick), config.scheduler.renewEveryMs),
+    setInterval(onRenewTimer, config.scheduler.renewEveryMs),
+    setInterval(onTimer(housekeeping), config.scheduler.renewEveryMs),
     setInterval(onTimer(batchPass), config.batch.admitEveryMs),
     setInterval(onTimer(balancePass), config.scheduler.balanceEveryMs),
   ];

@@ -21,6 +21,12 @@ export const realtimeWindowSchema = z.object({
   windowMs: z.number().int().positive(),
   firstToken: windowCounts,
   queueWait: windowCounts,
+  /**
+   * How long the oldest running request has waited for its first token (ms since enqueue; 0 when
+   * none): a request too slow to finish within the window is in neither histogram, yet is the
+   * clearest sign of trouble.
+   */
+  oldestPendingMs: z.number().min(0).default(0),
 });
 export type RealtimeWindow = z.infer<typeof realtimeWindowSchema>;
 

@@ -69,7 +69,11 @@ scheduler: { balance: { holdAfterDecreaseMs: 3000, minSamples: 20 } }
 }
 
 /** A ready worker's heartbeat: `bulk` slots of which `running` busy, and `n` real-time samples at `ms`. */
-function heartbeat(env: Env, id: string, o: { bulk: number; running: number; ms?: number; n?: number }): Heartbeat {
+function heartbeat(
+  env: Env,
+  id: string,
+  o: { bulk: number; running: number; ms?: number; n?: number; pendingMs?: number },
+): Heartbeat {
   const firstToken = emptyCounts();
   if (o.ms !== undefined) firstToken[bucketOf(o.ms)] = o.n ?? 50;
   return {
@@ -83,7 +87,7 @@ function heartbeat(env: Env, id: string, o: { bulk: number; running: number; ms?
       { name: 'bulk', concurrency: o.bulk, inFlight: o.running },
     ],
     state: 'ready',
-    realtime: { windowMs: 10_000, firstToken, queueWait: emptyCounts() },
+    realtime: { windowMs: 10_000, firstToken, queueWait: emptyCounts(), oldestPendingMs: o.pendingMs ?? 0 },
     startedAt: env.clock.now - 60_000,
     seenAt: env.clock.now,
     expiresAt: env.clock.now + 6000,
@@ -160,6 +164,15 @@ describe('bulk budget pass', () => {
     expect(e.decision).toMatchObject({ budget: 3, reason: 'realtime_backlog' });
     expect(e.decision.observed).toMatchObject({ realtimeWaiting: 1, oldestWaitingMs: 250 });
     expect(e.realtime.waiting).toBe(1);
+  });
+
+  it('cuts the budget for a running request that has waited past the objective for its first token', async () => {
+    const env = setup();
+    // Too slow to finish within the window (no samples), nothing queued: only the worker sees it.
+    await beat(env, heartbeat(env, 'w1', { bulk: 8, running: 8, pendingMs: 900 }));
+    const e = await pass(env);
+    expect(e.decision).toMatchObject({ budget: 4, reason: 'realtime_backlog', preempt: 4 });
+    expect(e.decision.observed).toMatchObject({ realtimeWaiting: 0, oldestWaitingMs: 900, samples: 0 });
   });
 
   it('ignores draining and dead workers when counting slots', async () => {

@@ -39,6 +39,12 @@ describe('decideBudget', () => {
       want: { budget: 16, reason: 'no_realtime_load' },
     },
     {
+      name: 'no samples and no queue, but a running request waiting for its first token → not idle',
+      state: state(16),
+      signals: { firstToken: emptyCounts(), oldestWaitingMs: 30 },
+      want: { budget: 16, reason: 'headroom' },
+    },
+    {
       name: 'no bulk lane ready → 0',
       state: state(8),
       signals: { bulkSlots: 0 },
