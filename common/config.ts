@@ -41,6 +41,12 @@ const bulkLaneSchema = z.object({
    */
   lockDurationMs: z.number().int().min(500).default(30_000),
   stalledIntervalMs: z.number().int().min(250).default(15_000),
+  /**
+   * How long a preempted chunk waits in the delayed set before it may run
+   * again: one scheduler balance pass (scheduler.balanceEveryMs' default), so
+   * the budget that caused the preemption is re-decided before it returns.
+   */
+  preemptDelayMs: z.number().int().min(0).default(1000),
 });
 
 const durationRe = /^(\d+)(ms|s|m|h|d)$/;

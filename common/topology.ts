@@ -61,6 +61,8 @@ export function batchKeys(prefix: string, batchId: string) {
     done: `${base}:done`,
     /** Hash: chunk index → why the chunk failed for good. */
     chunkErrors: `${base}:chunk-errors`,
+    /** Hash: chunk index → JSON array of its finished segments (a chunk that yielded; ChunkSegment). */
+    segments: `${base}:segments`,
     /** Highest scheduler epoch that advanced this batch's cursor. */
     fence: `${base}:fence`,
   };

@@ -50,7 +50,10 @@ export function createWorkerMetrics(defaultLabels: Record<string, string>) {
     }),
     bulkChunks: new Counter({
       name: 'interfleet_bulk_chunks_total',
-      help: 'Bulk chunk runs, by outcome: done, already_done, skipped, yielded, failed (for good), retried.',
+      help:
+        'Bulk chunk runs, by outcome: done, already_done, skipped, yielded (draining), preempted, ' +
+        'conflict (another run of the chunk got ahead: back to the queue), superseded (settled by another run), ' +
+        'failed (for good), retried.',
       labelNames: ['pool', 'outcome'] as const,
       registers: [registry],
     }),

@@ -14,13 +14,16 @@
  * finished part and marks every line that never ran.
  *
  * Counters are exact under at-least-once delivery: a chunk is settled once
- * (SETBIT on `settled` gates the HINCRBYs), whatever the number of runs.
+ * (SETBIT on `settled` gates the HINCRBYs), whatever the number of runs. A
+ * chunk that yielded (chunk preemption) also has a record of its finished
+ * segments, appended once each and only while it is unsettled
+ * (recordSegment; gpu-worker/bulk/chunk-runner.ts says why that is enough).
  */
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import type { RedisClient } from '../redis.ts';
 import { batchIndexKeys, batchKeys } from '../topology.ts';
-import { batchEndpoints } from '../contracts/batch.ts';
+import { batchEndpoints, chunkSegmentSchema, type ChunkSegment } from '../contracts/batch.ts';
 
 export const batchStatuses = [
   'validating',
@@ -220,6 +223,87 @@ end
 return 1
 `;
 
+/*
+ * KEYS[1] state, KEYS[2] settled bits, KEYS[3] segments.
+ * ARGV[1] chunk index, ARGV[2] the chunk's planned start, ARGV[3] the segment as JSON,
+ * ARGV[4] its start, ARGV[5] its end, ARGV[6] completed, ARGV[7] failed.
+ * Appends the segment when it starts where the chunk's recorded progress ends, and counts its
+ * lines then (they are in the output and error files from now on, whatever happens to the rest).
+ * Returns 1 recorded, 0 already recorded (the same range), -1 batch gone or final,
+ * -2 chunk already settled, -3 conflict (the recorded progress ends elsewhere).
+ */
+const RECORD_SEGMENT = `
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or status == 'completed' or status == 'failed' or status == 'expired' or status == 'cancelled' then
+  return -1
+end
+if redis.call('GETBIT', KEYS[2], ARGV[1]) == 1 then return -2 end
+local rec = redis.call('HGET', KEYS[3], ARGV[1])
+local at = tonumber(ARGV[2])
+if rec then
+  for _, seg in ipairs(cjson.decode(rec)) do
+    if seg['start'] == tonumber(ARGV[4]) and seg['end'] == tonumber(ARGV[5]) then return 0 end
+    at = seg['end']
+  end
+end
+if at ~= tonumber(ARGV[4]) then return -3 end
+if rec then
+  redis.call('HSET', KEYS[3], ARGV[1], string.sub(rec, 1, -2) .. ',' .. ARGV[3] .. ']')
+else
+  redis.call('HSET', KEYS[3], ARGV[1], '[' .. ARGV[3] .. ']')
+end
+redis.call('HINCRBY', KEYS[1], 'completed', ARGV[6])
+redis.call('HINCRBY', KEYS[1], 'failed', ARGV[7])
+return 1
+`;
+
+/*
+ * KEYS[1] state, KEYS[2] settled bits, KEYS[3] done bits, KEYS[4] segments.
+ * ARGV[1] chunk index, ARGV[2] the chunk's planned start, ARGV[3] where the last part starts,
+ * ARGV[4] completed, ARGV[5] failed (the last part's own lines).
+ * Settles the chunk done when its last part starts where the recorded segments end (the
+ * planned start when there are none). Returns 1, 0 already settled, -1 gone or final, -3 conflict.
+ */
+const SETTLE_LAST_PART = `
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or status == 'completed' or status == 'failed' or status == 'expired' or status == 'cancelled' then
+  return -1
+end
+if redis.call('GETBIT', KEYS[2], ARGV[1]) == 1 then return 0 end
+local rec = redis.call('HGET', KEYS[4], ARGV[1])
+local at = tonumber(ARGV[2])
+if rec then
+  local segs = cjson.decode(rec)
+  at = segs[#segs]['end']
+end
+if at ~= tonumber(ARGV[3]) then return -3 end
+redis.call('SETBIT', KEYS[2], ARGV[1], 1)
+redis.call('HINCRBY', KEYS[1], 'settled', 1)
+redis.call('SETBIT', KEYS[3], ARGV[1], 1)
+redis.call('HINCRBY', KEYS[1], 'completed', ARGV[4])
+redis.call('HINCRBY', KEYS[1], 'failed', ARGV[5])
+return 1
+`;
+
+export type RecordSegmentResult = 'recorded' | 'already' | 'gone' | 'settled' | 'conflict';
+export type SettleLastPartResult = 'settled' | 'already' | 'gone' | 'conflict';
+
+const recordResults: Record<string, RecordSegmentResult> = {
+  '1': 'recorded',
+  '0': 'already',
+  '-1': 'gone',
+  '-2': 'settled',
+  '-3': 'conflict',
+};
+const settleLastResults: Record<string, SettleLastPartResult> = {
+  '1': 'settled',
+  '0': 'already',
+  '-1': 'gone',
+  '-3': 'conflict',
+};
+
+const segmentsSchema = z.array(chunkSegmentSchema);
+
 /** Bit `index` of a Redis bitmap (SETBIT numbers bits from the most significant of byte 0). */
 const bitSet = (bits: Buffer, index: number): boolean =>
   index >> 3 < bits.length && (bits[index >> 3]! & (0x80 >> (index & 7))) !== 0;
@@ -357,6 +441,79 @@ export class BatchStore {
       ),
     );
     return r === 1 ? 'settled' : r === 0 ? 'already' : 'gone';
+  }
+
+  /**
+   * Records a finished segment of a chunk that yielded (compare-and-append:
+   * it must start where the chunk's recorded progress ends, `plannedStart`
+   * when nothing is recorded) and counts its lines. The record is what
+   * finalisation merges, and where a later run of the chunk resumes.
+   */
+  async recordSegment(
+    batchId: string,
+    index: number,
+    plannedStart: number,
+    segment: ChunkSegment,
+  ): Promise<RecordSegmentResult> {
+    const k = this.keys(batchId);
+    const seg = chunkSegmentSchema.parse(segment);
+    const r = await this.redis.eval(
+      RECORD_SEGMENT,
+      3,
+      k.state,
+      k.settled,
+      k.segments,
+      index,
+      plannedStart,
+      JSON.stringify(seg),
+      seg.start,
+      seg.end,
+      seg.completed,
+      seg.failed,
+    );
+    return recordResults[String(r)]!;
+  }
+
+  /**
+   * Settles a chunk done from its last part, which starts at `from` and holds
+   * `completed` + `failed` lines: only when `from` is where the recorded
+   * segments end (`plannedStart` without any), else 'conflict' and nothing
+   * changes. For a chunk that never yielded it is settleChunk's `done`.
+   */
+  async settleLastPart(
+    batchId: string,
+    index: number,
+    plannedStart: number,
+    from: number,
+    counts: { completed: number; failed: number },
+  ): Promise<SettleLastPartResult> {
+    const k = this.keys(batchId);
+    const r = await this.redis.eval(
+      SETTLE_LAST_PART,
+      4,
+      k.state,
+      k.settled,
+      k.done,
+      k.segments,
+      index,
+      plannedStart,
+      from,
+      counts.completed,
+      counts.failed,
+    );
+    return settleLastResults[String(r)]!;
+  }
+
+  /** A chunk's recorded segments, in order (empty when it never yielded). */
+  async chunkSegments(batchId: string, index: number): Promise<ChunkSegment[]> {
+    const raw = await this.redis.hget(this.keys(batchId).segments, String(index));
+    return raw === null ? [] : segmentsSchema.parse(JSON.parse(raw));
+  }
+
+  /** Every chunk's recorded segments, by index (finalisation; one HGETALL). */
+  async allChunkSegments(batchId: string): Promise<Map<number, ChunkSegment[]>> {
+    const raw = await this.redis.hgetall(this.keys(batchId).segments);
+    return new Map(Object.entries(raw).map(([i, json]) => [Number(i), segmentsSchema.parse(JSON.parse(json))]));
   }
 
   /** Chunk indexes whose parts were written (one GET of a bitmap: 1.25 KB per 10,000 chunks). */

@@ -104,15 +104,40 @@ export const chunkSchema = z.object({
 });
 export type Chunk = z.infer<typeof chunkSchema>;
 
+/**
+ * A finished prefix of a chunk that yielded (preemption, drain): the byte
+ * range `[start, end)` of its input, written as its own output and error
+ * parts (segmentPartUris). The rest of the chunk resumes at `end`, line
+ * `nextLine`.
+ */
+export const chunkSegmentSchema = z.object({
+  start: z.number().int().min(0),
+  end: z.number().int().min(0),
+  /** Number of the line that starts at `end` (the first line the segment did not finish). */
+  nextLine: z.number().int().min(1),
+  /** Non-blank lines the segment handled (= completed + failed). */
+  lines: z.number().int().min(0),
+  completed: z.number().int().min(0),
+  failed: z.number().int().min(0),
+});
+export type ChunkSegment = z.infer<typeof chunkSegmentSchema>;
+
 /** The job on `bulk.<pool>`: one chunk of one batch. */
 export const chunkJobSchema = z.object({
   batchId: z.string().min(1),
   endpoint: z.enum(batchEndpoints),
   model: z.string().min(1),
+  /** The range still to run: the planned chunk, or what follows its finished segments. */
   chunk: chunkSchema,
   /** Where this chunk's parts go; names are deterministic from the chunk index. */
   outputPart: objectUriSchema,
   errorPart: objectUriSchema,
+  /**
+   * Finished segments, in order, when the chunk yielded before (a copy of the
+   * batch's record, which is the one that counts: BatchStore.chunkSegments).
+   * `chunk` then starts where the last one ends.
+   */
+  segments: z.array(chunkSegmentSchema).max(10_000).optional(),
 });
 export type ChunkJob = z.infer<typeof chunkJobSchema>;
 
@@ -121,6 +146,21 @@ export function partUris(partsPrefix: string, index: number): { outputPart: stri
   const n = String(index).padStart(8, '0');
   const base = partsPrefix.endsWith('/') ? partsPrefix : `${partsPrefix}/`;
   return { outputPart: `${base}output-${n}.jsonl`, errorPart: `${base}error-${n}.jsonl` };
+}
+
+/**
+ * The parts of one segment of a chunk, `[start, end)` of its input: the
+ * chunk's part names with the byte range before `.jsonl`
+ * (`parts/output-00000012-<start>-<end>.jsonl`). A resumed chunk's last part
+ * is named this way too, so that no run over another range can claim a name.
+ */
+export function segmentPartUris(
+  parts: { outputPart: string; errorPart: string },
+  start: number,
+  end: number,
+): { outputPart: string; errorPart: string } {
+  const ranged = (uri: string): string => `${uri.replace(/\.jsonl$/, '')}-${start}-${end}.jsonl`;
+  return { outputPart: ranged(parts.outputPart), errorPart: ranged(parts.errorPart) };
 }
 
 /** Jobs on the batch control queue (topology.batchControlQueue), run by producer replicas. */

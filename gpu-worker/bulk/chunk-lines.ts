@@ -28,6 +28,8 @@ export interface ChunkLine {
   line: number;
   /** The line's text, without its line ending; null when it is over the line-length limit (not read). */
   text: string | null;
+  /** Byte offset (in the input object) where the next line starts: a chunk that yields resumes there. */
+  next: number;
 }
 
 export interface ChunkRange {
@@ -38,15 +40,25 @@ export interface ChunkRange {
   firstLine: number;
 }
 
-const chunkLine = (l: SplitLine): ChunkLine => ({ line: l.line, text: l.kind === 'line' ? l.text : null });
+const chunkLine = (l: SplitLine): ChunkLine => ({
+  line: l.line,
+  text: l.kind === 'line' ? l.text : null,
+  next: l.next,
+});
 
-/** The numbered lines of a byte stream, one array per stream piece that completes any (never empty). */
+/**
+ * The numbered lines of a byte stream, one array per stream piece that completes any (never empty);
+ * `startOffset` is the stream's first byte in its object.
+ */
 export async function* splitLineArrays(
   source: AsyncIterable<Buffer | string>,
   firstLine = 1,
   maxLineBytes = DEFAULT_MAX_LINE_BYTES,
+  startOffset = 0,
 ): AsyncGenerator<ChunkLine[]> {
-  for await (const lines of splitByteLineArrays(source, { firstLine, maxLineBytes })) yield lines.map(chunkLine);
+  for await (const lines of splitByteLineArrays(source, { firstLine, maxLineBytes, startOffset })) {
+    yield lines.map(chunkLine);
+  }
 }
 
 /**
@@ -70,7 +82,7 @@ export async function* readChunkLineArrays(
   if (range.end <= range.start) return;
   const stream = await storage.read(range.input, { start: range.start, end: range.end, signal });
   try {
-    yield* splitLineArrays(stream as AsyncIterable<Buffer>, range.firstLine);
+    yield* splitLineArrays(stream as AsyncIterable<Buffer>, range.firstLine, DEFAULT_MAX_LINE_BYTES, range.start);
   } finally {
     // A consumer that stops early (abort, error) releases the read.
     if (!stream.destroyed) stream.destroy();

@@ -42,14 +42,53 @@
  * outlives a micro-batch on the JS heap. test/bench/chunk-runner.bench.ts
  * measures the runner against the same model in a bare loop.
  *
- * Preemption: when `signal` aborts, the runner stops at the next record
- * boundary (a running micro-batch is abandoned: the signal reaches the
- * backend), writes nothing and returns `yielded`; the chunk is simply run
- * again from its start later. Once the last micro-batch is done the parts
- * are written regardless of the signal (short, bounded work), so a run either
- * writes nothing or completes.
+ * Yielding (preemption, drain): when `signal` aborts, the runner stops at the
+ * next record boundary (a running micro-batch is abandoned: the signal
+ * reaches the backend). The lines it finished, if any, are written as a
+ * SEGMENT: parts of their own for the byte range `[chunk.start, end)`, `end`
+ * where the first unfinished line starts (segmentPartUris:
+ * `output-00000012-<start>-<end>.jsonl`), written exactly like a chunk's
+ * parts (create-only, output first, reconciled against a stored output
+ * part). It returns `yielded` with the segment; the bulk lane records it in
+ * the batch (BatchStore.recordSegment), copies it into the job data and
+ * hands the chunk back; the chunk later resumes at `end` (segments.ts), and
+ * its last part is named by its range too. Once the last micro-batch is
+ * done the parts are written regardless of the signal (short, bounded work).
+ *
+ * Why nothing is lost or done twice. The batch's segment record is the only
+ * truth: finalisation merges a chunk's recorded segments in order, then its
+ * last part (or, for a chunk that never yielded, its whole-chunk parts);
+ * parts nobody recorded are never read. Recording is a compare-and-append
+ * (a segment must start where the record ends), settling a last part a
+ * compare-and-set (it must start there too), both in one Lua script with
+ * the settled bit, so the record only grows, by adjacent ranges, until the
+ * chunk settles, and never after. Each run reads the record before it
+ * starts and resumes from its end. The crash points:
+ * - after writing a segment's parts, before recording it: nothing points
+ *   at them; the next run starts where the record ends and redoes those
+ *   lines; the orphan parts are ignored (and deleted with the others).
+ *   If that run stops at the same line, it finds the same names: the
+ *   stored output part wins and the error part is reconciled with it.
+ * - after recording, before job.updateData: the job data lags the record;
+ *   the next run reads the record and resumes after the segment.
+ * - two runs of one chunk (a stalled lock): whichever records or settles
+ *   first wins; the other's append or settle no longer starts at the
+ *   record's end, is refused (`conflict`), and its parts are never merged;
+ *   its job goes back to the queue and resumes from the record. Two runs
+ *   that stop at the same line record the same segment once.
+ * - settled elsewhere (done, skipped, failed): a later segment is refused;
+ *   the run's work is dropped. A skipped or failed chunk keeps its recorded
+ *   segments; finalisation reports only the range after them as not run.
+ * Counts: a segment's lines are added to the batch's counters when it is
+ * recorded, and the last part's when the chunk settles, each once.
  */
-import { batchOutputLineSchema, batchRequestId, type ChunkJob } from '../../common/contracts/batch.ts';
+import {
+  batchOutputLineSchema,
+  batchRequestId,
+  segmentPartUris,
+  type ChunkJob,
+  type ChunkSegment,
+} from '../../common/contracts/batch.ts';
 import { DEFAULT_MAX_LINE_BYTES } from '../../common/batch/line-splitter.ts';
 import { parseBatchLine } from '../../common/batch/parse-line.ts';
 import type { TaskInput } from '../../common/contracts/tasks.ts';
@@ -58,6 +97,7 @@ import type { ModelBackend } from '../backends/backend.ts';
 import { readChunkLineArrays, splitLines, type ChunkLine } from './chunk-lines.ts';
 import { DEFAULT_BATCH_SIZE, runBatch, type RecordResult } from './micro-batch.ts';
 import { errorInfo, PartBuffer, partLines, type ErrorInfo, type PartLines } from './part-lines.ts';
+import { lastPartUris } from './segments.ts';
 
 export { batchRequestId };
 
@@ -65,12 +105,16 @@ export type ChunkStatus = 'done' | 'already_done' | 'yielded';
 
 export interface ChunkResult {
   status: ChunkStatus;
-  /** Lines in the output part (records the backend answered). */
+  /** Lines in the output part (records the backend answered); on `yielded`, in the segment's. */
   completed: number;
-  /** Lines in the error part. */
+  /** Lines in the error part; on `yielded`, in the segment's. */
   failed: number;
-  /** Non-blank input lines handled (on `yielded`: before stopping; nothing was written). */
+  /** Non-blank input lines handled (on `yielded`: in the segment, 0 without one). */
   processedLines: number;
+  /** On `yielded` after at least one finished line: the segment written, to record in the batch. */
+  segment?: ChunkSegment;
+  /** On `yielded`: why the finished lines could not be kept (the segment's write failed). */
+  segmentError?: unknown;
 }
 
 export interface ChunkRunnerDeps {
@@ -91,6 +135,8 @@ export interface ChunkRunnerDeps {
 /** One handled input line: the record to run (`input`), or why it cannot run (`error`). */
 interface Entry {
   line: number;
+  /** Where the next input line starts. */
+  next: number;
   customId: string | null;
   input: TaskInput | null;
   error: ErrorInfo | null;
@@ -111,16 +157,25 @@ class ChunkParts {
   readonly output = new PartBuffer();
   readonly errors = new PartBuffer();
   readonly order: number[] = [];
+  /** Where the input line after the last one added starts, and its number (a segment's end). */
+  next: number;
+  nextLine: number;
 
   constructor(
     private readonly lines: PartLines,
     private readonly batchId: string,
     private readonly chunkIndex: number,
-  ) {}
+    range: { start: number; firstLine: number },
+  ) {
+    this.next = range.start;
+    this.nextLine = range.firstLine;
+  }
 
   /** Records what `entry` produced: its output line, or its error line. */
   add(entry: Entry, result: RecordResult | undefined, created: number): void {
     const { line, customId } = entry;
+    this.next = entry.next;
+    this.nextLine = line + 1;
     let error = entry.error;
     if (entry.input !== null) {
       if (result instanceof Error || result === undefined) {
@@ -196,47 +251,85 @@ async function readPart(
 
 const contentType = 'application/jsonl';
 
+type Uris = { outputPart: string; errorPart: string };
+
+/**
+ * Writes parts create-only, output part first, error part last (it marks them
+ * complete); when the output part is there already, it wins and the error
+ * part is reconciled with it. Returns the lines in each, as stored.
+ */
+async function writeParts(
+  storage: ChunkRunnerDeps['storage'],
+  uris: Uris,
+  parts: ChunkParts,
+): Promise<{ completed: number; failed: number }> {
+  const { created } = await storage.writeIfAbsent(uris.outputPart, parts.output.toBuffer(), { contentType });
+  let errorPart = parts.errors;
+  let completed = parts.output.lines;
+  if (!created) {
+    // Another attempt's output part is final: make the error part agree with it, line by line.
+    const stored = new Set<string>();
+    completed = await readPart(storage, uris.outputPart, undefined, (text) => {
+      stored.add(batchOutputLineSchema.parse(JSON.parse(text)).id);
+    });
+    errorPart = parts.reconciled(stored);
+  }
+  await storage.writeIfAbsent(uris.errorPart, errorPart.toBuffer(), { contentType });
+  return { completed, failed: parts.order.length - completed };
+}
+
 export async function runChunk(job: ChunkJob, deps: ChunkRunnerDeps): Promise<ChunkResult> {
   const { storage, backend, onProgress } = deps;
   const signal = deps.signal ?? new AbortController().signal;
   const batchSize = deps.batchSize ?? DEFAULT_BATCH_SIZE;
   const now = deps.now ?? Date.now;
   const { chunk } = job;
+  const last = lastPartUris(job);
 
-  if ((await exists(storage, job.outputPart)) && (await exists(storage, job.errorPart))) {
-    const completed = await readPart(storage, job.outputPart, undefined);
-    const failed = await readPart(storage, job.errorPart, undefined);
+  if ((await exists(storage, last.outputPart)) && (await exists(storage, last.errorPart))) {
+    const completed = await readPart(storage, last.outputPart, undefined);
+    const failed = await readPart(storage, last.errorPart, undefined);
     return { status: 'already_done', completed, failed, processedLines: completed + failed };
   }
 
   const duplicates = new Set(chunk.duplicateLines);
   const batch = { endpoint: job.endpoint, model: job.model };
-  const entryOf = ({ line, text }: ChunkLine): Entry => {
+  const entryOf = ({ line, text, next }: ChunkLine): Entry => {
     if (text === null) {
       const message = `line is longer than ${DEFAULT_MAX_LINE_BYTES} bytes`;
-      return { line, customId: null, input: null, error: { code: 'invalid_request', message } };
+      return { line, next, customId: null, input: null, error: { code: 'invalid_request', message } };
     }
     const parsed = parseBatchLine(text, batch);
     const { customId } = parsed;
     if (duplicates.has(line)) {
       const message = `custom_id ${JSON.stringify(customId)} was already used by an earlier line of this batch`;
-      return { line, customId, input: null, error: { code: 'duplicate_custom_id', message } };
+      return { line, next, customId, input: null, error: { code: 'duplicate_custom_id', message } };
     }
-    if (!parsed.ok) return { line, customId, input: null, error: { code: parsed.code, message: parsed.message } };
+    if (!parsed.ok) {
+      return { line, next, customId, input: null, error: { code: parsed.code, message: parsed.message } };
+    }
     if (!backend.tasks.has(parsed.input.task)) {
       const message = `the ${backend.kind} backend of model ${job.model} cannot run task ${parsed.input.task}`;
-      return { line, customId, input: null, error: { code: 'unsupported_task', message } };
+      return { line, next, customId, input: null, error: { code: 'unsupported_task', message } };
     }
-    return { line, customId, input: parsed.input, error: null };
+    return { line, next, customId, input: parsed.input, error: null };
   };
 
-  const parts = new ChunkParts(partLines(job), job.batchId, job.chunk.index);
-  const yielded = (): ChunkResult => ({
-    status: 'yielded',
-    completed: parts.output.lines,
-    failed: parts.errors.lines,
-    processedLines: parts.order.length,
-  });
+  const parts = new ChunkParts(partLines(job), job.batchId, job.chunk.index, chunk);
+  /** Stops here: the finished lines, if any, become a segment. */
+  const yielded = async (): Promise<ChunkResult> => {
+    const none: ChunkResult = { status: 'yielded', completed: 0, failed: 0, processedLines: 0 };
+    if (parts.order.length === 0) return none;
+    const segment = { start: chunk.start, end: parts.next, nextLine: parts.nextLine, lines: parts.order.length };
+    try {
+      // Written whatever the signal says: short, bounded work, like the end of a finished chunk.
+      const counts = await writeParts(storage, segmentPartUris(job, segment.start, segment.end), parts);
+      return { ...none, ...counts, processedLines: segment.lines, segment: { ...segment, ...counts } };
+    } catch (err) {
+      // Nothing recorded, so nothing is lost: the lines run again from the chunk's start.
+      return { ...none, segmentError: err };
+    }
+  };
   /** Runs one micro-batch of entries into the parts; false when the signal stopped it. */
   const runGroup = async (group: readonly Entry[]): Promise<boolean> => {
     if (signal.aborted) return false;
@@ -263,30 +356,17 @@ export async function runChunk(job: ChunkJob, deps: ChunkRunnerDeps): Promise<Ch
       for (const line of lines) {
         group.push(entryOf(line));
         if (group.length < batchSize) continue;
-        if (!(await runGroup(group))) return yielded();
+        if (!(await runGroup(group))) return await yielded();
         group = [];
       }
     }
-    if (group.length > 0 && !(await runGroup(group))) return yielded();
+    if (group.length > 0 && !(await runGroup(group))) return await yielded();
   } catch (err) {
     if (signal.aborted) return yielded();
     throw err;
   }
 
-  // Output part first; the error part, written last, marks the chunk complete. Past this
-  // point the chunk finishes even if the signal aborts: the writes are short and bounded.
-  const { created } = await storage.writeIfAbsent(job.outputPart, parts.output.toBuffer(), { contentType });
-  let errorPart = parts.errors;
-  let completed = parts.output.lines;
-  if (!created) {
-    // Another attempt's output part is final: make the error part agree with it, line by line.
-    const stored = new Set<string>();
-    completed = await readPart(storage, job.outputPart, undefined, (text) => {
-      stored.add(batchOutputLineSchema.parse(JSON.parse(text)).id);
-    });
-    errorPart = parts.reconciled(stored);
-  }
-  await storage.writeIfAbsent(job.errorPart, errorPart.toBuffer(), { contentType });
-  const processedLines = parts.order.length;
-  return { status: 'done', completed, failed: processedLines - completed, processedLines };
+  // Past this point the chunk finishes even if the signal aborts: the writes are short and bounded.
+  const { completed, failed } = await writeParts(storage, last, parts);
+  return { status: 'done', completed, failed, processedLines: parts.order.length };
 }

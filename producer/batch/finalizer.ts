@@ -3,10 +3,15 @@
  * and manifest.json, and ends completed / cancelled / expired.
  *
  * Steps, each safe to repeat after a crash at any point (principle 2):
- *   1. sources: walk the plan in index order; a done chunk contributes its
- *      output and error parts; any other chunk (never admitted, skipped, or
- *      failed for good) a create-only remainder part of error lines
- *      (./remainder.ts) at its place in the error file;
+ *   1. sources: walk the plan in index order; a chunk first contributes the
+ *      segments it finished before yielding (chunk preemption; their record
+ *      in the batch, BatchStore.allChunkSegments, in order), then a done
+ *      chunk its output and error parts (named by their range after
+ *      segments: segmentPartUris), and any other chunk (never admitted,
+ *      skipped, or failed for good) a create-only remainder part of error
+ *      lines for what never ran (./remainder.ts) at its place in the error
+ *      file. The record is frozen by then: every chunk is settled, and a
+ *      segment of a settled chunk is never recorded;
  *   2. concat: the output and error files, each an atomic replace with the
  *      same bytes on every run;
  *   3. manifest: written create-only LAST — once it exists, finalisation is
@@ -17,11 +22,11 @@
  */
 import { batchFiles, isTerminal, type BatchState, type BatchStore } from '../../common/batch/batch-state.ts';
 import { readPlan } from '../../common/batch/plan-file.ts';
-import { partUris } from '../../common/contracts/batch.ts';
+import { partUris, segmentPartUris } from '../../common/contracts/batch.ts';
 import type { Logger } from '../../common/logger.ts';
 import { listAll, type Storage } from '../../common/storage/index.ts';
 import { buildManifest, endStatus, manifestEndedAt, readManifest, writeManifest, type Manifest } from './manifest.ts';
-import { notRunReason, remainderPartUri, writeRemainderPart } from './remainder.ts';
+import { notRunReason, remainderPartUri, unfinishedRange, writeRemainderPart } from './remainder.ts';
 
 export type FinalizeStep = 'load' | 'sources' | 'concat_output' | 'concat_errors' | 'manifest' | 'end';
 
@@ -79,12 +84,21 @@ async function collectSources(state: BatchState, deps: FinalizeDeps): Promise<So
   const stop = ending === 'completed' ? null : ending;
   const done = await deps.store.doneChunks(spec.id);
   const failures = await deps.store.chunkErrors(spec.id);
+  const segments = await deps.store.allChunkSegments(spec.id);
   for await (const chunk of readPlan(deps.storage, state.plan?.planUri ?? files.plan, 0, { signal: deps.signal })) {
     sources.chunks.total++;
+    const parts = partUris(files.parts, chunk.index);
+    const segs = segments.get(chunk.index) ?? [];
+    for (const seg of segs) {
+      const kept = segmentPartUris(parts, seg.start, seg.end);
+      sources.output.push(kept.outputPart);
+      sources.errors.push(kept.errorPart);
+    }
+    const rest = unfinishedRange(chunk, segs);
     if (done(chunk.index)) {
-      const parts = partUris(files.parts, chunk.index);
-      sources.output.push(parts.outputPart);
-      sources.errors.push(parts.errorPart);
+      const last = segs.length === 0 ? parts : segmentPartUris(parts, rest.start, rest.end);
+      sources.output.push(last.outputPart);
+      sources.errors.push(last.errorPart);
       sources.chunks.done++;
       continue;
     }
@@ -92,15 +106,15 @@ async function collectSources(state: BatchState, deps: FinalizeDeps): Promise<So
     const reason = notRunReason(chunk.index, failure, stop);
     if (failure !== undefined) sources.chunks.failed++;
     else sources.chunks.notRun++;
-    const uri = remainderPartUri(files.parts, chunk.index);
+    const uri = remainderPartUri(files.parts, chunk.index, segs.length === 0 ? undefined : rest);
     await writeRemainderPart(
       deps.storage,
       uri,
-      { batchId: spec.id, endpoint: spec.endpoint, model: spec.model, chunk, reason },
+      { batchId: spec.id, endpoint: spec.endpoint, model: spec.model, chunk: rest, reason },
       deps.signal,
     );
     sources.errors.push(uri);
-    sources.notRun += chunk.lines;
+    sources.notRun += rest.lines;
   }
   return sources;
 }

@@ -10,11 +10,13 @@
  * so readers of errors.jsonl see one format. The part is written create-only
  * under a deterministic name, and its bytes depend only on the input range and
  * the reason, so a finalisation re-run finds it, or writes the same bytes.
+ * A chunk that yielded segments before it stopped (chunk preemption) keeps
+ * them; its remainder covers only the range after them (unfinishedRange).
  */
 import { Readable } from 'node:stream';
 import { splitLines } from '../../common/batch/line-splitter.ts';
 import { parseBatchLine } from '../../common/batch/parse-line.ts';
-import { batchErrorLineJson, type BatchEndpoint, type Chunk } from '../../common/contracts/batch.ts';
+import { batchErrorLineJson, type BatchEndpoint, type Chunk, type ChunkSegment } from '../../common/contracts/batch.ts';
 import { isStorageError, type Storage } from '../../common/storage/index.ts';
 
 export type NotRunCode = 'batch_cancelled' | 'batch_expired' | 'chunk_failed';
@@ -24,10 +26,27 @@ export interface NotRunReason {
   message: string;
 }
 
-/** `parts/remainder-00000012.jsonl`: beside the chunk's own parts (partUris), never clashing with them. */
-export function remainderPartUri(partsPrefix: string, index: number): string {
+/**
+ * `parts/remainder-00000012.jsonl`: beside the chunk's own parts (partUris),
+ * never clashing with them. For the rest of a chunk that yielded segments
+ * (only `range` of it never ran) the range is in the name too:
+ * `parts/remainder-00000012-<start>-<end>.jsonl`.
+ */
+export function remainderPartUri(partsPrefix: string, index: number, range?: { start: number; end: number }): string {
   const base = partsPrefix.endsWith('/') ? partsPrefix : `${partsPrefix}/`;
-  return `${base}remainder-${String(index).padStart(8, '0')}.jsonl`;
+  const suffix = range === undefined ? '' : `-${range.start}-${range.end}`;
+  return `${base}remainder-${String(index).padStart(8, '0')}${suffix}.jsonl`;
+}
+
+/**
+ * What of a planned chunk never ran, given its recorded segments (in order):
+ * the range after the last one, its first line and its non-blank lines.
+ */
+export function unfinishedRange(chunk: Chunk, segments: readonly ChunkSegment[]): Chunk {
+  const last = segments[segments.length - 1];
+  if (last === undefined) return chunk;
+  const done = segments.reduce((n, s) => n + s.lines, 0);
+  return { ...chunk, start: last.end, firstLine: last.nextLine, lines: Math.max(0, chunk.lines - done) };
 }
 
 /**

@@ -10,7 +10,7 @@ import { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BatchStore, batchFiles, newBatchId, type BatchSpec } from '../../common/batch/batch-state.ts';
 import type { Config } from '../../common/config.ts';
-import { chunkJobSchema, partUris, type Chunk, type ChunkJob } from '../../common/contracts/batch.ts';
+import { chunkJobSchema, partUris, segmentPartUris, type Chunk, type ChunkJob } from '../../common/contracts/batch.ts';
 import { silentLogger } from '../../common/logger.ts';
 import { closeRedis, createRedis } from '../../common/redis.ts';
 import { createFileStorage, StorageError } from '../../common/storage/index.ts';
@@ -247,7 +247,16 @@ describe('bulk lane', () => {
     const job = await finished(id);
     expect(job.returnvalue).toMatchObject({ status: 'done', completed: 6, failed: 0 });
     expect(job.attemptsMade).toBe(1); // the completing run is the only attempt counted
-    const all = [...lineIds(await readPart(b.jobs[0]!.outputPart)), ...lineIds(await readPart(b.jobs[0]!.errorPart))];
+    // What the drained run finished is kept as a segment; the last part holds the rest.
+    const segs = await store.chunkSegments(b.batchId, 0);
+    expect(segs).toHaveLength(1);
+    const uris = [
+      segmentPartUris(b.jobs[0]!, segs[0]!.start, segs[0]!.end),
+      segmentPartUris(b.jobs[0]!, segs[0]!.end, b.jobs[0]!.chunk.end),
+    ];
+    const all = (await Promise.all(uris.flatMap((u) => [readPart(u.outputPart), readPart(u.errorPart)]))).flatMap(
+      lineIds,
+    );
     expect(all.sort()).toEqual(ids);
     expect((await store.get(b.batchId))?.counters).toMatchObject({ completed: 6, failed: 0, settled: 1 });
   });

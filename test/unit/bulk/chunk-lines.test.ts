@@ -14,13 +14,13 @@ async function* pieces(...parts: Buffer[]): AsyncGenerator<Buffer> {
 }
 
 describe('splitLines', () => {
-  it('numbers lines from firstLine, skips blank ones but counts them, handles LF and CRLF', async () => {
+  it('numbers lines from firstLine, skips blank ones but counts them, handles LF and CRLF, says where the next starts', async () => {
     const text = 'a\r\n\r\nb\n   \n\tc\r\nd';
     expect(await collect(splitLines(pieces(Buffer.from(text)), 10))).toEqual([
-      { line: 10, text: 'a' },
-      { line: 12, text: 'b' },
-      { line: 14, text: '\tc' },
-      { line: 15, text: 'd' },
+      { line: 10, text: 'a', next: 3 },
+      { line: 12, text: 'b', next: 7 },
+      { line: 14, text: '\tc', next: 15 },
+      { line: 15, text: 'd', next: 16 },
     ]);
   });
 
@@ -28,8 +28,8 @@ describe('splitLines', () => {
     const bytes = Buffer.from('héllo wörld ✓\nnext\n');
     const chunks = Array.from(bytes, (_, i) => bytes.subarray(i, i + 1)); // one byte at a time
     expect(await collect(splitLines(pieces(...chunks)))).toEqual([
-      { line: 1, text: 'héllo wörld ✓' },
-      { line: 2, text: 'next' },
+      { line: 1, text: 'héllo wörld ✓', next: 18 },
+      { line: 2, text: 'next', next: 23 },
     ]);
   });
 
@@ -59,9 +59,9 @@ describe('readChunkLines', () => {
       }),
     );
     expect(got).toEqual([
-      { line: 2, text: 'two' },
-      { line: 4, text: 'four' },
-      { line: 5, text: 'five' },
+      { line: 2, text: 'two', next: input.offsets[2] },
+      { line: 4, text: 'four', next: input.offsets[4] },
+      { line: 5, text: 'five', next: input.offsets[5] },
     ]);
   });
 

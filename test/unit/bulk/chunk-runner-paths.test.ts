@@ -6,11 +6,12 @@
  */
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { batchErrorLineSchema, batchOutputLineSchema } from '../../../common/contracts/batch.ts';
+import { batchErrorLineSchema, batchOutputLineSchema, segmentPartUris } from '../../../common/contracts/batch.ts';
 import { createFileStorage } from '../../../common/storage/index.ts';
 import type { ModelBackend } from '../../../gpu-worker/backends/backend.ts';
 import { createEchoBackend } from '../../../gpu-worker/backends/echo.ts';
 import { runChunk } from '../../../gpu-worker/bulk/chunk-runner.ts';
+import { afterSegment, lastPartUris } from '../../../gpu-worker/bulk/segments.ts';
 import { chunkJob, exists, inputLine, readPart, sentimentLine, tempDir, writeInput, type TempDir } from './fixtures.ts';
 
 const storage = createFileStorage();
@@ -137,7 +138,7 @@ describe('runChunk over many stream pieces', () => {
     );
   });
 
-  it('yields mid-piece on abort, counting only the micro-batches done, and writes nothing', async () => {
+  it('yields mid-piece on abort into a segment of the micro-batches done; the resumed rest completes the chunk', async () => {
     const { lines, duplicates } = mixedLines();
     const input = await writeInput(dir, 'abort.jsonl', lines);
     const job = chunkJob(dir, input, { index: 4, duplicateLines: duplicates });
@@ -151,10 +152,37 @@ describe('runChunk over many stream pieces', () => {
         if (n === 1000) ac.abort(new Error('preempted'));
       },
     });
-    const firstThousand = expected(lines, duplicates).slice(0, 1000);
+    const want = expected(lines, duplicates);
+    const firstThousand = want.slice(0, 1000);
     const ok = firstThousand.filter((w) => w.kind === 'ok').length;
-    expect(result).toEqual({ status: 'yielded', completed: ok, failed: 1000 - ok, processedLines: 1000 });
+    expect(result).toMatchObject({ status: 'yielded', completed: ok, failed: 1000 - ok, processedLines: 1000 });
+    const seg = result.segment!;
+    // The segment ends where the line after its last finished one starts (blank lines included in the rest).
+    expect(seg).toEqual({
+      start: 0,
+      end: input.offsets[firstThousand[999]!.line]!,
+      nextLine: firstThousand[999]!.line + 1,
+      lines: 1000,
+      completed: ok,
+      failed: 1000 - ok,
+    });
     expect(await exists(job.outputPart)).toBe(false);
-    expect(await exists(job.errorPart)).toBe(false);
+
+    const rest = afterSegment(job, seg);
+    const done = await runChunk(rest, { storage, backend: failingEcho(), batchSize: 5 });
+    expect(done.processedLines).toBe(want.length - 1000);
+    // Segment then last part, each in input order: every line exactly once, in the right file.
+    const segParts = segmentPartUris(job, seg.start, seg.end);
+    const last = lastPartUris(rest);
+    const outIds = [...((await readPart(segParts.outputPart)) ?? []), ...((await readPart(last.outputPart)) ?? [])].map(
+      (l) => batchOutputLineSchema.parse(l).custom_id,
+    );
+    const errLines = [...((await readPart(segParts.errorPart)) ?? []), ...((await readPart(last.errorPart)) ?? [])].map(
+      (l) => batchErrorLineSchema.parse(l),
+    );
+    expect(outIds).toEqual(want.filter((w) => w.kind === 'ok').map((w) => w.customId));
+    expect(errLines.map((e) => ({ line: e.line, kind: e.error.code, customId: e.custom_id }))).toEqual(
+      want.filter((w) => w.kind !== 'ok'),
+    );
   });
 });

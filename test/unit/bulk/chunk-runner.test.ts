@@ -4,13 +4,19 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parseConfig } from '../../../common/config.ts';
-import { batchErrorLineSchema, batchOutputLineSchema, type BatchOutputLine } from '../../../common/contracts/batch.ts';
+import {
+  batchErrorLineSchema,
+  batchOutputLineSchema,
+  segmentPartUris,
+  type BatchOutputLine,
+} from '../../../common/contracts/batch.ts';
 import type { TaskInput } from '../../../common/contracts/tasks.ts';
 import { createFileStorage } from '../../../common/storage/index.ts';
 import type { ModelBackend } from '../../../gpu-worker/backends/backend.ts';
 import { createEchoBackend } from '../../../gpu-worker/backends/echo.ts';
 import { createBackend } from '../../../gpu-worker/backends/registry.ts';
 import { runChunk } from '../../../gpu-worker/bulk/chunk-runner.ts';
+import { afterSegment, lastPartUris } from '../../../gpu-worker/bulk/segments.ts';
 import { chunkJob, exists, inputLine, readPart, sentimentLine, tempDir, writeInput, type TempDir } from './fixtures.ts';
 
 const storage = createFileStorage();
@@ -234,7 +240,7 @@ describe('runChunk', () => {
     expect((await errors(job.errorPart))[0]!.error.code).toBe('unsupported_task');
   });
 
-  it('yields on abort at a record boundary and writes no part', async () => {
+  it('yields on abort at a record boundary, keeping the finished lines as a segment; the rest resumes', async () => {
     const lines = Array.from({ length: 100 }, (_, i) => sentimentLine(`y-${i}`, 'text'));
     const input = await writeInput(dir, 'abort.jsonl', lines);
     const job = chunkJob(dir, input, { index: 9 });
@@ -248,14 +254,24 @@ describe('runChunk', () => {
         if (done === 30) ac.abort(new Error('preempted'));
       },
     });
-    expect(result).toEqual({ status: 'yielded', completed: 30, failed: 0, processedLines: 30 });
+    const segment = { start: 0, end: input.offsets[30]!, nextLine: 31, lines: 30, completed: 30, failed: 0 };
+    expect(result).toEqual({ status: 'yielded', completed: 30, failed: 0, processedLines: 30, segment });
     expect(await exists(job.outputPart)).toBe(false);
-    expect(await exists(job.errorPart)).toBe(false);
-    // Run again later: it starts over and completes.
-    expect(await runChunk(job, { storage, backend: createEchoBackend() })).toMatchObject({
+    const seg = segmentPartUris(job, 0, input.offsets[30]!);
+    expect(seg.outputPart).toMatch(new RegExp(`/parts/output-00000009-0-${input.offsets[30]}\\.jsonl$`));
+    expect((await outputs(seg.outputPart)).map((o) => o.custom_id)).toEqual(lines.slice(0, 30).map((_, i) => `y-${i}`));
+    expect(await readPart(seg.errorPart)).toEqual([]);
+    // Run again later from where the segment ends: the last part holds the other 70.
+    const rest = afterSegment(job, result.segment!);
+    expect(await runChunk(rest, { storage, backend: createEchoBackend() })).toMatchObject({
       status: 'done',
-      completed: 100,
+      completed: 70,
     });
+    const last = lastPartUris(rest);
+    expect(last.outputPart).toMatch(new RegExp(`output-00000009-${input.offsets[30]}-${input.offsets[100]}\\.jsonl$`));
+    expect((await outputs(last.outputPart)).map((o) => o.custom_id)).toEqual(
+      lines.slice(30).map((_, i) => `y-${i + 30}`),
+    );
   });
 
   it('micro-batches through runMany on the echo backend', async () => {

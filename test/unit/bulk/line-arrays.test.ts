@@ -85,7 +85,11 @@ async function collect<T>(source: AsyncIterable<T>): Promise<T[]> {
   return out;
 }
 
-const asChunkLine = (l: SplitLine): ChunkLine => ({ line: l.line, text: l.kind === 'line' ? l.text : null });
+const asChunkLine = (l: SplitLine): ChunkLine => ({
+  line: l.line,
+  text: l.kind === 'line' ? l.text : null,
+  next: l.next,
+});
 
 describe('line splitting a piece at a time', () => {
   it('agrees with a whole-buffer reference over 3,000 random inputs and piece cuts', async () => {
@@ -132,7 +136,7 @@ describe('line splitting a piece at a time', () => {
         readChunkLineArrays(createFileStorage(), { input: dir.uri('in.jsonl'), start, end, firstLine: 101 }),
       );
       expect(arrays.length).toBeGreaterThan(1); // more than one 64 KiB piece
-      const want = reference(Buffer.from(text).subarray(start), 1024 * 1024, 101, 0).map(asChunkLine);
+      const want = reference(Buffer.from(text).subarray(start), 1024 * 1024, 101, start).map(asChunkLine);
       expect(arrays.flat()).toEqual(want);
     } finally {
       await dir.remove();
