@@ -115,11 +115,18 @@ export function startRealtimeLane(deps: RealtimeLaneDeps): Lane {
     signal?.addEventListener('abort', onCancel, { once: true });
     const abort = controller.signal;
     let firstTokenAt: number | undefined;
-    const onDelta = (text: string): void => {
+    // Sampled the moment it happens: a long answer's first token must reach the heartbeat window
+    // while it still says something about now, not seconds later when the answer ends.
+    const markFirstToken = (at: number): number => {
       if (firstTokenAt === undefined) {
-        firstTokenAt = Date.now();
+        firstTokenAt = at;
         pendingFirstToken.delete(req.requestId);
+        firstTokenWindow.record(at - req.enqueuedAt, at);
       }
+      return firstTokenAt;
+    };
+    const onDelta = (text: string): void => {
+      if (firstTokenAt === undefined) markFirstToken(Date.now());
       if (req.stream && text !== '') {
         reply({ i: req.requestId, k: 'delta', text }).catch((e: unknown) => jobLog.warn({ err: e }, 'delta lost'));
       }
@@ -131,13 +138,12 @@ export function startRealtimeLane(deps: RealtimeLaneDeps): Lane {
     try {
       const output = await backend.run(req.input, { signal: abort, onDelta });
       const doneAt = Date.now();
-      firstTokenAt ??= doneAt;
+      const firstAt = markFirstToken(doneAt);
       const timings = {
         queueMs: startedAt - req.enqueuedAt,
-        firstTokenMs: firstTokenAt - startedAt,
+        firstTokenMs: firstAt - startedAt,
         runMs: doneAt - startedAt,
       };
-      firstTokenWindow.record(timings.queueMs + timings.firstTokenMs, doneAt);
       queueWaitWindow.record(timings.queueMs, doneAt);
       await reply({ i: req.requestId, k: 'done', output, timings, worker: workerId });
       metrics.jobs.inc({ pool, lane: 'realtime', outcome: 'ok' });
@@ -159,7 +165,8 @@ export function startRealtimeLane(deps: RealtimeLaneDeps): Lane {
       clearTimeout(deadlineTimer);
       signal?.removeEventListener('abort', onCancel);
       running--;
-      pendingFirstToken.delete(req.requestId);
+      // Ended without a token (failed, cancelled, out of time): what its caller waited still counts.
+      if (firstTokenAt === undefined) markFirstToken(Date.now());
       metrics.inFlight.dec({ pool, lane: 'realtime' });
     }
   };
