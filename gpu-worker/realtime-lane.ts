@@ -15,7 +15,7 @@ import type { Logger } from '../common/logger.ts';
 import { settleWithin } from '../common/process.ts';
 import type { RedisClient } from '../common/redis.ts';
 import { queueName } from '../common/topology.ts';
-import type { ModelBackend } from './backends/backend.ts';
+import { REALTIME_PRIORITY, type ModelBackend } from './backends/backend.ts';
 import type { WorkerMetrics } from './metrics.ts';
 import type { ReplyWriter } from './reply-writer.ts';
 
@@ -136,7 +136,7 @@ export function startRealtimeLane(deps: RealtimeLaneDeps): Lane {
     pendingFirstToken.set(req.requestId, req.enqueuedAt);
     metrics.inFlight.inc({ pool, lane: 'realtime' });
     try {
-      const output = await backend.run(req.input, { signal: abort, onDelta });
+      const output = await backend.run(req.input, { signal: abort, onDelta, priority: REALTIME_PRIORITY });
       const doneAt = Date.now();
       const firstAt = markFirstToken(doneAt);
       const timings = {

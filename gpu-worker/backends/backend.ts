@@ -7,14 +7,28 @@
  */
 import type { TaskInput, TaskKind, TaskOutput } from '../../common/contracts/tasks.ts';
 
+/**
+ * Scheduling priority inside a backend that batches requests from both lanes
+ * (lower runs first, as in vLLM's `--scheduling-policy priority`): a
+ * real-time prompt is taken ahead of queued bulk prompts, so bulk work in the
+ * engine delays real-time by its decode steps, not by its prefill queue.
+ * Backends without such a queue ignore it.
+ */
+export const REALTIME_PRIORITY = 0;
+export const BULK_PRIORITY = 1;
+
 export interface RunOptions {
   signal: AbortSignal;
+  /** REALTIME_PRIORITY or BULK_PRIORITY (default: real-time). */
+  priority?: number;
   /** Called with each generated text piece, in order (chat tasks only). */
   onDelta?: (text: string) => void;
 }
 
 export interface RunManyOptions {
   signal: AbortSignal;
+  /** As RunOptions.priority (default: bulk, the lane that batches). */
+  priority?: number;
 }
 
 export interface ModelBackend {

@@ -14,6 +14,7 @@ import { LLAMA2_70B_H100, type Calibration } from './sim-model.ts';
 import {
   applyPlan,
   isFinished,
+  enqueue,
   newSeq,
   planStep,
   type SchedulerConfig,
@@ -38,6 +39,8 @@ export interface SimEngineOptions extends SchedulerConfig {
 export interface SimRequest {
   promptTokens: number;
   outputTokens: number;
+  /** Lower is admitted first (backend.ts REALTIME_PRIORITY, BULK_PRIORITY); FIFO within one. Default 0. */
+  priority?: number;
   /** Called at the end of the step that produced output token `index` (0-based). */
   onToken?: (index: number) => void;
 }
@@ -76,7 +79,8 @@ export class SimEngine {
   }
 
   /**
-   * Queues requests in order (FIFO behind those already waiting); one promise
+   * Queues requests in order (behind those already waiting at the same or a
+   * higher priority, ahead of lower ones); one promise
    * each. When the signal aborts, those still in the engine leave it at once
    * and reject with the signal's reason.
    */
@@ -92,10 +96,10 @@ export class SimEngine {
     const promises = reqs.map(
       (req) =>
         new Promise<void>((resolve, reject) => {
-          const seq = newSeq(this.nextId++, req.promptTokens, req.outputTokens);
+          const seq = newSeq(this.nextId++, req.promptTokens, req.outputTokens, req.priority);
           ids.push(seq.id);
           this.entries.set(seq.id, { seq, req, resolve, reject });
-          this.waiting.push(seq);
+          enqueue(this.waiting, seq);
         }),
     );
     // One listener for the lot (a listener per request would trip Node's leak warning).

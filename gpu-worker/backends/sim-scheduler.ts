@@ -30,6 +30,8 @@ export interface SimSeq {
   readonly id: number;
   readonly promptTokens: number;
   readonly outputTokens: number;
+  /** Lower is admitted first; FIFO within a priority (vLLM's priority scheduling). */
+  readonly priority: number;
   prefilled: number;
   generated: number;
 }
@@ -45,14 +47,27 @@ export interface StepPlan {
   readonly ms: number;
 }
 
-export function newSeq(id: number, promptTokens: number, outputTokens: number): SimSeq {
+export function newSeq(id: number, promptTokens: number, outputTokens: number, priority = 0): SimSeq {
   return {
     id,
     promptTokens: Math.max(1, promptTokens),
     outputTokens: Math.max(1, outputTokens),
+    priority,
     prefilled: 0,
     generated: 0,
   };
+}
+
+/**
+ * Puts `seq` in the waiting queue behind every sequence of the same or a
+ * higher priority (a lower number) and ahead of lower ones. Sequences already
+ * running are not preempted: vLLM's priority policy also evicts running ones
+ * when KV-cache blocks run out, which this model does not track.
+ */
+export function enqueue(waiting: SimSeq[], seq: SimSeq): void {
+  let at = waiting.length;
+  while (at > 0 && waiting[at - 1]!.priority > seq.priority) at--;
+  waiting.splice(at, 0, seq);
 }
 
 const isDecoding = (s: SimSeq): boolean => s.prefilled >= s.promptTokens;
@@ -132,6 +147,8 @@ export interface TraceRequest {
   arrivalMs: number;
   promptTokens: number;
   outputTokens: number;
+  /** Lower is admitted first (default 0). */
+  priority?: number;
 }
 
 export interface TraceResult {
@@ -153,7 +170,7 @@ export function simulate(
   cal: Calibration = LLAMA2_70B_H100,
 ): TraceResult[] {
   const order = requests.map((r, i) => ({ r, i })).sort((a, b) => a.r.arrivalMs - b.r.arrivalMs || a.i - b.i);
-  const seqs = requests.map((r, i) => newSeq(i, r.promptTokens, r.outputTokens));
+  const seqs = requests.map((r, i) => newSeq(i, r.promptTokens, r.outputTokens, r.priority));
   const firstAt = new Array<number>(requests.length).fill(NaN);
   const results = new Array<TraceResult>(requests.length);
   let running: SimSeq[] = [];
@@ -161,7 +178,7 @@ export function simulate(
   let next = 0;
   let now = 0;
   while (next < order.length || running.length > 0 || waiting.length > 0) {
-    while (next < order.length && order[next]!.r.arrivalMs <= now) waiting.push(seqs[order[next++]!.i]!);
+    while (next < order.length && order[next]!.r.arrivalMs <= now) enqueue(waiting, seqs[order[next++]!.i]!);
     const plan = planStep(running, waiting, cfg, cal);
     if (plan.items.length === 0) {
       now = order[next]!.r.arrivalMs;

@@ -19,7 +19,13 @@
 import { backendTasks } from '../../common/backend-tasks.ts';
 import type { ChatInput, ChatOutput, TaskInput, TaskOutput } from '../../common/contracts/tasks.ts';
 import { messageText } from '../../common/contracts/tasks.ts';
-import type { ModelBackend, RunManyOptions, RunOptions } from './backend.ts';
+import {
+  BULK_PRIORITY,
+  REALTIME_PRIORITY,
+  type ModelBackend,
+  type RunManyOptions,
+  type RunOptions,
+} from './backend.ts';
 import { naiveSentences, wordPieces } from './echo.ts';
 import type { Calibration } from './sim-model.ts';
 import { SimEngine } from './sim-engine.ts';
@@ -92,27 +98,31 @@ function jobFor(input: TaskInput, defaultMaxTokens: number): Job {
 export function createSimBackend(opts: SimBackendOptions): ModelBackend {
   const engine = new SimEngine(opts);
 
-  const toRequest = (job: Job, onDelta?: (text: string) => void) => ({
+  const toRequest = (job: Job, priority: number, onDelta?: (text: string) => void) => ({
     promptTokens: job.promptTokens,
     outputTokens: job.outputTokens,
+    priority,
     onToken: job.piece === undefined || onDelta === undefined ? undefined : (i: number) => onDelta(job.piece!(i)),
   });
 
   return {
     kind: 'sim',
     tasks: new Set(backendTasks.sim),
-    async run(input: TaskInput, { signal, onDelta }: RunOptions): Promise<TaskOutput> {
+    async run(input: TaskInput, { signal, onDelta, priority = REALTIME_PRIORITY }: RunOptions): Promise<TaskOutput> {
       const job = jobFor(input, opts.defaultMaxTokens);
-      await engine.submit(toRequest(job, onDelta), signal);
+      await engine.submit(toRequest(job, priority, onDelta), signal);
       return job.output();
     },
     /** Every input joins the engine's queue at once, in order; the engine batches them. */
-    async runMany(inputs: readonly TaskInput[], { signal }: RunManyOptions): Promise<Array<TaskOutput | Error>> {
+    async runMany(
+      inputs: readonly TaskInput[],
+      { signal, priority = BULK_PRIORITY }: RunManyOptions,
+    ): Promise<Array<TaskOutput | Error>> {
       if (signal.aborted) throw signal.reason;
       const jobs = inputs.map((input) => jobFor(input, opts.defaultMaxTokens));
       const settled = await Promise.allSettled(
         engine.submitAll(
-          jobs.map((job) => toRequest(job)),
+          jobs.map((job) => toRequest(job, priority)),
           signal,
         ),
       );

@@ -7,7 +7,7 @@
  * Only an aborted signal rejects the whole batch (with the signal's reason).
  */
 import type { TaskInput, TaskOutput } from '../../common/contracts/tasks.ts';
-import type { ModelBackend } from '../backends/backend.ts';
+import { BULK_PRIORITY, type ModelBackend } from '../backends/backend.ts';
 
 export const DEFAULT_BATCH_SIZE = 64;
 /** In-flight run() calls for a backend without runMany (e.g. an upstream HTTP server). */
@@ -33,7 +33,7 @@ export async function runBatch(
   if (signal.aborted) throw signal.reason;
   if (inputs.length === 0) return [];
   if (backend.runMany !== undefined) {
-    const results = await backend.runMany(inputs, { signal });
+    const results = await backend.runMany(inputs, { signal, priority: BULK_PRIORITY });
     if (results.length !== inputs.length) {
       throw new Error(`backend ${backend.kind} runMany returned ${results.length} results for ${inputs.length} inputs`);
     }
@@ -45,7 +45,7 @@ export async function runBatch(
     while (next < inputs.length && !signal.aborted) {
       const i = next++;
       try {
-        results[i] = await backend.run(inputs[i]!, { signal });
+        results[i] = await backend.run(inputs[i]!, { signal, priority: BULK_PRIORITY });
       } catch (err) {
         results[i] = asError(err);
       }
