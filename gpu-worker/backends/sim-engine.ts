@@ -16,6 +16,7 @@ import {
   isFinished,
   enqueue,
   newSeq,
+  preemptForPriority,
   planStep,
   type SchedulerConfig,
   type SimSeq,
@@ -140,6 +141,7 @@ export class SimEngine {
     let startsAt = at;
     for (;;) {
       if (this.closed) return;
+      preemptForPriority(this.running, this.waiting, this.cfg);
       const plan = planStep(this.running, this.waiting, this.cfg, this.cal);
       if (plan.items.length === 0) {
         this.step = undefined;

@@ -59,15 +59,43 @@ export function newSeq(id: number, promptTokens: number, outputTokens: number, p
 }
 
 /**
- * Puts `seq` in the waiting queue behind every sequence of the same or a
- * higher priority (a lower number) and ahead of lower ones. Sequences already
- * running are not preempted: vLLM's priority policy also evicts running ones
- * when KV-cache blocks run out, which this model does not track.
+ * Puts `seq` in the waiting queue in (priority, arrival) order, as vLLM's
+ * priority queue does: behind every sequence of a higher priority (a lower
+ * number) or of the same one that came earlier (ids rise with arrival), so a
+ * preempted sequence goes back ahead of later arrivals of its rank.
  */
 export function enqueue(waiting: SimSeq[], seq: SimSeq): void {
   let at = waiting.length;
-  while (at > 0 && waiting[at - 1]!.priority > seq.priority) at--;
+  const after = (w: SimSeq): boolean => w.priority > seq.priority || (w.priority === seq.priority && w.id > seq.id);
+  while (at > 0 && after(waiting[at - 1]!)) at--;
   waiting.splice(at, 0, seq);
+}
+
+/**
+ * vLLM's priority policy when the batch is full: waiting sequences that
+ * outrank running ones take their places, the lowest-ranked running sequence
+ * (the latest admitted among equals) being preempted by recomputation: it
+ * goes back to the waiting queue, keeps the tokens it generated, and its
+ * prompt is prefilled again when it is readmitted (the recomputation of its
+ * generated tokens is not charged: a small undercount). Mutates both arrays;
+ * returns how many were preempted. Called before planStep.
+ */
+export function preemptForPriority(running: SimSeq[], waiting: SimSeq[], cfg: SchedulerConfig): number {
+  let preempted = 0;
+  for (const head of [...waiting]) {
+    if (running.length < cfg.maxNumSeqs) break;
+    let victim = -1;
+    for (let i = running.length - 1; i >= 0; i--) {
+      const p = running[i]!.priority;
+      if (p > head.priority && (victim < 0 || p > running[victim]!.priority)) victim = i;
+    }
+    if (victim < 0) break; // nothing running ranks below the head: it waits its turn
+    const [seq] = running.splice(victim, 1);
+    seq!.prefilled = 0;
+    enqueue(waiting, seq!);
+    preempted++;
+  }
+  return preempted;
 }
 
 const isDecoding = (s: SimSeq): boolean => s.prefilled >= s.promptTokens;
@@ -133,7 +161,9 @@ export function applyPlan(plan: StepPlan): SimSeq[] {
     } else {
       seq.prefilled += tokens;
       if (isDecoding(seq)) {
-        seq.generated = 1;
+        // The step that completes a prefill yields the next token (the first, or the next after a
+        // preemption's recomputation).
+        seq.generated++;
         produced.push(seq);
       }
     }
@@ -170,7 +200,10 @@ export function simulate(
   cal: Calibration = LLAMA2_70B_H100,
 ): TraceResult[] {
   const order = requests.map((r, i) => ({ r, i })).sort((a, b) => a.r.arrivalMs - b.r.arrivalMs || a.i - b.i);
-  const seqs = requests.map((r, i) => newSeq(i, r.promptTokens, r.outputTokens, r.priority));
+  // Sequence ids follow arrival (the waiting queue orders by them); seqs[i] serves requests[i].
+  const seqs = new Array<SimSeq>(requests.length);
+  order.forEach(({ r, i }, k) => (seqs[i] = newSeq(k, r.promptTokens, r.outputTokens, r.priority)));
+  const requestOf = order.map(({ i }) => i);
   const firstAt = new Array<number>(requests.length).fill(NaN);
   const results = new Array<TraceResult>(requests.length);
   let running: SimSeq[] = [];
@@ -179,6 +212,7 @@ export function simulate(
   let now = 0;
   while (next < order.length || running.length > 0 || waiting.length > 0) {
     while (next < order.length && order[next]!.r.arrivalMs <= now) enqueue(waiting, seqs[order[next++]!.i]!);
+    preemptForPriority(running, waiting, cfg);
     const plan = planStep(running, waiting, cfg, cal);
     if (plan.items.length === 0) {
       now = order[next]!.r.arrivalMs;
@@ -187,12 +221,12 @@ export function simulate(
     running.push(...waiting.splice(0, plan.admitted));
     now += plan.ms;
     for (const seq of applyPlan(plan)) {
-      if (seq.generated === 1) firstAt[seq.id] = now;
+      const i = requestOf[seq.id]!;
+      if (seq.generated === 1) firstAt[i] = now;
       if (!isFinished(seq)) continue;
-      const req = requests[seq.id]!;
-      const ttftMs = firstAt[seq.id]! - req.arrivalMs;
-      const tbtMs = seq.outputTokens > 1 ? (now - firstAt[seq.id]!) / (seq.outputTokens - 1) : 0;
-      results[seq.id] = { ttftMs, tbtMs, finishMs: now };
+      const ttftMs = firstAt[i]! - requests[i]!.arrivalMs;
+      const tbtMs = seq.outputTokens > 1 ? (now - firstAt[i]!) / (seq.outputTokens - 1) : 0;
+      results[i] = { ttftMs, tbtMs, finishMs: now };
     }
     running = running.filter((s) => !isFinished(s));
   }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { planStep, simulate, stepTimeMs, type SchedulerConfig } from '../../../gpu-worker/backends/index.ts';
-import { enqueue, newSeq, type SimSeq } from '../../../gpu-worker/backends/sim-scheduler.ts';
+import { enqueue, newSeq, preemptForPriority, type SimSeq } from '../../../gpu-worker/backends/sim-scheduler.ts';
 
 const chunked: SchedulerConfig = { maxNumSeqs: 256, maxNumBatchedTokens: 2048, chunkedPrefill: true };
 const prefillFirst: SchedulerConfig = { ...chunked, chunkedPrefill: false };
@@ -159,5 +159,36 @@ describe('priority', () => {
     // FIFO: behind 128k tokens of prefill (~64 steps of ~310 ms). Priority: the next step or two.
     expect(fifo.ttftMs).toBeGreaterThan(10_000);
     expect(prio.ttftMs).toBeLessThan(1_000);
+  });
+});
+
+describe('preemptForPriority', () => {
+  const small: SchedulerConfig = { maxNumSeqs: 4, maxNumBatchedTokens: 2048, chunkedPrefill: true };
+
+  it("gives a full batch's lowest-ranked, latest sequence back to the queue for a higher-ranked one", () => {
+    const running = [0, 1, 2, 3].map((id) => ({ ...newSeq(id, 100, 50, 1), prefilled: 100, generated: 5 }));
+    const waiting: SimSeq[] = [];
+    enqueue(waiting, newSeq(9, 100, 10, 0));
+    enqueue(waiting, newSeq(10, 100, 10, 1));
+    expect(preemptForPriority(running, waiting, small)).toBe(1);
+    expect(running.map((s) => s.id)).toEqual([0, 1, 2]);
+    // The real-time one first, then the preempted one (its tokens kept, its prompt to prefill again), then bulk.
+    expect(waiting.map((s) => [s.id, s.prefilled, s.generated])).toEqual([
+      [9, 0, 0],
+      [3, 0, 5],
+      [10, 0, 0],
+    ]);
+    // Nothing ranks below a bulk head: no further preemption.
+    running.push(waiting.shift()!);
+    expect(preemptForPriority(running, waiting, small)).toBe(0);
+  });
+
+  it('keeps real-time TTFT near its own prefill with the batch full of bulk, and every bulk token still comes', () => {
+    const bulk = Array.from({ length: 8 }, () => ({ arrivalMs: 0, promptTokens: 256, outputTokens: 64, priority: 1 }));
+    const rt = { arrivalMs: 500, promptTokens: 256, outputTokens: 4, priority: 0 };
+    const results = simulate([...bulk, rt], small);
+    const alone = simulate([rt], small)[0]!;
+    expect(results.at(-1)!.ttftMs).toBeLessThan(alone.ttftMs + 100); // one step at most behind its own prefill
+    expect(results.every((r) => Number.isFinite(r.finishMs))).toBe(true);
   });
 });
