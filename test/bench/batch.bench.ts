@@ -5,39 +5,86 @@
  *
  * - Fleet: a private redis-server (fresh, so its `used_memory` is the batch's
  *   alone), the producer and the scheduler each in a child process, and
- *   BENCH_WORKERS (2) gpu-worker child processes (embedded backend, one bulk
- *   chunk at a time each). The batch is submitted over HTTP (POST /v1/batches)
- *   and polled until it ends; lines/s is total lines over the time from
- *   submission to `completed` (planning and finalisation included).
+ *   BENCH_WORKERS gpu-worker child processes (embedded backend). The batch is
+ *   submitted over HTTP (POST /v1/batches) and polled every 50 ms until it
+ *   ends; lines/s is total lines over the time from submission to `completed`
+ *   (planning and finalisation included); the time in each status is printed
+ *   too, and lines over the in_progress time alone (the steady rate, without
+ *   planning and finalisation).
+ * - Cores (BENCH_PIN, default on): with N cores, every worker gets a core of
+ *   its own (cores 1..N-1, so at most N-1 workers) and everything else —
+ *   Redis, producer, scheduler, this process — shares core 0 (taskset on
+ *   every thread). BENCH_WORKERS defaults to N-1. BENCH_PIN=0 leaves the OS
+ *   to place everything; then "per worker core" is a fiction on a small
+ *   machine and the printout says so.
+ * - Config: the product's defaults, except what BENCH_CHUNK_LINES
+ *   (batch.chunkLines), BENCH_ADMIT_MS (batch.admitEveryMs), BENCH_WINDOW
+ *   (batch.windowPerPool) and BENCH_BULK_CONCURRENCY (the pool's
+ *   lanes.bulk.concurrency) override, through a config file
+ *   (INTERFLEET_CONFIG) every child reads. The effective values are printed.
  * - Memory: each child's peak RSS is its VmHWM from /proc; Redis peak is the
  *   highest `used_memory` sampled every 100 ms and its own `used_memory_peak`.
- * - Ceiling: `ceilingLinesPerSecond` (test/bench/batch-ceiling.ts), the same
- *   model over the same file in one in-process loop on one core.
- *   Ratio per worker core = fleet lines/s ÷ workers ÷ ceiling lines/s.
+ * - CPU: each child's user+system seconds (/proc/<pid>/stat) and Redis's
+ *   (INFO cpu) from submission to completion; a worker's busy share is its
+ *   CPU seconds over the wall time (1.0 = its core never idle).
+ * - Ceiling: the same model (the pool's embedded backend) over the same file
+ *   in one in-process loop (batch-ceiling.ts) on the workers' first core,
+ *   WARM: one backend, an untimed 20,000-line warm-up pass, then one timed
+ *   pass before each fleet run (interleaved, so drift hits both).
+ *   Ratio per worker core = fleet lines/s ÷ workers ÷ that rep's ceiling; the
+ *   summary gives medians over reps. CPU efficiency = worker lines per
+ *   CPU-second ÷ the ceiling's lines per CPU-second: the fleet's own cost per
+ *   line, blind to idle time and to other load on the machine.
  *
  * Sizes: BENCH_SIZES (default 100000,1000000) lines; BENCH_REPS (1) runs per
- * size, BENCH_CEILING_REPS (3) for the ceiling (medians printed).
+ * size.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Redis } from 'ioredis';
-import { ceilingLinesPerSecond } from './batch-ceiling.ts';
+import { stringify as toYaml } from 'yaml';
+import { parseConfig } from '../../common/config.ts';
+import { createCeiling } from './batch-ceiling.ts';
 import { Child } from './children.ts';
+import { procCpuSeconds, redisCpuSeconds } from './cpu.ts';
 import { median, table } from './stats.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
+const CORES = os.availableParallelism();
+const PIN = process.env.BENCH_PIN !== '0' && CORES >= 2;
 const SIZES = (process.env.BENCH_SIZES ?? '100000,1000000').split(',').map(Number);
-const WORKERS = Number(process.env.BENCH_WORKERS ?? '2');
+const WORKERS = Number(process.env.BENCH_WORKERS ?? String(Math.max(1, CORES - 1)));
 const REPS = Number(process.env.BENCH_REPS ?? '1');
-const CEILING_REPS = Number(process.env.BENCH_CEILING_REPS ?? '3');
-const CHUNK_LINES = Number(process.env.BENCH_CHUNK_LINES ?? '2000');
-const RUN_MAX_MS = 10 * 60_000;
+const RUN_MAX_MS = 15 * 60_000;
+if (PIN && WORKERS > CORES - 1)
+  throw new Error(`BENCH_PIN: ${WORKERS} workers need ${WORKERS + 1} cores, have ${CORES}`);
+
+/** Core 0 for everything but the workers; worker i on core i+1. */
+const SHARED_CORE = '0';
+const workerCore = (i: number): string => String(1 + i);
+
+/** Binds every thread of `pid` (and threads it starts later) to `cpus`. */
+function pin(pid: number, cpus: string): void {
+  if (PIN) execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' });
+}
+
+/** The config file every child reads: only the keys the bench overrides. */
+function benchConfigYaml(): string {
+  const batch: Record<string, number> = {};
+  const num = (name: string): number | undefined => (process.env[name] ? Number(process.env[name]) : undefined);
+  if (num('BENCH_CHUNK_LINES') !== undefined) batch.chunkLines = num('BENCH_CHUNK_LINES')!;
+  if (num('BENCH_ADMIT_MS') !== undefined) batch.admitEveryMs = num('BENCH_ADMIT_MS')!;
+  if (num('BENCH_WINDOW') !== undefined) batch.windowPerPool = num('BENCH_WINDOW')!;
+  const bulk = num('BENCH_BULK_CONCURRENCY');
+  const pool = { name: 'default', ...(bulk === undefined ? {} : { lanes: { bulk: { concurrency: bulk } } }) };
+  return toYaml({ batch, pools: [pool] });
+}
 
 function sentences(): string[] {
   const dir = path.resolve(root, '../shared/data/sentiment-labelled-sentences');
@@ -81,81 +128,100 @@ async function startRedis(dir: string): Promise<{ url: string; proc: ChildProces
   const proc = spawn('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no', '--dir', dir], {
     stdio: 'ignore',
   });
+  pin(proc.pid!, SHARED_CORE);
   const url = `redis://127.0.0.1:${port}`;
-  const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => 50 });
-  for (let i = 0; i < 100; i++) {
+  for (let i = 0; ; i++) {
+    // One connection attempt per try, no reconnects: a refused connect while the server starts is expected.
+    const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    probe.on('error', () => undefined);
     try {
       await probe.connect();
-      break;
-    } catch {
+      await probe.ping();
+      return { url, proc };
+    } catch (err) {
+      if (i >= 100) throw err;
       await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      probe.disconnect();
     }
   }
-  await probe.ping();
-  probe.disconnect();
-  return { url, proc };
 }
 
-/** Peak resident set (VmHWM) of a live process, in MiB. */
-function peakRssMiB(pid: number): number {
+/** Peak (VmHWM) or current (VmRSS) resident set of a live process, in MiB. */
+function rssMiB(pid: number, field: 'VmHWM' | 'VmRSS' = 'VmHWM'): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 'NaN');
+  const kb = Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 'NaN');
   return kb / 1024;
 }
 
 interface RunResult {
-  lines: number;
   seconds: number;
   linesPerSecond: number;
+  /** Seconds in each batch status seen by the poller (validating = planning). */
+  phases: Record<string, number>;
   producerMiB: number;
+  /** The producer's resident set when ready, before the batch (runtime, modules, HTTP server). */
+  producerIdleMiB: number;
   schedulerMiB: number;
   workerMiB: number[];
   redisPeakMiB: number;
   redisPeakSampledMiB: number;
+  /** CPU seconds from submission to completion. */
+  cpu: { producer: number; scheduler: number; workers: number[]; redis: number };
   completed: number;
   failed: number;
   status: string;
 }
 
-async function runFleet(inputUri: string, lines: number, tmp: string): Promise<RunResult> {
+type BatchView = { status: string; request_counts: { total: number; completed: number; failed: number } };
+
+async function runFleet(inputUri: string, lines: number, tmp: string, configFile: string): Promise<RunResult> {
   const redis = await startRedis(tmp);
   const env = {
     REDIS_URL: redis.url,
+    INTERFLEET_CONFIG: configFile,
     INTERFLEET_PREFIX: 'bench',
     LOG_LEVEL: 'warn',
     WORKER_METRICS_PORT: '-1',
-    INTERFLEET_BATCH_CHUNK_LINES: String(CHUNK_LINES),
-    INTERFLEET_BATCH_WINDOW: String(WORKERS * 4),
+    SCHEDULER_METRICS_PORT: '-1',
   };
   const children: Child[] = [];
   const admin = new Redis(redis.url);
+  admin.on('error', () => undefined);
   try {
-    const producer = Child.start('producer', path.join(here, 'batch-role.child.ts'), {
-      ...env,
-      BENCH_ROLE: 'producer',
-    });
-    children.push(producer);
-    const scheduler = Child.start('scheduler', path.join(here, 'batch-role.child.ts'), {
-      ...env,
-      BENCH_ROLE: 'scheduler',
-    });
-    children.push(scheduler);
+    const role = (name: string) =>
+      Child.start(name, path.join(here, 'batch-role.child.ts'), { ...env, BENCH_ROLE: name }, 120_000);
+    const producer = role('producer');
+    const scheduler = role('scheduler');
     const workers = Array.from({ length: WORKERS }, (_, i) =>
-      Child.start(`worker-${i}`, path.join(root, 'gpu-worker/main.ts'), env, 60_000),
+      Child.start(`worker-${i}`, path.join(root, 'gpu-worker/main.ts'), env, 120_000),
     );
-    children.push(...workers);
+    children.push(producer, scheduler, ...workers);
+    pin(producer.proc.pid!, SHARED_CORE);
+    pin(scheduler.proc.pid!, SHARED_CORE);
+    workers.forEach((w, i) => pin(w.proc.pid!, workerCore(i)));
     const url = String((await producer.ready).url);
     await scheduler.ready;
     await Promise.all(workers.map((w) => w.ready));
 
     let redisPeak = 0;
     const sampler = setInterval(() => {
-      void admin.info('memory').then((info) => {
-        const used = Number(/used_memory:(\d+)/.exec(info)?.[1] ?? 0);
-        redisPeak = Math.max(redisPeak, used);
-      });
+      void admin
+        .info('memory')
+        .then((info) => {
+          redisPeak = Math.max(redisPeak, Number(/used_memory:(\d+)/.exec(info)?.[1] ?? 0));
+        })
+        .catch(() => undefined);
     }, 100);
 
+    const cpuOf = async () => ({
+      producer: await procCpuSeconds(producer.proc.pid),
+      scheduler: await procCpuSeconds(scheduler.proc.pid),
+      workers: await Promise.all(workers.map((w) => procCpuSeconds(w.proc.pid))),
+      redis: await redisCpuSeconds(admin),
+    });
+    const producerIdleMiB = rssMiB(producer.proc.pid!, 'VmRSS');
+    const cpu0 = await cpuOf();
     const t0 = performance.now();
     const res = await fetch(`${url}/v1/batches`, {
       method: 'POST',
@@ -164,31 +230,44 @@ async function runFleet(inputUri: string, lines: number, tmp: string): Promise<R
     });
     if (!res.ok) throw new Error(`POST /v1/batches: ${res.status} ${await res.text()}`);
     const { id } = (await res.json()) as { id: string };
-    let batch: { status: string; request_counts: { total: number; completed: number; failed: number } };
+    const phases: Record<string, number> = {};
+    let batch: BatchView;
+    let at = t0;
+    let status = 'validating';
     for (;;) {
-      await new Promise((r) => setTimeout(r, 200));
-      batch = (await (await fetch(`${url}/v1/batches/${id}`)).json()) as typeof batch;
+      await new Promise((r) => setTimeout(r, 50));
+      batch = (await (await fetch(`${url}/v1/batches/${id}`)).json()) as BatchView;
+      const now = performance.now();
+      phases[status] = (phases[status] ?? 0) + (now - at) / 1000;
+      at = now;
+      status = batch.status;
       if (['completed', 'failed', 'expired', 'cancelled'].includes(batch.status)) break;
-      if (performance.now() - t0 > RUN_MAX_MS)
-        throw new Error(`batch ${id} still ${batch.status} after ${RUN_MAX_MS} ms`);
+      if (now - t0 > RUN_MAX_MS) throw new Error(`batch ${id} still ${batch.status} after ${RUN_MAX_MS} ms`);
     }
     const seconds = (performance.now() - t0) / 1000;
+    const cpu1 = await cpuOf();
     clearInterval(sampler);
     const info = await admin.info('memory');
-    const result: RunResult = {
-      lines,
+    return {
       seconds,
       linesPerSecond: lines / seconds,
-      producerMiB: peakRssMiB(producer.proc.pid!),
-      schedulerMiB: peakRssMiB(scheduler.proc.pid!),
-      workerMiB: workers.map((w) => peakRssMiB(w.proc.pid!)),
+      phases,
+      producerMiB: rssMiB(producer.proc.pid!),
+      producerIdleMiB,
+      schedulerMiB: rssMiB(scheduler.proc.pid!),
+      workerMiB: workers.map((w) => rssMiB(w.proc.pid!)),
       redisPeakMiB: Number(/used_memory_peak:(\d+)/.exec(info)?.[1] ?? 0) / 2 ** 20,
       redisPeakSampledMiB: redisPeak / 2 ** 20,
+      cpu: {
+        producer: cpu1.producer - cpu0.producer,
+        scheduler: cpu1.scheduler - cpu0.scheduler,
+        workers: cpu1.workers.map((c, i) => c - cpu0.workers[i]!),
+        redis: cpu1.redis - cpu0.redis,
+      },
       completed: batch.request_counts.completed,
       failed: batch.request_counts.failed,
       status: batch.status,
     };
-    return result;
   } finally {
     await Promise.all(children.map((c) => c.stop(5000)));
     admin.disconnect();
@@ -198,68 +277,152 @@ async function runFleet(inputUri: string, lines: number, tmp: string): Promise<R
 }
 
 const fmt = (n: number, d = 0) => n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d });
+const pct = (x: number) => `${fmt(x * 100, 1)} %`;
+
+interface Rep {
+  size: number;
+  ceiling: number;
+  /** The ceiling's lines per CPU-second of the bench process. */
+  ceilingPerCpuS: number;
+  run: RunResult;
+  perCore: number;
+}
 
 async function main(): Promise<void> {
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'interfleet-bench-batch-'));
+  const configFile = path.join(tmp, 'interfleet.yaml');
+  writeFileSync(configFile, benchConfigYaml());
+  const config = parseConfig({}, readFileSync(configFile, 'utf8'));
+  const pool = config.pools[0]!;
+  const model = `${os.cpus()[0]?.model ?? '?'}`.trim();
+  console.log(`bench:batch — ${CORES} cores (${model}), node ${process.version}, ${new Date().toISOString()}`);
+  console.log(
+    PIN
+      ? `cores: worker i on core i+1 (${WORKERS} worker(s), one core each); Redis, producer, scheduler and this process share core 0; the ceiling runs on core 1`
+      : `cores: NOT pinned — ${WORKERS} worker(s), producer, scheduler, Redis and this process share ${CORES} cores`,
+  );
+  console.log(
+    `config: batch.chunkLines ${config.batch.chunkLines}, batch.admitEveryMs ${config.batch.admitEveryMs}, ` +
+      `batch.windowPerPool ${config.batch.windowPerPool} (until the balance pass sets 2 × budget), ` +
+      `bulk concurrency ${pool.lanes.bulk.concurrency}/worker, micro-batch ${pool.lanes.bulk.batchSize}; sizes ${SIZES.join(', ')}, ${REPS} rep(s) each`,
+  );
+  const reps: Rep[] = [];
+  let ceiling: Awaited<ReturnType<typeof createCeiling>> | undefined;
   try {
-    console.log(
-      `bench:batch — ${os.cpus().length} cores, ${WORKERS} workers, chunks of ${CHUNK_LINES} lines, node ${process.version}`,
-    );
-    const rows: string[][] = [];
-    let ceilingMedian = 0;
     for (const size of SIZES) {
       const file = path.join(tmp, `input-${size}.jsonl`);
       await writeInput(file, size);
-      if (ceilingMedian === 0) {
-        const runs: number[] = [];
-        for (let i = 0; i < CEILING_REPS; i++) runs.push((await ceilingLinesPerSecond({ file })).linesPerSecond);
-        ceilingMedian = median(runs);
-        console.log(
-          `ceiling (in-process loop, 1 core, ${fmt(size)} lines): ${runs.map((r) => fmt(r)).join(', ')} lines/s → median ${fmt(ceilingMedian)}`,
-        );
+      if (ceiling === undefined) {
+        pin(process.pid, workerCore(0));
+        ceiling = await createCeiling({ warmUpFile: file, pool, batchSize: pool.lanes.bulk.batchSize });
+        pin(process.pid, SHARED_CORE);
       }
       for (let rep = 0; rep < REPS; rep++) {
-        const r = await runFleet(pathToFileURL(file).href, size, tmp);
-        const perCore = r.linesPerSecond / WORKERS / ceilingMedian;
-        rows.push([
-          fmt(size),
-          r.status,
-          fmt(r.completed),
-          fmt(r.failed),
-          fmt(r.seconds, 1),
-          fmt(r.linesPerSecond),
-          fmt(perCore * 100, 1) + ' %',
-          fmt(r.producerMiB, 1),
-          fmt(r.schedulerMiB, 1),
-          r.workerMiB.map((m) => fmt(m, 1)).join(' / '),
-          `${fmt(r.redisPeakSampledMiB, 2)} (${fmt(r.redisPeakMiB, 2)})`,
-        ]);
-        console.log(`  ${fmt(size)} lines: ${r.status} in ${fmt(r.seconds, 1)} s`);
+        pin(process.pid, workerCore(0));
+        const cr = await ceiling.measure(file);
+        const c = cr.linesPerSecond;
+        pin(process.pid, SHARED_CORE);
+        const run = await runFleet(pathToFileURL(file).href, size, tmp, configFile);
+        const perCore = run.linesPerSecond / WORKERS / c;
+        reps.push({ size, ceiling: c, ceilingPerCpuS: size / cr.cpuSeconds, run, perCore });
+        const ph = Object.entries(run.phases)
+          .map(([s, t]) => `${s} ${fmt(t, 2)} s`)
+          .join(', ');
+        console.log(
+          `  ${fmt(size)} lines rep ${rep + 1}: ceiling ${fmt(c)} lines/s (warm); fleet ${run.status} in ${fmt(run.seconds, 2)} s = ${fmt(run.linesPerSecond)} lines/s → ${pct(perCore)} per worker core [${ph}]`,
+        );
       }
     }
-    console.log('');
-    console.log(
-      table(
-        [
-          'lines',
-          'status',
-          'completed',
-          'failed',
-          'seconds',
-          'lines/s',
-          'of ceiling per worker',
-          'producer peak RSS MiB',
-          'scheduler MiB',
-          'worker MiB',
-          'Redis used_memory peak MiB (server peak)',
-        ],
-        rows,
-      ),
-    );
-    console.log(`\nceiling: ${fmt(ceilingMedian)} lines/s on one core (median of ${CEILING_REPS})`);
   } finally {
+    await ceiling?.close();
     rmSync(tmp, { recursive: true, force: true });
   }
+
+  console.log('\n== each run ==');
+  console.log(
+    table(
+      [
+        'lines',
+        'status',
+        'done/failed',
+        'seconds',
+        'planning s',
+        'fleet lines/s',
+        'in_progress lines/s',
+        'ceiling lines/s',
+        'per worker core',
+        'worker busy',
+        'producer MiB (idle)',
+        'scheduler MiB',
+        'worker MiB',
+        'Redis peak MiB (server)',
+        'CPU s prod/sched/redis',
+      ],
+      reps.map(({ size, ceiling: c, run: r, perCore }) => [
+        fmt(size),
+        r.status,
+        `${fmt(r.completed)}/${fmt(r.failed)}`,
+        fmt(r.seconds, 2),
+        fmt(r.phases.validating ?? 0, 2),
+        fmt(r.linesPerSecond),
+        fmt(size / (r.phases.in_progress ?? Number.NaN)),
+        fmt(c),
+        pct(perCore),
+        r.cpu.workers.map((w) => pct(w / r.seconds)).join(' / '),
+        `${fmt(r.producerMiB, 1)} (${fmt(r.producerIdleMiB, 1)})`,
+        fmt(r.schedulerMiB, 1),
+        r.workerMiB.map((m) => fmt(m, 1)).join(' / '),
+        `${fmt(r.redisPeakSampledMiB, 2)} (${fmt(r.redisPeakMiB, 2)})`,
+        `${fmt(r.cpu.producer, 2)}/${fmt(r.cpu.scheduler, 2)}/${fmt(r.cpu.redis, 2)}`,
+      ]),
+    ),
+  );
+
+  console.log(`\n== medians per size (${WORKERS} worker(s), ${PIN ? 'one pinned core each' : 'unpinned'}) ==`);
+  const rows = SIZES.map((size) => {
+    const rs = reps.filter((r) => r.size === size);
+    const m = (f: (r: Rep) => number) => median(rs.map(f));
+    const workerCpu = (r: Rep) => r.run.cpu.workers.reduce((a, b) => a + b, 0);
+    const workerLinesPerCpuS = m((r) => r.size / workerCpu(r));
+    return [
+      fmt(size),
+      String(rs.length),
+      fmt(m((r) => r.run.linesPerSecond)),
+      fmt(m((r) => r.ceiling)),
+      pct(m((r) => r.perCore)),
+      fmt(workerLinesPerCpuS),
+      fmt(m((r) => r.ceilingPerCpuS)),
+      pct(m((r) => r.size / workerCpu(r) / r.ceilingPerCpuS)),
+      pct(m((r) => r.run.cpu.workers.reduce((a, b) => a + b, 0) / r.run.seconds / WORKERS)),
+      fmt(Math.max(...rs.map((r) => r.run.producerMiB)), 1),
+      fmt(Math.max(...rs.map((r) => r.run.schedulerMiB)), 1),
+      fmt(Math.max(...rs.flatMap((r) => r.run.workerMiB)), 1),
+      fmt(Math.max(...rs.map((r) => Math.max(r.run.redisPeakMiB, r.run.redisPeakSampledMiB))), 2),
+    ];
+  });
+  console.log(
+    table(
+      [
+        'lines',
+        'reps',
+        'fleet lines/s',
+        'ceiling lines/s (warm, 1 core)',
+        'fleet / workers / ceiling',
+        'worker lines/CPU-s',
+        'ceiling lines/CPU-s',
+        'CPU efficiency',
+        'worker busy',
+        'max producer MiB',
+        'max scheduler MiB',
+        'max worker MiB',
+        'max Redis MiB',
+      ],
+      rows,
+    ),
+  );
+  console.log(
+    '\nMiB = 2^20 bytes (200 MB = 190.7 MiB; 50 MB = 47.7 MiB). Targets: per worker core ≥ 80 % of the ceiling; producer peak RSS < 200 MB; Redis peak used_memory < 50 MB',
+  );
 }
 
 await main();
