@@ -69,8 +69,9 @@ export async function* splitLines(
   source: AsyncIterable<Buffer | string>,
   firstLine = 1,
   maxLineBytes = DEFAULT_MAX_LINE_BYTES,
+  startOffset = 0,
 ): AsyncGenerator<ChunkLine> {
-  for await (const lines of splitLineArrays(source, firstLine, maxLineBytes)) yield* lines;
+  for await (const lines of splitLineArrays(source, firstLine, maxLineBytes, startOffset)) yield* lines;
 }
 
 /** The lines of one chunk, one array per stream piece, read with one ranged read (never the whole object). */

@@ -109,7 +109,7 @@ describe('splitLines (planner)', () => {
     const input = Buffer.from('a\r\n\n \t\r\nb\rc\n😀\r\n\r\nlast\r');
     const mine = (await collect([input])).map((l) => ({ line: l.line, text: l.kind === 'line' ? l.text : null }));
     const theirs: { line: number; text: string | null }[] = [];
-    for await (const l of workerSplitLines(pieces([input]))) theirs.push(l);
+    for await (const { line, text } of workerSplitLines(pieces([input]))) theirs.push({ line, text });
     expect(mine).toEqual(theirs);
   });
 

@@ -41,10 +41,11 @@ async function readRange(s: Storage, c: Chunk): Promise<Buffer> {
 }
 
 /** The non-blank lines of a whole object, numbered, as the worker sees them. */
-async function objectLines(u: string, firstLine = 1, bytes?: Buffer) {
+/** The worker's lines of an object, or of the range of it that starts at byte `start` (`bytes`). */
+async function objectLines(u: string, firstLine = 1, bytes?: Buffer, start = 0) {
   const data = bytes ?? (await readFile(new URL(u)));
-  const out: { line: number; text: string | null }[] = [];
-  for await (const l of workerSplitLines(Readable.from([data]), firstLine)) out.push(l);
+  const out: { line: number; text: string | null; next: number }[] = [];
+  for await (const l of workerSplitLines(Readable.from([data]), firstLine, undefined, start)) out.push(l);
   return out;
 }
 
@@ -66,7 +67,7 @@ async function checkTiling(chunks: Chunk[], objects: string[], chunkLines: numbe
     // Each range holds exactly its lines, numbered from firstLine; together they are every line once.
     const seen: { line: number; text: string | null }[] = [];
     for (const c of mine) {
-      const lines = await objectLines(object, c.firstLine, await readRange(storage, c));
+      const lines = await objectLines(object, c.firstLine, await readRange(storage, c), c.start);
       expect(lines.length).toBe(c.lines);
       expect(c.lines).toBeGreaterThan(0);
       expect(c.lines).toBeLessThanOrEqual(chunkLines);
