@@ -15,8 +15,9 @@ export {
 } from './config.ts';
 export { isStorageError, StorageError, storageErrorCodes, type StorageErrorCode } from './errors.ts';
 export { createFileStorage } from './file-storage.ts';
-export { createGcsStorage, gcsComposeLimit, type GcsStorageDeps } from './gcs-storage.ts';
-export { createOciStorage, type OciStorageDeps } from './oci-storage.ts';
+// The cloud adapters themselves are imported by the registry on first use (see registry.ts).
+export type { GcsStorageDeps } from './gcs-storage.ts';
+export type { OciStorageDeps } from './oci-storage.ts';
 export { createStorage, type StorageDeps, type StorageRegistry } from './registry.ts';
 export {
   listAll,

@@ -1,14 +1,16 @@
 /**
  * The one storage registry: a switch on the URI's scheme, adapters built on
- * first use (a file://-only fleet never loads cloud credentials). The
+ * first use (a file://-only fleet never loads cloud credentials), and the
+ * cloud SDKs imported then too: @google-cloud/storage and the OCI packages
+ * cost a process ~20 MiB it need not carry when it never meets their scheme. The
  * returned object is itself a Storage that routes each call, so callers
  * hold one value for every scheme.
  */
 import { storageConfigSchema, type StorageConfig } from './config.ts';
 import { StorageError } from './errors.ts';
 import { createFileStorage } from './file-storage.ts';
-import { createGcsStorage, type GcsStorageDeps } from './gcs-storage.ts';
-import { createOciStorage, type OciStorageDeps } from './oci-storage.ts';
+import type { GcsStorageDeps } from './gcs-storage.ts';
+import type { OciStorageDeps } from './oci-storage.ts';
 import type { Storage } from './storage.ts';
 import { parseStorageUri, type StorageScheme } from './uri.ts';
 
@@ -18,24 +20,24 @@ export interface StorageDeps {
 }
 
 export interface StorageRegistry extends Storage {
-  /** The adapter serving `uri`'s scheme; throws StorageError('invalid_uri'). */
-  storageFor(uri: string): Storage;
+  /** The adapter serving `uri`'s scheme; rejects with StorageError('invalid_uri'). */
+  storageFor(uri: string): Promise<Storage>;
 }
 
 export function createStorage(
   config: StorageConfig = storageConfigSchema.parse({}),
   deps: StorageDeps = {},
 ): StorageRegistry {
-  const adapters = new Map<StorageScheme, Storage>();
+  const adapters = new Map<StorageScheme, Promise<Storage>>();
 
-  function build(scheme: StorageScheme): Storage {
+  async function build(scheme: StorageScheme): Promise<Storage> {
     switch (scheme) {
       case 'file':
         return createFileStorage(config.file);
       case 'gs':
-        return createGcsStorage(config.gcs, deps.gcs);
+        return (await import('./gcs-storage.ts')).createGcsStorage(config.gcs, deps.gcs);
       case 'oci':
-        return createOciStorage(config.oci, deps.oci);
+        return (await import('./oci-storage.ts')).createOciStorage(config.oci, deps.oci);
       default: {
         const unknown: never = scheme;
         throw new Error(`unknown storage scheme: ${String(unknown)}`);
@@ -43,20 +45,25 @@ export function createStorage(
     }
   }
 
-  function storageFor(uri: string): Storage {
+  async function storageFor(uri: string): Promise<Storage> {
     const { scheme } = parseStorageUri(uri);
     let adapter = adapters.get(scheme);
-    if (!adapter) adapters.set(scheme, (adapter = build(scheme)));
+    if (!adapter) {
+      adapter = build(scheme);
+      adapters.set(scheme, adapter);
+      // A failed build (a bad credential file) is tried again by the next call, not cached.
+      adapter.catch(() => adapters.delete(scheme));
+    }
     return adapter;
   }
 
   return {
     storageFor,
-    stat: async (uri, opts) => storageFor(uri).stat(uri, opts),
-    read: async (uri, opts) => storageFor(uri).read(uri, opts),
-    writeIfAbsent: async (uri, body, opts) => storageFor(uri).writeIfAbsent(uri, body, opts),
-    list: async (prefixUri, opts) => storageFor(prefixUri).list(prefixUri, opts),
-    delete: async (uri, opts) => storageFor(uri).delete(uri, opts),
+    stat: async (uri, opts) => (await storageFor(uri)).stat(uri, opts),
+    read: async (uri, opts) => (await storageFor(uri)).read(uri, opts),
+    writeIfAbsent: async (uri, body, opts) => (await storageFor(uri)).writeIfAbsent(uri, body, opts),
+    list: async (prefixUri, opts) => (await storageFor(prefixUri)).list(prefixUri, opts),
+    delete: async (uri, opts) => (await storageFor(uri)).delete(uri, opts),
     async concat(targetUri, sourceUris, opts) {
       const { scheme } = parseStorageUri(targetUri);
       const other = sourceUris.find((uri) => parseStorageUri(uri).scheme !== scheme);
@@ -65,7 +72,7 @@ export function createStorage(
           uri: other,
         });
       }
-      return storageFor(targetUri).concat(targetUri, sourceUris, opts);
+      return (await storageFor(targetUri)).concat(targetUri, sourceUris, opts);
     },
   };
 }

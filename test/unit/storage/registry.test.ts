@@ -9,10 +9,10 @@ import { abortable, codeForHttpStatus, StorageError } from '../../../common/stor
 describe('createStorage', () => {
   it('routes by scheme, building each adapter once', async () => {
     const storage = createStorage();
-    expect(storage.storageFor('file:///a')).toBe(storage.storageFor('file:///b'));
-    expect(storage.storageFor('gs://bucket/a')).toBe(storage.storageFor('gs://other/b'));
-    expect(storage.storageFor('oci://b@ns/a')).not.toBe(storage.storageFor('gs://bucket/a'));
-    expect(() => storage.storageFor('s3://b/k')).toThrow(StorageError);
+    expect(await storage.storageFor('file:///a')).toBe(await storage.storageFor('file:///b'));
+    expect(await storage.storageFor('gs://bucket/a')).toBe(await storage.storageFor('gs://other/b'));
+    expect(await storage.storageFor('oci://b@ns/a')).not.toBe(await storage.storageFor('gs://bucket/a'));
+    await expect(storage.storageFor('s3://b/k')).rejects.toThrow(StorageError);
     const dir = await mkdtemp(join(tmpdir(), 'interfleet-registry-'));
     try {
       const uri = pathToFileURL(join(dir, 'x.txt')).href;
