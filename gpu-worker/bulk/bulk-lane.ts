@@ -314,6 +314,10 @@ export function startBulkLane(deps: BulkLaneDeps): Lane {
     // A dead worker's chunk goes back to the queue once its lock lapses and a stalled check runs.
     lockDuration: settings.lockDurationMs,
     stalledInterval: settings.stalledIntervalMs,
+    // An idle lane blocks this long (s) before fetching again. The scheduler's budget (BullMQ global
+    // concurrency) gives no wake-up when it rises, so this bounds how late a raised budget is used
+    // (BullMQ's default, 5 s, is several balance passes).
+    drainDelay: 1,
     // Results stay a while for Bull Board; the batch state is the record that counts.
     removeOnComplete: { count: 10_000, age: 24 * 3600 },
     removeOnFail: { count: 10_000, age: 7 * 24 * 3600 },
