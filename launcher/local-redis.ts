@@ -67,6 +67,22 @@ export async function ensureRedis(url: string): Promise<LocalRedis> {
       ].join('\n'),
     );
   }
+  return startPrivateRedis();
+}
+
+/** A running private redis-server: its URL, its process id, and how to stop it (and remove its dir). */
+export interface PrivateRedis {
+  url: string;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a private `redis-server` (temporary dir, free loopback port, nothing
+ * persisted) and waits until it answers. The launcher uses it when no Redis
+ * answers; benchmarks use it for a Redis whose memory is theirs alone.
+ */
+export async function startPrivateRedis(): Promise<PrivateRedis> {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'interfleet-redis-'));
   const child: ChildProcess = spawn(
@@ -87,9 +103,9 @@ export async function ensureRedis(url: string): Promise<LocalRedis> {
     ],
     { stdio: 'ignore' },
   );
-  const privateUrl = `redis://127.0.0.1:${port}`;
+  const url = `redis://127.0.0.1:${port}`;
   const stop = async (): Promise<void> => {
-    if (child.exitCode === null) {
+    if (child.exitCode === null && child.signalCode === null) {
       const exited = new Promise((r) => child.once('exit', r));
       child.kill('SIGTERM');
       await exited;
@@ -97,7 +113,7 @@ export async function ensureRedis(url: string): Promise<LocalRedis> {
     rmSync(dir, { recursive: true, force: true });
   };
   for (let i = 0; i < 50; i++) {
-    if (await pingRedis(privateUrl, 200)) return { url: privateUrl, stop };
+    if (await pingRedis(url, 200)) return { url, pid: child.pid!, stop };
     await new Promise((r) => setTimeout(r, 100));
   }
   await stop();

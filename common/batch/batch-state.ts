@@ -200,6 +200,15 @@ redis.call('HINCRBY', KEYS[1], 'admitted', n)
 return 1
 `;
 
+/**
+ * The opening of every chunk script: return -1 when the batch is gone or final (from
+ * terminalStatuses), so a late or duplicate run never moves a delivered batch's counters.
+ */
+const REFUSE_FINAL = `
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or ${terminalStatuses.map((t) => `status == '${t}'`).join(' or ')} then return -1 end
+`;
+
 /*
  * KEYS[1] state, KEYS[2] settled bits, KEYS[3] done bits, KEYS[4] chunk errors.
  * ARGV[1] chunk index, ARGV[2] outcome (done|skipped|failed), ARGV[3] completed, ARGV[4] failed, ARGV[5] reason.
@@ -207,11 +216,7 @@ return 1
  * final (a late duplicate run must not move a delivered batch's counters).
  */
 const SETTLE = `
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status or status == 'completed' or status == 'failed' or status == 'expired' or status == 'cancelled' then
-  return -1
-end
-if redis.call('SETBIT', KEYS[2], ARGV[1], 1) == 1 then return 0 end
+${REFUSE_FINAL}if redis.call('SETBIT', KEYS[2], ARGV[1], 1) == 1 then return 0 end
 redis.call('HINCRBY', KEYS[1], 'settled', 1)
 if ARGV[2] == 'done' then
   redis.call('SETBIT', KEYS[3], ARGV[1], 1)
@@ -233,11 +238,7 @@ return 1
  * -2 chunk already settled, -3 conflict (the recorded progress ends elsewhere).
  */
 const RECORD_SEGMENT = `
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status or status == 'completed' or status == 'failed' or status == 'expired' or status == 'cancelled' then
-  return -1
-end
-if redis.call('GETBIT', KEYS[2], ARGV[1]) == 1 then return -2 end
+${REFUSE_FINAL}if redis.call('GETBIT', KEYS[2], ARGV[1]) == 1 then return -2 end
 local rec = redis.call('HGET', KEYS[3], ARGV[1])
 local at = tonumber(ARGV[2])
 if rec then
@@ -265,11 +266,7 @@ return 1
  * planned start when there are none). Returns 1, 0 already settled, -1 gone or final, -3 conflict.
  */
 const SETTLE_LAST_PART = `
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status or status == 'completed' or status == 'failed' or status == 'expired' or status == 'cancelled' then
-  return -1
-end
-if redis.call('GETBIT', KEYS[2], ARGV[1]) == 1 then return 0 end
+${REFUSE_FINAL}if redis.call('GETBIT', KEYS[2], ARGV[1]) == 1 then return 0 end
 local rec = redis.call('HGET', KEYS[4], ARGV[1])
 local at = tonumber(ARGV[2])
 if rec then

@@ -39,14 +39,14 @@
  * Sizes: BENCH_SIZES (default 100000,1000000) lines; BENCH_REPS (1) runs per
  * size.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Redis } from 'ioredis';
+import { startPrivateRedis } from '../../launcher/local-redis.ts';
 import { stringify as toYaml } from 'yaml';
 import { parseConfig } from '../../common/config.ts';
 import { createCeiling } from './batch-ceiling.ts';
@@ -114,39 +114,6 @@ async function writeInput(file: string, lines: number): Promise<void> {
   await once(out, 'finish');
 }
 
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const port = (srv.address() as { port: number }).port;
-  srv.close();
-  return port;
-}
-
-async function startRedis(dir: string): Promise<{ url: string; proc: ChildProcess }> {
-  const port = await freePort();
-  const proc = spawn('redis-server', ['--port', String(port), '--save', '', '--appendonly', 'no', '--dir', dir], {
-    stdio: 'ignore',
-  });
-  pin(proc.pid!, SHARED_CORE);
-  const url = `redis://127.0.0.1:${port}`;
-  for (let i = 0; ; i++) {
-    // One connection attempt per try, no reconnects: a refused connect while the server starts is expected.
-    const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-    probe.on('error', () => undefined);
-    try {
-      await probe.connect();
-      await probe.ping();
-      return { url, proc };
-    } catch (err) {
-      if (i >= 100) throw err;
-      await new Promise((r) => setTimeout(r, 50));
-    } finally {
-      probe.disconnect();
-    }
-  }
-}
-
 /** Peak (VmHWM) or current (VmRSS) resident set of a live process, in MiB. */
 function rssMiB(pid: number, field: 'VmHWM' | 'VmRSS' = 'VmHWM'): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -175,8 +142,9 @@ interface RunResult {
 
 type BatchView = { status: string; request_counts: { total: number; completed: number; failed: number } };
 
-async function runFleet(inputUri: string, lines: number, tmp: string, configFile: string): Promise<RunResult> {
-  const redis = await startRedis(tmp);
+async function runFleet(inputUri: string, lines: number, configFile: string): Promise<RunResult> {
+  const redis = await startPrivateRedis();
+  pin(redis.pid, SHARED_CORE);
   const env = {
     REDIS_URL: redis.url,
     INTERFLEET_CONFIG: configFile,
@@ -271,8 +239,7 @@ async function runFleet(inputUri: string, lines: number, tmp: string, configFile
   } finally {
     await Promise.all(children.map((c) => c.stop(5000)));
     admin.disconnect();
-    redis.proc.kill('SIGTERM');
-    await once(redis.proc, 'exit');
+    await redis.stop();
   }
 }
 
@@ -322,7 +289,7 @@ async function main(): Promise<void> {
         const cr = await ceiling.measure(file);
         const c = cr.linesPerSecond;
         pin(process.pid, SHARED_CORE);
-        const run = await runFleet(pathToFileURL(file).href, size, tmp, configFile);
+        const run = await runFleet(pathToFileURL(file).href, size, configFile);
         const perCore = run.linesPerSecond / WORKERS / c;
         reps.push({ size, ceiling: c, ceilingPerCpuS: size / cr.cpuSeconds, run, perCore });
         const ph = Object.entries(run.phases)

@@ -37,7 +37,7 @@ import { fileURLToPath } from 'node:url';
 import { configSchema } from '../../common/config.ts';
 import { startFleet, scaledClocks } from './colocate-fleet.ts';
 import { startHarness, type HarnessKind } from './colocate-harness.ts';
-import { startPrivateRedis } from './colocate-redis.ts';
+import { startPrivateRedis } from '../../launcher/local-redis.ts';
 import { replay, type ReplayOutcome } from './colocate-replay.ts';
 import { shareWithin, summarizeTtft, verdict, type Point } from './colocate-report.ts';
 import { tokensInWindow } from './colocate-bulk-meter.ts';
@@ -121,7 +121,7 @@ async function runOne(
 ): Promise<RunResult> {
   const withRt = name !== 'bulk-alone';
   const withBulk = name !== 'rt-alone';
-  const redis = await startPrivateRedis(tmp);
+  const redis = await startPrivateRedis();
   let setup: RunningSetup | undefined;
   try {
     setup =
