@@ -258,7 +258,10 @@ export const configSchema = z.object({
         .int()
         .min(1024)
         .default(4 * 1024 * 1024),
-      /** Chunk jobs of one pool that may sit in Redis (waiting or running) at once. */
+      /**
+       * A pool's admission window (chunk jobs waiting or running) until the balance pass knows its
+       * bulk budget; from then on the window is 2 × the budget (scheduler/batch-decisions.ts).
+       */
       windowPerPool: z.number().int().min(1).max(100_000).default(16),
       /** How often the scheduler admits chunks, expires batches and starts finalisation. */
       admitEveryMs: z.number().int().min(10).default(500),

@@ -66,7 +66,7 @@ export class BudgetLoop {
     return out;
   }
 
-  /** Each pool's current budget (pools whose budget is "every slot" or unknown are absent). */
+  /** Each pool's current budget (its slots when uncapped); pools with no bulk slot counted yet are absent. */
   budgets(): ReadonlyMap<string, number> {
     return new Map([...this.states].map(([pool, s]) => [pool, s.budget]));
   }

@@ -125,7 +125,7 @@ export function decideBudget(
   const slots = Math.max(0, signals.bulkSlots);
   const samples = totalCount(signals.firstToken);
   const q = samples >= policy.minSamples ? quantileMs(signals.firstToken, policy.quantile) : undefined;
-  // A new leader starts from "everything": with real-time load it comes down within a pass or two.
+  // A new leader starts from "everything"; with real-time load it halves from there, once per hold.
   const previous = Math.min(state?.budget ?? slots, slots);
   const lastDecreaseAt = state?.lastDecreaseAt ?? Number.NEGATIVE_INFINITY;
   const observed = {
