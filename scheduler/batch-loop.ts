@@ -13,10 +13,9 @@
  * pass throws StaleLeaderError so the scheduler stands down.
  */
 import { Queue, type JobsOptions } from 'bullmq';
-import { BatchStore, batchFiles, type BatchState } from '../common/batch/batch-state.ts';
+import { BatchStore, batchFiles, chunkJobFor, type BatchState } from '../common/batch/batch-state.ts';
 import { finalizeJob, planJob } from '../common/batch/control-jobs.ts';
 import { readPlanEntries, type PlanEntry } from '../common/batch/plan-file.ts';
-import { chunkJobSchema, partUris } from '../common/contracts/batch.ts';
 import type { Logger } from '../common/logger.ts';
 import type { RedisClient } from '../common/redis.ts';
 import type { Storage } from '../common/storage/index.ts';
@@ -241,8 +240,7 @@ export class BatchLoop {
     log: Logger,
   ): Promise<void> {
     const { spec } = batch;
-    const files = batchFiles(spec.outputPrefix);
-    const planUri = batch.plan?.planUri ?? files.plan;
+    const planUri = batch.plan?.planUri ?? batchFiles(spec.outputPrefix).plan;
     let entries: PlanEntry[];
     try {
       entries = await this.readEntries(planUri, d.cursor, batch.counters.plan_byte, d.count);
@@ -259,13 +257,7 @@ export class BatchLoop {
     }
     const jobs = entries.map(({ chunk }) => ({
       name: 'chunk',
-      data: chunkJobSchema.parse({
-        batchId: spec.id,
-        endpoint: spec.endpoint,
-        model: spec.model,
-        chunk,
-        ...partUris(files.parts, chunk.index),
-      }),
+      data: chunkJobFor(spec, chunk),
       opts: { ...chunkJobOpts, jobId: chunkJobId(spec.id, chunk.index) },
     }));
     await this.bulkQueue(d.pool).addBulk(jobs);

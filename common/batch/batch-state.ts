@@ -23,7 +23,15 @@ import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import type { RedisClient } from '../redis.ts';
 import { batchIndexKeys, batchKeys } from '../topology.ts';
-import { batchEndpoints, chunkSegmentSchema, type ChunkSegment } from '../contracts/batch.ts';
+import {
+  batchEndpoints,
+  chunkJobSchema,
+  chunkSegmentSchema,
+  partUris,
+  type Chunk,
+  type ChunkJob,
+  type ChunkSegment,
+} from '../contracts/batch.ts';
 
 export const batchStatuses = [
   'validating',
@@ -164,6 +172,20 @@ export function batchFiles(outputPrefix: string) {
     /** Chunk parts (partUris in contracts/batch.ts). */
     parts: `${outputPrefix}parts/`,
   };
+}
+
+/** The `bulk.<pool>` job of one planned chunk of a batch (validated): what admission adds. */
+export function chunkJobFor(
+  spec: Pick<BatchSpec, 'id' | 'endpoint' | 'model' | 'outputPrefix'>,
+  chunk: Chunk,
+): ChunkJob {
+  return chunkJobSchema.parse({
+    batchId: spec.id,
+    endpoint: spec.endpoint,
+    model: spec.model,
+    chunk,
+    ...partUris(batchFiles(spec.outputPrefix).parts, chunk.index),
+  });
 }
 
 /*

@@ -10,7 +10,8 @@ import { pathToFileURL } from 'node:url';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { expect } from 'vitest';
-import { BatchStore, batchFiles, newBatchId, type BatchSpec } from '../../common/batch/batch-state.ts';
+import { BatchStore, batchFiles } from '../../common/batch/batch-state.ts';
+import { batchSpec } from './batch-spec.ts';
 import { readPlanEntries, type PlanEntry } from '../../common/batch/plan-file.ts';
 import type { Config } from '../../common/config.ts';
 import { silentLogger } from '../../common/logger.ts';
@@ -19,6 +20,8 @@ import { batchControlQueue, queueName } from '../../common/topology.ts';
 import { planToStorage } from '../../producer/batch/plan-to-storage.ts';
 import { startScheduler, type RunningScheduler } from '../../scheduler/scheduler.ts';
 import { deleteKeys, testConfig } from './fleet.ts';
+
+export { batchSpec };
 
 const storage = createFileStorage();
 
@@ -56,25 +59,6 @@ export async function tickedScheduler(redis: Redis, yaml: string): Promise<Sched
       await control.close();
       await deleteKeys(redis, prefix);
     },
-  };
-}
-
-/** A batch spec on pool `p` created at `createdAt` (defaults for everything else). */
-export function batchSpec(createdAt: number, overrides: Partial<BatchSpec> = {}): BatchSpec {
-  return {
-    id: newBatchId(createdAt),
-    endpoint: '/v1/infer',
-    model: 'p',
-    input: 'file:///in/x.jsonl',
-    outputPrefix: 'file:///out/',
-    completionWindow: '24h',
-    createdAt,
-    expiresAt: createdAt + 86_400_000,
-    metadata: null,
-    priority: 0,
-    tenant: 't',
-    source: 'api',
-    ...overrides,
   };
 }
 

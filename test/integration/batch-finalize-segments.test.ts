@@ -5,15 +5,16 @@
  * becomes remainder lines; parts nobody recorded (a superseded run's) are
  * never merged. Every request lands exactly once, and the counts are exact.
  */
+import { batchSpec } from '../helpers/batch-spec.ts';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BatchStore, batchFiles, newBatchId, type BatchSpec } from '../../common/batch/batch-state.ts';
+import { BatchStore, batchFiles, type BatchSpec, chunkJobFor } from '../../common/batch/batch-state.ts';
 import { readPlan } from '../../common/batch/plan-file.ts';
-import { chunkJobSchema, partUris, type Chunk, type ChunkJob } from '../../common/contracts/batch.ts';
+import { partUris, type Chunk, type ChunkJob } from '../../common/contracts/batch.ts';
 import { silentLogger } from '../../common/logger.ts';
 import { createFileStorage } from '../../common/storage/index.ts';
 import { createEchoBackend } from '../../gpu-worker/backends/echo.ts';
@@ -66,20 +67,12 @@ async function plannedBatch(name: string): Promise<Fixture> {
   const inputPath = join(dir, `${name}.jsonl`);
   await writeFile(inputPath, `${inputLines().join('\n')}\n`);
   const created = now();
-  const spec: BatchSpec = {
-    id: newBatchId(created),
-    endpoint: '/v1/infer',
+  const spec = batchSpec(created, {
     model: 'default',
     input: pathToFileURL(inputPath).href,
     outputPrefix: `${pathToFileURL(join(dir, name)).href}/`,
-    completionWindow: '24h',
-    createdAt: created,
-    expiresAt: created + 86_400_000,
-    metadata: null,
-    priority: 0,
     tenant: 'default',
-    source: 'api',
-  };
+  });
   await store.create(spec);
   const planned = await runPlanJob(
     spec.id,
@@ -95,13 +88,7 @@ async function plannedBatch(name: string): Promise<Fixture> {
 }
 
 function jobOf(f: Fixture, index: number): ChunkJob {
-  return chunkJobSchema.parse({
-    batchId: f.spec.id,
-    endpoint: f.spec.endpoint,
-    model: f.spec.model,
-    chunk: f.chunks[index],
-    ...partUris(f.files.parts, index),
-  });
+  return chunkJobFor(f.spec, f.chunks[index]!);
 }
 
 /** What a bulk lane does for a run that yields after `after` finished lines: the segment, recorded. */

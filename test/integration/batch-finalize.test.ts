@@ -4,15 +4,16 @@
  * an exact manifest, the batch ended and closed, and re-runs after a crash
  * that change nothing.
  */
+import { batchSpec } from '../helpers/batch-spec.ts';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BatchStore, batchFiles, newBatchId, type BatchSpec } from '../../common/batch/batch-state.ts';
+import { BatchStore, batchFiles, type BatchSpec, chunkJobFor } from '../../common/batch/batch-state.ts';
 import { readPlan } from '../../common/batch/plan-file.ts';
-import { chunkJobSchema, partUris, type Chunk } from '../../common/contracts/batch.ts';
+import type { Chunk } from '../../common/contracts/batch.ts';
 import { silentLogger } from '../../common/logger.ts';
 import { createFileStorage, StorageError, type Storage } from '../../common/storage/index.ts';
 import { createEchoBackend } from '../../gpu-worker/backends/echo.ts';
@@ -83,20 +84,12 @@ async function plannedBatch(
     input = pathToFileURL(inputPath).href;
   }
   const created = now();
-  const spec: BatchSpec = {
-    id: newBatchId(created),
-    endpoint: '/v1/infer',
+  const spec = batchSpec(created, {
     model: 'default',
     input,
     outputPrefix: `${pathToFileURL(sub).href}/`,
-    completionWindow: '24h',
-    createdAt: created,
-    expiresAt: created + 86_400_000,
-    metadata: null,
-    priority: 0,
     tenant: 'default',
-    source: 'api',
-  };
+  });
   await store.create(spec);
   const planned = await runPlanJob(
     spec.id,
@@ -112,13 +105,7 @@ async function plannedBatch(
 
 /** What a gpu-worker does for a chunk it runs: both parts, then settle it done. */
 async function runDone(f: Fixture, index: number): Promise<void> {
-  const job = chunkJobSchema.parse({
-    batchId: f.spec.id,
-    endpoint: f.spec.endpoint,
-    model: f.spec.model,
-    chunk: f.chunks[index],
-    ...partUris(f.files.parts, index),
-  });
+  const job = chunkJobFor(f.spec, f.chunks[index]!);
   const result = await runChunk(job, { storage, backend: createEchoBackend() });
   await store.settleChunk(f.spec.id, index, { outcome: 'done', completed: result.completed, failed: result.failed });
 }

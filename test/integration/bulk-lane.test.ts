@@ -4,13 +4,14 @@
  * chunks are skipped; a missing input fails the chunk for good; a draining
  * worker hands its chunk back without spending an attempt.
  */
+import { batchSpec } from '../helpers/batch-spec.ts';
 import { readFile } from 'node:fs/promises';
 import { Queue, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BatchStore, batchFiles, newBatchId, type BatchSpec } from '../../common/batch/batch-state.ts';
+import { BatchStore, newBatchId, chunkJobFor } from '../../common/batch/batch-state.ts';
 import type { Config } from '../../common/config.ts';
-import { chunkJobSchema, partUris, segmentPartUris, type Chunk, type ChunkJob } from '../../common/contracts/batch.ts';
+import { segmentPartUris, type Chunk, type ChunkJob } from '../../common/contracts/batch.ts';
 import { silentLogger } from '../../common/logger.ts';
 import { closeRedis, createRedis } from '../../common/redis.ts';
 import { createFileStorage, StorageError } from '../../common/storage/index.ts';
@@ -74,38 +75,15 @@ async function batch(lines: string[], chunkLines: number): Promise<TestBatch> {
   const batchId = newBatchId(now);
   const input = await writeInput(dir, `${batchId}.jsonl`, lines);
   const outputPrefix = `${dir.uri(batchId)}/`;
-  const spec: BatchSpec = {
-    id: batchId,
-    endpoint: '/v1/infer',
-    model: 'p',
-    input: input.uri,
-    outputPrefix,
-    completionWindow: '24h',
-    createdAt: now,
-    expiresAt: now + 86_400_000,
-    metadata: null,
-    priority: 0,
-    tenant: 'default',
-    source: 'api',
-  };
+  const spec = batchSpec(now, { id: batchId, input: input.uri, outputPrefix, tenant: 'default' });
   await store.create(spec);
   const chunks: Chunk[] = [];
   await planBatch(storage, input.uri, { endpoint: '/v1/infer', model: 'p', chunkLines }, (c) => {
     chunks.push(c);
   });
   await store.transition(batchId, ['validating'], 'in_progress', { chunks: chunks.length, total: lines.length });
-  const jobs = chunks.map((chunk) => chunkJob(batchId, outputPrefix, chunk));
+  const jobs = chunks.map((chunk) => chunkJobFor(spec, chunk));
   return { batchId, outputPrefix, jobs };
-}
-
-function chunkJob(batchId: string, outputPrefix: string, chunk: Chunk): ChunkJob {
-  return chunkJobSchema.parse({
-    batchId,
-    endpoint: '/v1/infer',
-    model: 'p',
-    chunk,
-    ...partUris(batchFiles(outputPrefix).parts, chunk.index),
-  });
 }
 
 /** Adds a chunk job as the scheduler does: deterministic id, 5 attempts, exponential backoff. */

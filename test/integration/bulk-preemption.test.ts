@@ -6,14 +6,15 @@
  * exactly once with exact counts, through crashes at the awkward points and
  * two runs of one chunk.
  */
+import { batchSpec } from '../helpers/batch-spec.ts';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { Queue, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { BatchStore, batchFiles, newBatchId, type BatchSpec } from '../../common/batch/batch-state.ts';
+import { BatchStore, batchFiles, newBatchId, type BatchSpec, chunkJobFor } from '../../common/batch/batch-state.ts';
 import { readPlan } from '../../common/batch/plan-file.ts';
 import type { Config } from '../../common/config.ts';
-import { chunkJobSchema, partUris, segmentPartUris, type ChunkJob } from '../../common/contracts/batch.ts';
+import { chunkJobSchema, segmentPartUris, type ChunkJob } from '../../common/contracts/batch.ts';
 import { silentLogger } from '../../common/logger.ts';
 import { preemptKeys, requestPreemption } from '../../common/preemption.ts';
 import { closeRedis, createRedis, type RedisClient } from '../../common/redis.ts';
@@ -116,20 +117,7 @@ async function batch(n: number, chunkLines: number): Promise<TestBatch> {
   const ids = Array.from({ length: n }, (_, i) => `${id}-r${i}`);
   const inputUri = dir.uri(`${id}.jsonl`);
   await writeFile(new URL(inputUri), ids.map((c) => `${sentimentLine(c, `text ${c}`)}\n`).join(''));
-  const spec: BatchSpec = {
-    id,
-    endpoint: '/v1/infer',
-    model: 'p',
-    input: inputUri,
-    outputPrefix: `${dir.uri(id)}/`,
-    completionWindow: '24h',
-    createdAt: now,
-    expiresAt: now + 86_400_000,
-    metadata: null,
-    priority: 0,
-    tenant: 'default',
-    source: 'api',
-  };
+  const spec = batchSpec(now, { id, input: inputUri, outputPrefix: `${dir.uri(id)}/`, tenant: 'default' });
   await store.create(spec);
   const planned = await runPlanJob(
     id,
@@ -139,17 +127,7 @@ async function batch(n: number, chunkLines: number): Promise<TestBatch> {
   expect(planned.outcome).toBe('planned');
   const files = batchFiles(spec.outputPrefix);
   const jobs: ChunkJob[] = [];
-  for await (const chunk of readPlan(storage, files.plan)) {
-    jobs.push(
-      chunkJobSchema.parse({
-        batchId: id,
-        endpoint: '/v1/infer',
-        model: 'p',
-        chunk,
-        ...partUris(files.parts, chunk.index),
-      }),
-    );
-  }
+  for await (const chunk of readPlan(storage, files.plan)) jobs.push(chunkJobFor(spec, chunk));
   await store.setFields(id, { cursor: jobs.length, admitted: jobs.length });
   return { spec, jobs, ids };
 }
