@@ -123,6 +123,11 @@ const simSchema = z.object({
   maxNumBatchedTokens: z.number().int().min(1).max(1_048_576).default(2048),
   /** Stall-free chunked prefill (vLLM V1) rather than prefill-first steps that pause decodes (vLLM V0). */
   chunkedPrefill: z.boolean().default(true),
+  /**
+   * vLLM's --scheduling-policy: `priority` serves real-time ahead of bulk (interfleet passes each
+   * request's priority), `fcfs` (vLLM's default) serves in arrival order whatever the priority.
+   */
+  schedulingPolicy: z.enum(['priority', 'fcfs']).default('priority'),
 });
 export type SimOptions = z.infer<typeof simSchema>;
 

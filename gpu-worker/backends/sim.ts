@@ -39,6 +39,8 @@ export interface SimBackendOptions {
   maxNumBatchedTokens: number;
   /** Stall-free chunked prefill (vLLM V1, Sarathi-Serve) rather than prefill-first steps (vLLM V0). */
   chunkedPrefill: boolean;
+  /** `fcfs` ignores request priorities (vLLM's default policy); `priority` honours them. Default priority. */
+  schedulingPolicy?: 'priority' | 'fcfs';
   /** Output tokens of a chat that sets no max_tokens. */
   defaultMaxTokens: number;
   calibration?: Calibration;
@@ -98,10 +100,11 @@ function jobFor(input: TaskInput, defaultMaxTokens: number): Job {
 export function createSimBackend(opts: SimBackendOptions): ModelBackend {
   const engine = new SimEngine(opts);
 
+  const fcfs = opts.schedulingPolicy === 'fcfs';
   const toRequest = (job: Job, priority: number, onDelta?: (text: string) => void) => ({
     promptTokens: job.promptTokens,
     outputTokens: job.outputTokens,
-    priority,
+    priority: fcfs ? REALTIME_PRIORITY : priority,
     onToken: job.piece === undefined || onDelta === undefined ? undefined : (i: number) => onDelta(job.piece!(i)),
   });
 

@@ -87,6 +87,28 @@ describe('sim backend', () => {
     expect(loaded).toBeGreaterThan(5 * alone);
   });
 
+  it.each([
+    ['priority', 'ahead of'],
+    ['fcfs', 'behind'],
+  ] as const)('with schedulingPolicy %s, a chat goes %s bulk records already queued', async (policy, _where) => {
+    const b = sim({ maxNumSeqs: 4, schedulingPolicy: policy });
+    const records: TaskInput[] = Array.from({ length: 8 }, () => promptOf(512, 64));
+    const backlog = b.runMany!(records, { signal: new AbortController().signal });
+    const start = Date.now();
+    let first = NaN;
+    const chat = b.run(promptOf(256, 1), {
+      signal: new AbortController().signal,
+      onDelta: () => (first ||= Date.now()),
+    });
+    await vi.advanceTimersByTimeAsync(600_000);
+    await Promise.all([backlog, chat]);
+    // Priority: the chat preempts a bulk record and is prefilled in the next step or two. FCFS: it
+    // waits for the first four records to finish 64 tokens each, then for a seat.
+    const bulkRound = prefillMs(4 * 512) + 63 * decodeMs(4);
+    if (policy === 'priority') expect(first - start).toBeLessThan(prefillMs(2048) + prefillMs(256) + 1);
+    else expect(first - start).toBeGreaterThan(bulkRound);
+  });
+
   it('on abort while decoding: rejects with the reason at once, and the freed slot goes to the next request', async () => {
     const b = sim({ maxNumSeqs: 1 });
     const ac = new AbortController();
