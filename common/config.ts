@@ -49,6 +49,11 @@ const bulkLaneSchema = z.object({
   preemptDelayMs: z.number().int().min(0).default(1000),
 });
 
+const trainingLaneSchema = z.object({
+  /** Gang ranks (training commands) one worker process runs at once; 0, the default, turns the lane off. */
+  concurrency: z.number().int().min(0).max(64).default(0),
+});
+
 const durationRe = /^(\d+)(ms|s|m|h|d)$/;
 const durationUnits = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 
@@ -157,10 +162,16 @@ const poolSchema = z
      */
     firstTokenObjectiveMs: z.number().int().min(1).default(1000),
     sim: simSchema.prefault({}),
+    /**
+     * Most of the pool's training slots that admitted gangs may hold at once (scheduler/gang-admission.ts);
+     * absent: every slot. A gang larger than this is refused at submission.
+     */
+    trainingQuota: z.number().int().min(0).optional(),
     lanes: z
       .object({
         realtime: laneSchema.prefault({}),
         bulk: bulkLaneSchema.prefault({}),
+        training: trainingLaneSchema.prefault({}),
       })
       .prefault({}),
   })

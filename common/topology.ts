@@ -96,3 +96,32 @@ export function idempotencyClaimKey(prefix: string, tenant: string, key: string)
 export function chunkJobId(batchId: string, index: number): string {
   return `${batchId}-c${index}`;
 }
+
+/**
+ * A pool's training gangs: every key in the pool's own slot, so that one Lua
+ * call can check the pool's fence and move a gang (admission), or settle a
+ * rank and advance the gang's round. Not `{train.<pool>}`: that is BullMQ's.
+ */
+export function trainingKeys(prefix: string, pool: string) {
+  const base = `${prefix}:{training.${pool}}`;
+  return {
+    /** Sorted set: gangs not yet closed by the scheduler (score: creation time). */
+    open: `${base}:open`,
+    /** Highest scheduler epoch that admitted (or claimed) gangs of this pool. */
+    fence: `${base}:fence`,
+    /** Hash: spec, status, round and the round's counters. */
+    state: (jobId: string) => `${base}:job:${jobId}`,
+    /** Hash: `<round>:<rank>` → JSON record of that rank's run. */
+    ranks: (jobId: string) => `${base}:job:${jobId}:ranks`,
+  };
+}
+
+/** Hash: training job id → its pool (where GET /v1/training/jobs/:id finds it). */
+export function trainingIndexKey(prefix: string): string {
+  return `${prefix}:{training-index}:pools`;
+}
+
+/** Job id of one rank of one round on `train.<pool>`: deterministic, so a repeated admission is a no-op. */
+export function rankJobId(jobId: string, round: number, rank: number): string {
+  return `${jobId}-r${round}-k${rank}`;
+}

@@ -7,7 +7,7 @@
  * retry after a failure would answer too late to matter.
  */
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
-import type { RealtimeWindow } from '../common/contracts/heartbeat.ts';
+import type { laneNames, RealtimeWindow } from '../common/contracts/heartbeat.ts';
 import { REALTIME_JOB_NAME, realtimeJobSchema, type Reply } from '../common/contracts/realtime.ts';
 import { FleetError, toFleetError, type ErrorCode } from '../common/errors.ts';
 import { LatencyWindow } from '../common/latency-window.ts';
@@ -36,7 +36,7 @@ export interface RealtimeLaneDeps {
 }
 
 export interface Lane {
-  readonly name: 'realtime' | 'bulk';
+  readonly name: (typeof laneNames)[number];
   readonly concurrency: number;
   inFlight(): number;
   /** Asks a running request to stop (caller gone). No-op if it is not here. */

@@ -1,12 +1,13 @@
 /**
  * One gpu-worker process: the backend for its pool, the lanes that feed it
- * (real-time, and bulk when the pool gives it slots), heartbeats,
+ * (real-time, and bulk and training when the pool gives them slots), heartbeats,
  * cancellation, and a small HTTP server for /metrics and probes. The lanes
  * share the backend. Lifecycle: starting → ready → draining → closed.
  */
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { BatchStore } from '../common/batch/batch-state.ts';
+import { TrainingStore } from '../common/training/training-state.ts';
 import type { Heartbeat } from '../common/contracts/heartbeat.ts';
 import type { Config, PoolConfig } from '../common/config.ts';
 import type { Logger } from '../common/logger.ts';
@@ -20,6 +21,7 @@ import { startBulkLane } from './bulk/bulk-lane.ts';
 import { startHeartbeat } from './heartbeat.ts';
 import { createWorkerMetrics } from './metrics.ts';
 import { startRealtimeLane, type Lane } from './realtime-lane.ts';
+import { startTrainingLane } from './training/training-lane.ts';
 import { ReplyWriter } from './reply-writer.ts';
 
 export interface WorkerOptions {
@@ -85,6 +87,20 @@ export async function startWorker(config: Config, opts: WorkerOptions): Promise<
         logger,
       }),
     );
+  }
+
+  // Training concurrency 0 (the default): no training lane.
+  if (pool.lanes.training.concurrency > 0) {
+    const training = startTrainingLane({
+      prefix: config.redis.prefix,
+      pool: pool.name,
+      workerId,
+      concurrency: pool.lanes.training.concurrency,
+      connection,
+      store: new TrainingStore(connection, config.redis.prefix),
+      logger,
+    });
+    lanes.push(training);
   }
 
   const channel = cancelChannel(config.redis.prefix);

@@ -30,6 +30,7 @@ import { chatCompletionsRoute } from './routes/chat-completions.ts';
 import { fleetRoutes } from './routes/fleet.ts';
 import { schedulerExplainRoute } from './routes/scheduler-explain.ts';
 import { inferRoute } from './routes/infer.ts';
+import { trainingRoutes } from './routes/training.ts';
 
 export interface RunningProducer {
   readonly app: FastifyInstance;
@@ -116,6 +117,7 @@ export async function startProducer(config: Config, opts: ProducerOptions): Prom
     await api.register(chatCompletionsRoute(service));
     await api.register(inferRoute(service));
     await api.register(batchRoutes(batches));
+    await api.register(trainingRoutes(config, redis));
   });
   await app.register(fleetRoutes(config, redis));
   await app.register(schedulerExplainRoute(config, redis));

@@ -3,8 +3,9 @@
  * leader runs the control loops: heartbeat bookkeeping (removing the entries
  * of workers whose heartbeats expired), the cron schedules (synced once per
  * leadership), the batch pass (admission, expiry, finalisation: see
- * batch-loop.ts) and the balance pass (each pool's bulk budget from its
- * real-time latency: budget-loop.ts). Autoscaling will join as a further loop.
+ * batch-loop.ts), the training pass (gang admission: training-loop.ts, on
+ * the batch pass's period) and the balance pass (each pool's bulk budget from
+ * its real-time latency: budget-loop.ts). Autoscaling will join as a further loop.
  *
  * Each leader pass has its own timer and all of them feed one serial chain,
  * so no two passes ever overlap and each runs once per period: housekeeping
@@ -35,6 +36,7 @@ import { fairShare } from './fair-share.ts';
 import { syncCronSchedules } from './cron-schedules.ts';
 import { removeWorkers, StaleLeaderError } from './fenced-writes.ts';
 import { LeaderLease } from './leader-lease.ts';
+import { TrainingLoop } from './training-loop.ts';
 
 /** After a failed cron sync (Redis, or a schedule BullMQ refuses), the next try waits this long. */
 const cronRetryMs = 60_000;
@@ -90,6 +92,7 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
     now,
     preempt: (pool, count, reason) => requestPreemption(redis, prefix, pool, count, reason, now()),
   });
+  const trainingLoop = new TrainingLoop({ redis, prefix, pools: config.pools, logger, now });
   let epoch = 0;
   let cronSyncedEpoch = 0;
   let cronRetryAt = 0;
@@ -131,12 +134,14 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
       for (const d of await batchLoop.pass(epoch)) metrics.batchDecisions.inc({ kind: d.kind, reason: d.reason });
     });
   const balancePass = (): Promise<void> => asLeader('balance pass', () => budgetLoop.pass(epoch));
+  // Training gang admission (training-loop.ts), on the batch pass's period.
+  const trainingPass = (): Promise<void> => asLeader('training pass', () => trainingLoop.pass(epoch));
 
   const housekeeping = async (): Promise<void> => {
     await asLeader('heartbeat bookkeeping', cleanHeartbeats);
     await asLeader('cron schedules', syncCron);
   };
-  const leaderPasses = [housekeeping, batchPass, balancePass];
+  const leaderPasses = [housekeeping, batchPass, trainingPass, balancePass];
 
   /** Renews (or campaigns for) the lease; true when this replica just became leader. */
   const renew = async (): Promise<boolean> => {
@@ -216,6 +221,7 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
     setInterval(onRenewTimer, config.scheduler.renewEveryMs),
     setInterval(onTimer(housekeeping), config.scheduler.renewEveryMs),
     setInterval(onTimer(batchPass), config.batch.admitEveryMs),
+    setInterval(onTimer(trainingPass), config.batch.admitEveryMs),
     setInterval(onTimer(balancePass), config.scheduler.balanceEveryMs),
   ];
   const probes = await startProbeServer({
@@ -237,6 +243,7 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
       await Promise.all(chunkEvents.map(({ connection }) => closeRedis(connection)));
       await running;
       await batchLoop.close();
+      await trainingLoop.close();
       await budgetLoop.close();
       await probes.app?.close();
       await lease.release().catch(() => undefined);

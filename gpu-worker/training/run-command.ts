@@ -1,0 +1,158 @@
+/**
+ * Runs one rank's training command: spawned without a shell (argv as given,
+ * nothing expanded), in its own process group so that a stop reaches the
+ * processes it starts (data loaders, launchers), with the rank's environment.
+ * Its stdout is read line by line for metric lines; the end of its stderr is
+ * kept for the failure reason. An abort stops it: SIGTERM to the group, then
+ * SIGKILL after `killAfterMs`.
+ */
+import { spawn } from 'node:child_process';
+import { metricLineSchema, type MetricLine, type RankJob } from '../../common/contracts/training.ts';
+
+/** Longest stdout line looked at; longer ones are skipped whole (a metric line is short). */
+const maxLineBytes = 64 * 1024;
+/** How much of the end of stderr a failure reason quotes. */
+export const stderrTailBytes = 2048;
+
+/**
+ * The worker's own variables the command may see: enough to find programs,
+ * GPUs and the cloud credentials of the pod's identity. Nothing else passes,
+ * so the Redis URL, its password and upstream API keys stay in the worker.
+ */
+const inherited =
+  /^(PATH|HOME|USER|LANG|LC_[A-Z]+|TZ|TMPDIR|CUDA_[A-Z_]+|NVIDIA_[A-Z_]+|GOOGLE_APPLICATION_CREDENTIALS|OCI_[A-Z_]+)$/;
+
+/** The command's environment: the inherited variables, then the rank's INTERFLEET_* ones. */
+export function rankEnv(job: RankJob, base: NodeJS.ProcessEnv): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(base)) if (value !== undefined && inherited.test(name)) env[name] = value;
+  return {
+    ...env,
+    INTERFLEET_RANK: String(job.rank),
+    INTERFLEET_WORLD_SIZE: String(job.worldSize),
+    INTERFLEET_ROUND: String(job.round),
+    INTERFLEET_JOB_ID: job.jobId,
+    INTERFLEET_DATA_URI: job.dataUri,
+    INTERFLEET_CHECKPOINT_URI: job.checkpointUri,
+    INTERFLEET_PREVIOUS_CHECKPOINT_URI: job.previousCheckpointUri ?? '',
+    INTERFLEET_PARAMS: JSON.stringify(job.params),
+  };
+}
+
+/** A stdout line as a metric, or undefined when it is not a JSON object with a `metric` name. */
+export function parseMetricLine(line: string): MetricLine | undefined {
+  const text = line.trim();
+  if (!text.startsWith('{')) return undefined;
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const parsed = metricLineSchema.safeParse(json);
+  return parsed.success ? parsed.data : undefined;
+}
+
+/** Splits a byte stream into lines, skipping any longer than `maxBytes` (bounded memory). */
+export class LineSplitter {
+  private pending = '';
+  private skipping = false;
+
+  constructor(
+    private readonly onLine: (line: string) => void,
+    private readonly maxBytes = maxLineBytes,
+  ) {}
+
+  push(chunk: string): void {
+    let text = this.pending + chunk;
+    this.pending = '';
+    for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n')) {
+      if (!this.skipping) this.onLine(text.slice(0, nl));
+      this.skipping = false;
+      text = text.slice(nl + 1);
+    }
+    if (text.length > this.maxBytes) this.skipping = true;
+    else if (!this.skipping) this.pending = text;
+  }
+
+  end(): void {
+    if (!this.skipping && this.pending !== '') this.onLine(this.pending);
+    this.pending = '';
+  }
+}
+
+export interface RunOptions {
+  command: string;
+  args: readonly string[];
+  env: Record<string, string>;
+  signal: AbortSignal;
+  /** Each metric line, with its text. */
+  onMetric: (metric: MetricLine, line: string) => void;
+  killAfterMs: number;
+}
+
+export interface RunResult {
+  /** null when a signal ended it or it never started. */
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  /** It could not be started (ENOENT, EACCES): no retry will help. */
+  spawnError: Error | null;
+  stderrTail: string;
+}
+
+export function runCommand(opts: RunOptions): Promise<RunResult> {
+  return new Promise((resolve) => {
+    let stderrTail = '';
+    let spawnError: Error | null = null;
+    let killTimer: NodeJS.Timeout | undefined;
+    const child = spawn(opts.command, [...opts.args], {
+      env: opts.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+      shell: false,
+    });
+    const signalGroup = (sig: NodeJS.Signals): void => {
+      if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+      try {
+        process.kill(-child.pid, sig);
+      } catch {
+        child.kill(sig); // the group is gone already; the child alone, in case
+      }
+    };
+    const stop = (): void => {
+      signalGroup('SIGTERM');
+      killTimer = setTimeout(() => signalGroup('SIGKILL'), opts.killAfterMs);
+    };
+    const lines = new LineSplitter((line) => {
+      const metric = parseMetricLine(line);
+      if (metric) opts.onMetric(metric, line);
+    });
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => lines.push(chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      stderrTail = (stderrTail + chunk).slice(-stderrTailBytes);
+    });
+    child.on('error', (err) => {
+      spawnError ??= err;
+    });
+    if (opts.signal.aborted) stop();
+    else opts.signal.addEventListener('abort', stop, { once: true });
+    // 'close' comes after the streams ended (so every line is read), and after 'error' when spawning failed.
+    child.on('close', (code, sig) => {
+      clearTimeout(killTimer);
+      opts.signal.removeEventListener('abort', stop);
+      lines.end();
+      resolve({ exitCode: spawnError ? null : code, signal: sig, spawnError, stderrTail });
+    });
+  });
+}
+
+/** Why a run failed, for the rank's record and the BullMQ job: exit status, then the end of stderr. */
+export function failureReason(result: RunResult): string {
+  const how = result.spawnError
+    ? `could not start: ${result.spawnError.message}`
+    : result.signal
+      ? `killed by ${result.signal}`
+      : `exit code ${result.exitCode}`;
+  const tail = result.stderrTail.trim();
+  return tail === '' ? how : `${how}; stderr: ${tail}`;
+}

@@ -1,0 +1,143 @@
+/**
+ * Training jobs: `POST /v1/training/jobs` (submit a gang), `GET
+ * /v1/training/jobs/:id` (its state and every rank's record, round by round)
+ * and `POST /v1/training/jobs/:id/cancel`. Submission only records the gang,
+ * queued for round 1; the scheduler leader admits it when the pool can hold
+ * all its ranks at once (scheduler/gang-admission.ts).
+ */
+import { fileURLToPath } from 'node:url';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { findPool, type Config } from '../../common/config.ts';
+import { trainingJobBodySchema, trainingJobIdSchema, type TrainingSpec } from '../../common/contracts/training.ts';
+import { FleetError } from '../../common/errors.ts';
+import type { RedisClient } from '../../common/redis.ts';
+import {
+  newTrainingJobId,
+  TrainingStore,
+  type RankEntry,
+  type TrainingState,
+} from '../../common/training/training-state.ts';
+
+const paramsSchema = z.object({ id: trainingJobIdSchema });
+const seconds = (ms: number | null): number | null => (ms === null ? null : Math.floor(ms / 1000));
+
+/** The API's view of a gang: snake_case, times in UNIX seconds, ranks in round then rank order. */
+export function toApiTrainingJob(state: TrainingState, ranks: readonly RankEntry[]) {
+  const { spec } = state;
+  return {
+    id: spec.id,
+    object: 'training.job',
+    pool: spec.pool,
+    tenant: spec.tenant,
+    status: state.status,
+    round: state.round,
+    rounds: spec.rounds,
+    workers: spec.workers,
+    priority: spec.priority,
+    max_attempts: spec.attempts,
+    command: spec.command,
+    args: spec.args,
+    data_uri: spec.dataUri,
+    checkpoint_uri: spec.checkpointPrefix,
+    params: spec.params,
+    /** Why the scheduler holds it (queued only): a gang-admission hold reason. */
+    waiting_reason: state.status === 'queued' ? state.waiting : null,
+    /** Why it failed or was cancelled. */
+    error: state.status === 'failed' || state.status === 'cancelled' ? state.reason : null,
+    created_at: seconds(spec.createdAt),
+    admitted_at: seconds(state.admittedAt),
+    ended_at: seconds(state.endedAt),
+    ranks: ranks.map((r) => ({
+      round: r.round,
+      rank: r.rank,
+      status: r.state,
+      worker: r.worker,
+      exit_code: r.exitCode,
+      reason: r.reason,
+      metrics: r.metrics,
+      checkpoint_uri: r.checkpointUri,
+      started_at: seconds(r.startedAt),
+      ended_at: seconds(r.endedAt),
+    })),
+  };
+}
+
+/** A file:// URI outside storage.file.roots (when set) is refused: the command would read or write there. */
+function checkRoots(config: Config, uri: string, param: string): void {
+  const roots = config.storage.file.roots.map((r) => (r.endsWith('/') ? r : `${r}/`));
+  if (roots.length === 0 || !uri.startsWith('file://')) return;
+  const path = fileURLToPath(uri);
+  if (!roots.some((root) => path.startsWith(root) || `${path}/` === root)) {
+    throw new FleetError('bad_request', `${param}: ${uri} is outside the allowed roots (storage.file.roots)`, {
+      param,
+    });
+  }
+}
+
+const notFound = (id: string): FleetError =>
+  new FleetError('not_found', `No training job found with id '${id}'`, { param: 'id' });
+
+export const trainingRoutes =
+  (config: Config, redis: RedisClient, now: () => number = Date.now): FastifyPluginAsyncZod =>
+  async (app) => {
+    const store = new TrainingStore(redis, config.redis.prefix);
+
+    const read = async (id: string) => {
+      const pool = await store.poolOf(id);
+      const state = pool === undefined ? undefined : await store.get(pool, id);
+      if (!state) throw notFound(id);
+      return toApiTrainingJob(state, await store.ranks(state.spec.pool, id));
+    };
+
+    app.post('/v1/training/jobs', { schema: { body: trainingJobBodySchema } }, async (request) => {
+      const body = request.body;
+      const pool = findPool(config, body.pool);
+      if (!pool) {
+        const names = config.pools.map((p) => p.name).join(', ');
+        throw new FleetError('not_found', `The pool '${body.pool}' does not exist; pools: ${names}`, {
+          param: 'pool',
+        });
+      }
+      if (pool.trainingQuota !== undefined && body.workers > pool.trainingQuota) {
+        throw new FleetError(
+          'bad_request',
+          `workers: a gang of ${body.workers} can never run on pool '${pool.name}', whose training quota is ${pool.trainingQuota} slots`,
+          { param: 'workers' },
+        );
+      }
+      checkRoots(config, body.data_uri, 'data_uri');
+      checkRoots(config, body.checkpoint_uri, 'checkpoint_uri');
+      const createdAt = now();
+      const spec: TrainingSpec = {
+        id: newTrainingJobId(createdAt),
+        pool: pool.name,
+        tenant: body.tenant,
+        command: body.command,
+        args: body.args,
+        dataUri: body.data_uri,
+        checkpointPrefix: body.checkpoint_uri.endsWith('/') ? body.checkpoint_uri : `${body.checkpoint_uri}/`,
+        params: body.params,
+        workers: body.workers,
+        rounds: body.rounds,
+        priority: body.priority,
+        attempts: body.max_attempts,
+        createdAt,
+      };
+      await store.create(spec);
+      request.log.info({ trainingJob: spec.id, pool: spec.pool, workers: spec.workers }, 'training job queued');
+      return read(spec.id);
+    });
+
+    app.get('/v1/training/jobs/:id', { schema: { params: paramsSchema } }, async (request) => read(request.params.id));
+
+    app.post('/v1/training/jobs/:id/cancel', { schema: { params: paramsSchema } }, async (request) => {
+      const { id } = request.params;
+      const pool = await store.poolOf(id);
+      if (pool === undefined) throw notFound(id);
+      const r = await store.cancel(pool, id, 'cancelled by request', now());
+      if (r.status === undefined) throw notFound(id);
+      if (!r.moved) throw new FleetError('conflict', `training job ${id} is ${r.status} and cannot be cancelled`);
+      return read(id);
+    });
+  };

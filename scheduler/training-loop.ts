@@ -1,0 +1,247 @@
+/**
+ * The leader's training pass, per pool with open gangs: read the gangs and
+ * the ready workers' training lanes, decide (gang-admission.ts), apply.
+ *
+ * Admission is fenced by the pool: the pass first claims the pool's fence
+ * with its epoch (a stale leader finds a newer epoch there and stands down),
+ * and each admission moves the gang queued → running in one Lua call that
+ * checks that fence again. Only then are the round's rank jobs added to
+ * `train.<pool>`, one per rank, with deterministic ids. Fence first, jobs
+ * second: jobs added before a refused move would run ranks no gang holds,
+ * which the next admission would not count. A crash between the two leaves a
+ * running gang without jobs; the reconciliation below adds them again (a rank
+ * job id that still exists makes the add a no-op).
+ *
+ * The next round needs no action here: the rank that settles a round's last
+ * success moves the gang back to queued for round r+1 (TrainingStore
+ * .settleRank), and the next pass admits it through the same decision.
+ *
+ * A gang that failed (a rank failed for good) or was cancelled is wound up:
+ * its round's rank jobs still queued are removed, ranks still running are
+ * asked to stop over the cancel channel (the training lane kills their
+ * commands), and whatever a rank reports afterwards is ignored (its
+ * settlement finds the gang no longer running). A rank that misses the
+ * message runs to its end; its slot counts as used through the heartbeats.
+ *
+ * Reconciliation, at most every `reconcileEveryMs` per running gang: a rank
+ * with no final record whose job is gone is added again; one whose job
+ * failed without the worker settling it (its worker died and the stalled
+ * check gave up on it) fails the gang with the job's reason.
+ */
+import { Queue, type JobsOptions } from 'bullmq';
+import type { PoolConfig } from '../common/config.ts';
+import { liveWorkers } from '../common/contracts/heartbeat.ts';
+import { checkpointUriFor, RANK_JOB_NAME, rankJobFor, type TrainingSpec } from '../common/contracts/training.ts';
+import type { Logger } from '../common/logger.ts';
+import type { RedisClient } from '../common/redis.ts';
+import { isFinal, TrainingStore, type TrainingState } from '../common/training/training-state.ts';
+import { cancelChannel, queueName, rankJobId, workersKey } from '../common/topology.ts';
+import { StaleLeaderError } from './fenced-writes.ts';
+import { decideGangs, type GangDecision, type WaitingGang } from './gang-admission.ts';
+
+/** Rank jobs are kept a day after they end: a reconciliation must not mistake a finished one for a lost one. */
+const rankJobOpts: JobsOptions = {
+  backoff: { type: 'exponential', delay: 1000 },
+  removeOnComplete: { age: 86_400 },
+  removeOnFail: { age: 7 * 86_400 },
+};
+
+export interface TrainingLoopDeps {
+  redis: RedisClient;
+  prefix: string;
+  pools: readonly Pick<PoolConfig, 'name' | 'trainingQuota'>[];
+  logger: Logger;
+  now: () => number;
+  /** Least time between two checks of a running gang's rank jobs (default 5 s). */
+  reconcileEveryMs?: number;
+}
+
+/** A pass's decision about one waiting gang, with its pool. */
+export type PoolDecision = GangDecision & { pool: string };
+
+export class TrainingLoop {
+  private readonly store: TrainingStore;
+  private readonly queues = new Map<string, Queue>();
+  /** When each running gang's round was last reconciled (`<id>:<round>`). */
+  private readonly reconciled = new Map<string, number>();
+
+  constructor(private readonly deps: TrainingLoopDeps) {
+    this.store = new TrainingStore(deps.redis, deps.prefix);
+  }
+
+  /** One pass as leader of `epoch`. Throws StaleLeaderError when a newer leader has claimed a pool. */
+  async pass(epoch: number): Promise<PoolDecision[]> {
+    const out: PoolDecision[] = [];
+    for (const pool of this.deps.pools) {
+      try {
+        for (const d of await this.poolPass(pool, epoch)) out.push({ pool: pool.name, ...d });
+      } catch (err) {
+        if (err instanceof StaleLeaderError) throw err;
+        this.deps.logger.warn({ err, pool: pool.name }, 'training pass failed for a pool; retried next pass');
+      }
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    const queues = [...this.queues.values()];
+    this.queues.clear();
+    await Promise.all(queues.map((q) => q.close()));
+  }
+
+  private queue(pool: string): Queue {
+    let queue = this.queues.get(pool);
+    if (!queue) {
+      queue = new Queue(queueName('train', pool), { connection: this.deps.redis, prefix: this.deps.prefix });
+      this.queues.set(pool, queue);
+    }
+    return queue;
+  }
+
+  private async poolPass(pool: Pick<PoolConfig, 'name' | 'trainingQuota'>, epoch: number): Promise<GangDecision[]> {
+    const { logger } = this.deps;
+    const ids = await this.store.openIds(pool.name);
+    if (ids.length === 0) return [];
+    if (!(await this.store.fence(pool.name, epoch))) throw new StaleLeaderError(epoch);
+    const undecodable = new Set<string>();
+    const gangs = await this.store.getMany(pool.name, ids, (jobId, err) => {
+      undecodable.add(jobId);
+      logger.error({ err, jobId, pool: pool.name }, 'training job state does not decode; skipped');
+    });
+    const found = new Set(gangs.map((g) => g.spec.id));
+    for (const id of ids.filter((i) => !found.has(i) && !undecodable.has(i))) {
+      logger.warn({ jobId: id, pool: pool.name }, 'open training job has no state; removed from the open index');
+      await this.store.close(pool.name, id);
+    }
+    const now = this.deps.now();
+    const waiting: WaitingGang[] = [];
+    let heldNotStarted = 0;
+    let heldRunning = 0;
+    for (const g of gangs) {
+      if (isFinal(g.status)) {
+        await this.windUp(g);
+      } else if (g.status === 'running') {
+        heldNotStarted += g.spec.workers - g.roundStarted;
+        heldRunning += g.roundStarted - g.roundSucceeded;
+        await this.reconcile(g, now);
+      } else {
+        const { id, workers: size, priority, createdAt } = g.spec;
+        waiting.push({ id, round: g.round, size, priority, createdAt });
+      }
+    }
+    if (waiting.length === 0) return [];
+
+    let slots = 0;
+    let inFlight = 0;
+    const raw = await this.deps.redis.hgetall(workersKey(this.deps.prefix, pool.name));
+    for (const w of liveWorkers(raw, now).filter((h) => h.state === 'ready')) {
+      const lane = w.lanes.find((l) => l.name === 'training');
+      slots += lane?.concurrency ?? 0;
+      inFlight += lane?.inFlight ?? 0;
+    }
+    const pass = decideGangs({ slots, inFlight, heldNotStarted, heldRunning, quota: pool.trainingQuota, waiting });
+    const byId = new Map(gangs.map((g) => [g.spec.id, g]));
+    for (const d of pass.decisions) {
+      const gang = byId.get(d.id)!;
+      if (d.kind === 'admit') await this.admit(gang, epoch, now);
+      else if (gang.waiting !== d.reason) await this.store.setWaiting(pool.name, d.id, d.reason);
+    }
+    logger.debug({ pool: pool.name, slots, inFlight, ...pass }, 'training admission');
+    return pass.decisions;
+  }
+
+  private async admit(gang: TrainingState, epoch: number, now: number): Promise<void> {
+    const { spec, round } = gang;
+    const r = await this.store.admit(spec.pool, spec.id, epoch, round, now);
+    if (r === 'stale') throw new StaleLeaderError(epoch);
+    if (r === 'conflict') {
+      this.deps.logger.info({ jobId: spec.id, round }, 'training job moved before admission; next pass decides');
+      return;
+    }
+    await this.addRanks(
+      spec,
+      round,
+      Array.from({ length: spec.workers }, (_, rank) => rank),
+    );
+    this.reconciled.set(`${spec.id}:${round}`, now);
+    this.deps.logger.info({ jobId: spec.id, pool: spec.pool, round, workers: spec.workers }, 'admitted a gang');
+  }
+
+  private async addRanks(spec: TrainingSpec, round: number, ranks: readonly number[]): Promise<void> {
+    await this.queue(spec.pool).addBulk(
+      ranks.map((rank) => ({
+        name: RANK_JOB_NAME,
+        data: rankJobFor(spec, round, rank),
+        opts: { ...rankJobOpts, attempts: spec.attempts, jobId: rankJobId(spec.id, round, rank) },
+      })),
+    );
+  }
+
+  /** A final gang: queued ranks removed, running ones asked to stop (failed, cancelled), then closed. */
+  private async windUp(gang: TrainingState): Promise<void> {
+    const { spec, round, status } = gang;
+    if (status !== 'succeeded') {
+      const records = await this.store.roundRanks(spec.pool, spec.id, round, spec.workers);
+      const queue = this.queue(spec.pool);
+      for (let rank = 0; rank < spec.workers; rank++) {
+        const state = records.get(rank)?.state;
+        if (state === 'succeeded' || state === 'failed') continue;
+        const id = rankJobId(spec.id, round, rank);
+        // A running rank's job is locked and stays; its lane kills the command on this message.
+        await queue.remove(id);
+        await this.deps.redis.publish(cancelChannel(this.deps.prefix), id);
+      }
+    }
+    await this.store.close(spec.pool, spec.id);
+    for (const key of this.reconciled.keys()) if (key.startsWith(`${spec.id}:`)) this.reconciled.delete(key);
+    this.deps.logger.info({ jobId: spec.id, pool: spec.pool, status, reason: gang.reason }, 'training job closed');
+  }
+
+  private async reconcile(gang: TrainingState, now: number): Promise<void> {
+    const { spec, round } = gang;
+    const key = `${spec.id}:${round}`;
+    const every = this.deps.reconcileEveryMs ?? 5000;
+    const last = this.reconciled.get(key) ?? gang.admittedAt ?? 0;
+    if (now - last < every) return;
+    this.reconciled.set(key, now);
+    const records = await this.store.roundRanks(spec.pool, spec.id, round, spec.workers);
+    const queue = this.queue(spec.pool);
+    const missing: number[] = [];
+    for (let rank = 0; rank < spec.workers; rank++) {
+      const state = records.get(rank)?.state;
+      if (state === 'succeeded' || state === 'failed') continue;
+      const job = await queue.getJob(rankJobId(spec.id, round, rank));
+      if (!job) {
+        missing.push(rank);
+      } else if ((await job.getState()) === 'failed') {
+        const reason = `rank ${rank} lost: ${job.failedReason ?? 'its job failed'}`;
+        await this.store.settleRank(
+          spec.pool,
+          spec.id,
+          round,
+          rank,
+          {
+            state: 'failed',
+            worker: 'scheduler',
+            startedAt: records.get(rank)?.startedAt ?? now,
+            endedAt: now,
+            exitCode: null,
+            reason,
+            metrics: {},
+            checkpointUri: checkpointUriFor(spec.checkpointPrefix, round, rank),
+          },
+          now,
+        );
+        this.deps.logger.warn({ jobId: spec.id, round, rank, reason }, 'rank job failed unsettled; gang failed');
+        return;
+      }
+    }
+    if (missing.length > 0) {
+      await this.addRanks(spec, round, missing);
+      this.deps.logger.warn(
+        { jobId: spec.id, round, ranks: missing },
+        'rank jobs of a running gang were missing; added',
+      );
+    }
+  }
+}

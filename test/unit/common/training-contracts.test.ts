@@ -1,0 +1,92 @@
+import { describe, expect, it } from 'vitest';
+import {
+  checkpointUriFor,
+  rankJobFor,
+  trainingJobBodySchema,
+  type TrainingSpec,
+} from '../../../common/contracts/training.ts';
+
+const valid = {
+  pool: 'p',
+  command: '/usr/bin/python3',
+  args: ['train.py', '--epochs', '1'],
+  data_uri: 'gs://bucket/data/',
+  checkpoint_uri: 'oci://ckpt@ns/run-1/',
+  workers: 2,
+};
+
+/** The first issue of a body as `path: message`. */
+function firstIssue(body: unknown): string | undefined {
+  const r = trainingJobBodySchema.safeParse(body);
+  if (r.success) return undefined;
+  const i = r.error.issues[0]!;
+  return `${i.path.join('.') || '(body)'}: ${i.message}`;
+}
+
+describe('training job body', () => {
+  it('fills defaults', () => {
+    expect(trainingJobBodySchema.parse({ ...valid, args: undefined })).toEqual({
+      ...valid,
+      args: [],
+      tenant: 'default',
+      params: {},
+      rounds: 1,
+      priority: 0,
+      max_attempts: 1,
+    });
+  });
+
+  it.each([
+    ['no workers', { ...valid, workers: undefined }, 'workers: workers must be a number'],
+    ['zero workers', { ...valid, workers: 0 }, 'workers: workers is at least 1'],
+    ['fractional workers', { ...valid, workers: 1.5 }, 'workers: workers must be an integer'],
+    ['huge gang', { ...valid, workers: 1000 }, 'workers: workers is at most 256'],
+    ['zero rounds', { ...valid, rounds: 0 }, 'rounds: rounds is at least 1'],
+    ['no command', { ...valid, command: undefined }, 'command: command is required: the program each rank runs'],
+    ['empty command', { ...valid, command: '' }, 'command: command must not be empty'],
+    ['args as a string', { ...valid, args: 'train.py --epochs 1' }, 'args: args must be an array of strings'],
+    ['an arg not a string', { ...valid, args: ['a', 1] }, 'args.1: args are strings'],
+    [
+      'no data_uri',
+      { ...valid, data_uri: undefined },
+      'data_uri: data_uri is required: a storage URI (file://, gs:// or oci://)',
+    ],
+    ['a data_uri of another scheme', { ...valid, data_uri: 's3://b/k' }, 'data_uri: invalid storage URI'],
+    ['a relative file URI', { ...valid, checkpoint_uri: 'file://rel/x' }, 'checkpoint_uri: invalid storage URI'],
+    ['params not an object', { ...valid, params: [1] }, 'params: params must be a JSON object'],
+    ['priority out of range', { ...valid, priority: 10 }, 'priority: priority is 0 to 9'],
+    ['unknown field', { ...valid, image: 'x' }, '(body): unsupported field(s): image'],
+    ['no pool', { ...valid, pool: undefined }, 'pool: pool is required: the name of a configured pool'],
+  ])('%s', (_name, body, expected) => {
+    expect(firstIssue(body)).toContain(expected);
+  });
+});
+
+describe('rank jobs', () => {
+  const spec: TrainingSpec = {
+    id: 'train_00000000000000000001',
+    pool: 'p',
+    tenant: 't',
+    command: 'train',
+    args: ['--x'],
+    dataUri: 'gs://b/data/',
+    checkpointPrefix: 'gs://b/ckpt/',
+    params: { lr: 1 },
+    workers: 4,
+    rounds: 3,
+    priority: 0,
+    attempts: 1,
+    createdAt: 0,
+  };
+
+  it('each rank checkpoints under its own round and rank, and resumes from its round before', () => {
+    expect(rankJobFor(spec, 1, 3)).toMatchObject({
+      rank: 3,
+      worldSize: 4,
+      round: 1,
+      checkpointUri: 'gs://b/ckpt/round-1/rank-3/',
+      previousCheckpointUri: null,
+    });
+    expect(rankJobFor(spec, 2, 0).previousCheckpointUri).toBe(checkpointUriFor(spec.checkpointPrefix, 1, 0));
+  });
+});
