@@ -1,10 +1,11 @@
-# One image for every role; the command picks the role:
-#   docker run IMAGE                        -> gpu-worker/main.ts (default)
-#   docker run IMAGE producer/main.ts       -> HTTP API on $PORT (set HOST=0.0.0.0)
-#   docker run IMAGE scheduler/main.ts      -> control loops (one leader via a Redis lease)
-#   docker run IMAGE launcher/main.ts       -> everything in one process tree (embedded default)
-# TypeScript runs through tsx (a runtime dependency) in the node process itself:
-# `node --import tsx` rather than `npx tsx`, so SIGTERM reaches the app directly
+# One image for every role; the command picks the role's bundle:
+#   docker run IMAGE                             -> gpu-worker (default)
+#   docker run IMAGE dist/producer/main.js       -> HTTP API on $PORT (set HOST=0.0.0.0)
+#   docker run IMAGE dist/scheduler/main.js      -> control loops (one leader via a Redis lease)
+#   docker run IMAGE dist/launcher/main.js       -> everything in one process tree (embedded default)
+# The roles run as JavaScript bundled at build time (bin/build, esbuild), not
+# through tsx: tsx's loader costs each process ~30 MiB of RSS. bin/start execs
+# node with the role's V8 flags (see it), so SIGTERM reaches the app directly
 # (graceful drain) and nothing writes an npm cache at run time. tini is PID 1:
 # it forwards signals and reaps the training runners' child processes.
 FROM node:20-bookworm-slim
@@ -28,13 +29,14 @@ COPY package.json package-lock.json ./
 #          @node-llama-cpp/linux-x64@3.21.1 @esbuild/linux-x64@0.28.2 \
 #     && npm cache clean --force
 # (node_modules 860 MB -> 188 MB; keep both versions in step with package-lock.json.
-# @esbuild/linux-x64 is needed because tsx's esbuild binary is an optional package too.)
+# @esbuild/linux-x64 is needed because esbuild's binary, which bin/build and tsx use, is an optional package.)
 RUN CI=true npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 
 COPY . .
+RUN bin/build
 
 USER node
 # producer HTTP API, gpu-worker /metrics /healthz /readyz
 EXPOSE 8080 9100
-ENTRYPOINT ["tini", "--", "node", "--import", "tsx"]
-CMD ["gpu-worker/main.ts"]
+ENTRYPOINT ["tini", "--", "bin/start"]
+CMD ["dist/gpu-worker/main.js"]

@@ -37,7 +37,8 @@ export async function pingRedis(url: string, timeoutMs = 1000): Promise<boolean>
   }
 }
 
-async function freePort(): Promise<number> {
+/** A free loopback TCP port (free when asked: another process may take it first). */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);

@@ -20,11 +20,15 @@ interface WorkerReady {
   metricsUrl?: string;
 }
 
-const workerEntry = fileURLToPath(new URL('../gpu-worker/main.ts', import.meta.url));
+// Run from its bundle (dist/launcher/main.js, `npm start`), the workers run from theirs with plain
+// node (none of the launcher's V8 flags); run from source, through tsx.
+const bundled = import.meta.url.endsWith('.js');
+const workerEntry = fileURLToPath(new URL(`../gpu-worker/main.${bundled ? 'js' : 'ts'}`, import.meta.url));
+const workerExecArgv = bundled ? [] : ['--import', 'tsx'];
 
 function startLocalWorker(index: number, config: Config): { child: ChildProcess; ready: Promise<WorkerReady> } {
   const child = fork(workerEntry, [], {
-    execArgv: ['--import', 'tsx'],
+    execArgv: workerExecArgv,
     // Own process group: Ctrl-C reaches only the launcher, which drains the workers in order.
     detached: true,
     env: {

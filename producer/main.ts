@@ -1,4 +1,4 @@
-/** Entry point of a producer replica: `tsx producer/main.ts`. */
+/** Entry point of a producer replica: `bin/start dist/producer/main.js` once bundled (`npm run producer`), or `tsx producer/main.ts`. */
 import { loadConfig } from '../common/config.ts';
 import { createLogger } from '../common/logger.ts';
 import { runUntilSignal } from '../common/process.ts';

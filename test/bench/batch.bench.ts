@@ -22,8 +22,15 @@
  *   (batch.windowPerPool) and BENCH_BULK_CONCURRENCY (the pool's
  *   lanes.bulk.concurrency) override, through a config file
  *   (INTERFLEET_CONFIG) every child reads. The effective values are printed.
- * - Memory: each child's peak RSS is its VmHWM from /proc; Redis peak is the
- *   highest `used_memory` sampled every 100 ms and its own `used_memory_peak`.
+ * - Producer: run as production runs it (BENCH_PRODUCER=bundle, the default):
+ *   bin/build's bundle through bin/start, i.e. plain node with the producer's
+ *   V8 flags, no tsx, as the image's entry point does. BENCH_PRODUCER=tsx runs
+ *   it as before (tsx, startProducer in a child), bundle-noflags the bundle
+ *   without the flags.
+ * - Memory: each child's peak RSS is its VmHWM from /proc; the producer's RSS
+ *   is also sampled every 100 ms, to tell its peak in each batch status;
+ *   Redis peak is the highest `used_memory` sampled every 100 ms and its own
+ *   `used_memory_peak`.
  * - CPU: each child's user+system seconds (/proc/<pid>/stat) and Redis's
  *   (INFO cpu) from submission to completion; a worker's busy share is its
  *   CPU seconds over the wall time (1.0 = its core never idle).
@@ -52,6 +59,7 @@ import { parseConfig } from '../../common/config.ts';
 import { createCeiling } from './batch-ceiling.ts';
 import { Child } from './children.ts';
 import { procCpuSeconds, redisCpuSeconds } from './cpu.ts';
+import { buildBundles, producerMode, ProducerProcess, rssMiB } from './producer-process.ts';
 import { median, table } from './stats.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -62,6 +70,7 @@ const SIZES = (process.env.BENCH_SIZES ?? '100000,1000000').split(',').map(Numbe
 const WORKERS = Number(process.env.BENCH_WORKERS ?? String(Math.max(1, CORES - 1)));
 const REPS = Number(process.env.BENCH_REPS ?? '1');
 const RUN_MAX_MS = 15 * 60_000;
+const PRODUCER = producerMode(process.env.BENCH_PRODUCER);
 if (PIN && WORKERS > CORES - 1)
   throw new Error(`BENCH_PIN: ${WORKERS} workers need ${WORKERS + 1} cores, have ${CORES}`);
 
@@ -114,13 +123,6 @@ async function writeInput(file: string, lines: number): Promise<void> {
   await once(out, 'finish');
 }
 
-/** Peak (VmHWM) or current (VmRSS) resident set of a live process, in MiB. */
-function rssMiB(pid: number, field: 'VmHWM' | 'VmRSS' = 'VmHWM'): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 'NaN');
-  return kb / 1024;
-}
-
 interface RunResult {
   seconds: number;
   linesPerSecond: number;
@@ -129,6 +131,8 @@ interface RunResult {
   producerMiB: number;
   /** The producer's resident set when ready, before the batch (runtime, modules, HTTP server). */
   producerIdleMiB: number;
+  /** The producer's highest sampled RSS in each batch status. */
+  producerPhaseMiB: Record<string, number>;
   schedulerMiB: number;
   workerMiB: number[];
   redisPeakMiB: number;
@@ -153,27 +157,48 @@ async function runFleet(inputUri: string, lines: number, configFile: string): Pr
     WORKER_METRICS_PORT: '-1',
     SCHEDULER_METRICS_PORT: '-1',
   };
-  const children: Child[] = [];
+  const children: { stop(graceMs: number): Promise<void> }[] = [];
   const admin = new Redis(redis.url);
   admin.on('error', () => undefined);
   try {
     const role = (name: string) =>
       Child.start(name, path.join(here, 'batch-role.child.ts'), { ...env, BENCH_ROLE: name }, 120_000);
-    const producer = role('producer');
     const scheduler = role('scheduler');
     const workers = Array.from({ length: WORKERS }, (_, i) =>
       Child.start(`worker-${i}`, path.join(root, 'gpu-worker/main.ts'), env, 120_000),
     );
-    children.push(producer, scheduler, ...workers);
-    pin(producer.proc.pid!, SHARED_CORE);
+    children.push(scheduler, ...workers);
     pin(scheduler.proc.pid!, SHARED_CORE);
     workers.forEach((w, i) => pin(w.proc.pid!, workerCore(i)));
-    const url = String((await producer.ready).url);
+    let url: string;
+    let producerPid: number;
+    if (PRODUCER === 'tsx') {
+      const producer = role('producer');
+      children.push(producer);
+      pin(producer.proc.pid!, SHARED_CORE);
+      url = String((await producer.ready).url);
+      producerPid = producer.proc.pid!;
+    } else {
+      const producer = await ProducerProcess.start(PRODUCER, env);
+      children.push(producer);
+      pin(producer.pid, SHARED_CORE);
+      url = producer.url;
+      producerPid = producer.pid;
+    }
     await scheduler.ready;
     await Promise.all(workers.map((w) => w.ready));
 
     let redisPeak = 0;
+    const producerPhaseMiB: Record<string, number> = {};
+    let status = 'validating';
+    // Planning may go on after the batch is in_progress (plan pieces): until the total is known, it is "planning".
+    let memPhase = 'planning';
     const sampler = setInterval(() => {
+      try {
+        producerPhaseMiB[memPhase] = Math.max(producerPhaseMiB[memPhase] ?? 0, rssMiB(producerPid, 'VmRSS'));
+      } catch {
+        // exited
+      }
       void admin
         .info('memory')
         .then((info) => {
@@ -183,12 +208,12 @@ async function runFleet(inputUri: string, lines: number, configFile: string): Pr
     }, 100);
 
     const cpuOf = async () => ({
-      producer: await procCpuSeconds(producer.proc.pid),
+      producer: await procCpuSeconds(producerPid),
       scheduler: await procCpuSeconds(scheduler.proc.pid),
       workers: await Promise.all(workers.map((w) => procCpuSeconds(w.proc.pid))),
       redis: await redisCpuSeconds(admin),
     });
-    const producerIdleMiB = rssMiB(producer.proc.pid!, 'VmRSS');
+    const producerIdleMiB = rssMiB(producerPid, 'VmRSS');
     const cpu0 = await cpuOf();
     const t0 = performance.now();
     const res = await fetch(`${url}/v1/batches`, {
@@ -201,7 +226,6 @@ async function runFleet(inputUri: string, lines: number, configFile: string): Pr
     const phases: Record<string, number> = {};
     let batch: BatchView;
     let at = t0;
-    let status = 'validating';
     for (;;) {
       await new Promise((r) => setTimeout(r, 50));
       batch = (await (await fetch(`${url}/v1/batches/${id}`)).json()) as BatchView;
@@ -209,6 +233,8 @@ async function runFleet(inputUri: string, lines: number, configFile: string): Pr
       phases[status] = (phases[status] ?? 0) + (now - at) / 1000;
       at = now;
       status = batch.status;
+      memPhase =
+        batch.request_counts.total === 0 && ['validating', 'in_progress'].includes(status) ? 'planning' : status;
       if (['completed', 'failed', 'expired', 'cancelled'].includes(batch.status)) break;
       if (now - t0 > RUN_MAX_MS) throw new Error(`batch ${id} still ${batch.status} after ${RUN_MAX_MS} ms`);
     }
@@ -220,8 +246,9 @@ async function runFleet(inputUri: string, lines: number, configFile: string): Pr
       seconds,
       linesPerSecond: lines / seconds,
       phases,
-      producerMiB: rssMiB(producer.proc.pid!),
+      producerMiB: rssMiB(producerPid),
       producerIdleMiB,
+      producerPhaseMiB,
       schedulerMiB: rssMiB(scheduler.proc.pid!),
       workerMiB: workers.map((w) => rssMiB(w.proc.pid!)),
       redisPeakMiB: Number(/used_memory_peak:(\d+)/.exec(info)?.[1] ?? 0) / 2 ** 20,
@@ -269,6 +296,12 @@ async function main(): Promise<void> {
       : `cores: NOT pinned — ${WORKERS} worker(s), producer, scheduler, Redis and this process share ${CORES} cores`,
   );
   console.log(
+    PRODUCER === 'tsx'
+      ? 'producer: producer/main.ts through tsx (as the image ran it before the bundles)'
+      : `producer: as production runs it: bin/start dist/producer/main.js (bin/build's bundle, plain node${PRODUCER === 'bundle' ? ", the producer's V8 flags" : ', no V8 flags'})`,
+  );
+  if (PRODUCER !== 'tsx') buildBundles();
+  console.log(
     `config: batch.chunkLines ${config.batch.chunkLines}, batch.admitEveryMs ${config.batch.admitEveryMs}, ` +
       `batch.windowPerPool ${config.batch.windowPerPool} (until the balance pass sets 2 × budget), ` +
       `bulk concurrency ${pool.lanes.bulk.concurrency}/worker, micro-batch ${pool.lanes.bulk.batchSize}; sizes ${SIZES.join(', ')}, ${REPS} rep(s) each`,
@@ -295,8 +328,11 @@ async function main(): Promise<void> {
         const ph = Object.entries(run.phases)
           .map(([s, t]) => `${s} ${fmt(t, 2)} s`)
           .join(', ');
+        const mem = Object.entries(run.producerPhaseMiB)
+          .map(([s, m]) => `${s} ${fmt(m, 1)}`)
+          .join(', ');
         console.log(
-          `  ${fmt(size)} lines rep ${rep + 1}: ceiling ${fmt(c)} lines/s (warm); fleet ${run.status} in ${fmt(run.seconds, 2)} s = ${fmt(run.linesPerSecond)} lines/s → ${pct(perCore)} per worker core [${ph}]`,
+          `  ${fmt(size)} lines rep ${rep + 1}: ceiling ${fmt(c)} lines/s (warm); fleet ${run.status} in ${fmt(run.seconds, 2)} s = ${fmt(run.linesPerSecond)} lines/s → ${pct(perCore)} per worker core [${ph}]; producer RSS MiB: idle ${fmt(run.producerIdleMiB, 1)}, highest sampled while ${mem}, peak ${fmt(run.producerMiB, 1)}`,
         );
       }
     }
