@@ -68,7 +68,11 @@ export interface BatchPolicy {
 }
 
 export type HoldReason =
-  /** validating: the producer's plan job has not finished. */
+  /**
+   * validating: the producer's plan job has published nothing yet; in_progress: every chunk
+   * published so far is admitted and the rest is still being planned; stopped: finalisation waits
+   * for the end of planning, which it needs to account for every line.
+   */
   | 'planning'
   /** The pool's window is full, or what was free went to other tenants' turns or this tenant's earlier batches. */
   | 'window_full'
@@ -121,8 +125,14 @@ export type BatchDecision =
 
 const defaultShare = fairShare();
 
+/** Chunks admission may read: the whole plan once planned, else the pieces published so far. */
+export const readableChunks = (b: BatchState): number => (b.planned ? b.counters.chunks : b.counters.plan_chunks);
+
+/** Planning ended, or was never going to (stopped before any piece was published): finalisation may run. */
+const planSettled = (b: BatchState): boolean => b.planned || b.counters.plan_chunks === 0;
+
 const admissible = (b: BatchState): boolean =>
-  b.status === 'in_progress' && b.planned && b.stop === null && b.counters.cursor < b.counters.chunks;
+  b.status === 'in_progress' && b.stop === null && b.counters.cursor < readableChunks(b);
 
 /** The pools whose bulk queue the snapshot must count: those with a batch that may take chunks. */
 export function poolsToCount(batches: readonly BatchState[]): string[] {
@@ -155,15 +165,15 @@ export function decideBatches(snapshot: BatchSnapshot, policy: BatchPolicy, now:
         }
         break;
       case 'in_progress':
-        if (!b.planned || b.stop !== null) {
+        if ((!b.planned && b.counters.plan_chunks === 0) || b.stop !== null) {
           decision = { kind: 'hold', batchId, reason: 'inconsistent' };
-        } else if (b.counters.cursor >= b.counters.chunks && drained) {
+        } else if (b.planned && b.counters.cursor >= b.counters.chunks && drained) {
           // Checked before expiry: work that all finished is delivered as completed, even if late to be noticed.
           decision = { kind: 'finalize', batchId, transition: true, reason: 'all_chunks_settled' };
         } else if (now >= b.spec.expiresAt) {
           decision = { kind: 'expire', batchId, from: 'in_progress', reason: 'past_completion_window' };
-        } else if (b.counters.cursor >= b.counters.chunks) {
-          decision = { kind: 'hold', batchId, reason: 'chunks_in_flight' };
+        } else if (b.counters.cursor >= readableChunks(b)) {
+          decision = { kind: 'hold', batchId, reason: b.planned ? 'chunks_in_flight' : 'planning' };
         } else {
           const pool = b.spec.model;
           const list = candidates.get(pool) ?? [];
@@ -171,7 +181,7 @@ export function decideBatches(snapshot: BatchSnapshot, policy: BatchPolicy, now:
             batchId,
             tenant: b.spec.tenant,
             priority: b.spec.priority,
-            remaining: b.counters.chunks - b.counters.cursor,
+            remaining: readableChunks(b) - b.counters.cursor,
             createdAt: b.spec.createdAt,
             expiresAt: b.spec.expiresAt,
           });
@@ -180,7 +190,9 @@ export function decideBatches(snapshot: BatchSnapshot, policy: BatchPolicy, now:
         break;
       case 'cancelling':
       case 'finalizing':
-        if (drained) {
+        if (drained && !planSettled(b)) {
+          decision = { kind: 'hold', batchId, reason: 'planning' };
+        } else if (drained) {
           const reason = b.status === 'cancelling' ? 'cancel_drained' : 'finalizing';
           decision = { kind: 'finalize', batchId, transition: false, reason };
         } else if (b.stop !== null) {

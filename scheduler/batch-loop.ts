@@ -12,10 +12,11 @@
  * runner and settleChunk are idempotent. A stale advance is refused, and the
  * pass throws StaleLeaderError so the scheduler stands down.
  */
-import { Queue, type JobsOptions } from 'bullmq';
-import { BatchStore, batchFiles, chunkJobFor, type BatchState } from '../common/batch/batch-state.ts';
+import { Job, Queue, type JobsOptions } from 'bullmq';
+import { BatchStore, batchFiles, chunkJobFor, type BatchError, type BatchState } from '../common/batch/batch-state.ts';
 import { finalizeJob, planJob } from '../common/batch/control-jobs.ts';
-import { readPlanEntries, type PlanEntry } from '../common/batch/plan-file.ts';
+import { controlJobId } from '../common/contracts/batch.ts';
+import { readPlanEntries, readPlanPieces, type PlanEntry } from '../common/batch/plan-file.ts';
 import type { Logger } from '../common/logger.ts';
 import type { RedisClient } from '../common/redis.ts';
 import type { Storage } from '../common/storage/index.ts';
@@ -24,6 +25,7 @@ import { admissionExplanations } from './admission-explain.ts';
 import {
   decideBatches,
   poolsToCount,
+  readableChunks,
   type BatchDecision,
   type BatchPolicy,
   type ShareState,
@@ -170,6 +172,8 @@ export class BatchLoop {
     switch (d.kind) {
       case 'hold':
         log.debug({ reason: d.reason }, 'batch held');
+        // Planning goes on past validating (chunks are admitted while it runs): it needs a live plan job.
+        if (d.reason === 'planning' && batch.status !== 'validating') await this.reconcilePlanJob(d.batchId, now, log);
         return;
       case 'close':
         await this.store.close(d.batchId);
@@ -199,12 +203,9 @@ export class BatchLoop {
         log.debug({ reason: d.reason }, 'finalize job added (or already there)');
         return;
       }
-      case 'plan': {
-        const { name, data, opts } = planJob(d.batchId);
-        await this.control().add(name, data, opts);
-        log.debug({ reason: d.reason }, 'plan job added (or already there)');
+      case 'plan':
+        await this.reconcilePlanJob(d.batchId, now, log);
         return;
-      }
       case 'admit':
         await this.admit(d, batch, epoch, log);
         return;
@@ -212,6 +213,35 @@ export class BatchLoop {
         await this.withdraw(d, log);
         return;
     }
+  }
+
+  /**
+   * A batch whose planning has not ended needs its plan job. One that is gone
+   * (the producer died before queuing it, or it was removed by hand) is added
+   * again; re-planning is idempotent (create-only pieces of the same bytes).
+   * One that failed for good while the batch still waits for its plan can only
+   * have died without failing the batch (its process killed mid-plan until
+   * BullMQ's stall limit), and would hold the batch forever: the batch fails,
+   * with the job's reason.
+   */
+  private async reconcilePlanJob(batchId: string, now: number, log: Logger): Promise<void> {
+    const { name, data, opts } = planJob(batchId);
+    const job = await Job.fromId(this.control(), controlJobId.plan(batchId));
+    if (job === undefined) {
+      await this.control().add(name, data, opts);
+      log.info('plan job missing; added again');
+      return;
+    }
+    if (!(await job.isFailed())) return;
+    const error: BatchError = {
+      code: 'planning_failed',
+      message: `planning did not finish: ${job.failedReason || 'the plan job failed'}`,
+      line: null,
+      param: null,
+    };
+    const { moved } = await this.store.failPlanning(batchId, { failed_at: now, errors: JSON.stringify([error]) });
+    if (moved) await this.store.close(batchId);
+    log.warn({ moved, reason: job.failedReason }, 'plan job failed for good; batch failed');
   }
 
   /**
@@ -240,17 +270,28 @@ export class BatchLoop {
     log: Logger,
   ): Promise<void> {
     const { spec } = batch;
-    const planUri = batch.plan?.planUri ?? batchFiles(spec.outputPrefix).plan;
+    const files = batchFiles(spec.outputPrefix);
+    // A plan still being cut, or cut by this version, is read from its pieces; an older one from its object.
+    const pieces = !batch.planned || batch.plan?.pieces === true;
+    const planUri = pieces ? files.planPieces : (batch.plan?.planUri ?? files.plan);
     let entries: PlanEntry[];
     try {
-      entries = await this.readEntries(planUri, d.cursor, batch.counters.plan_byte, d.count);
+      entries = pieces
+        ? await collect(
+            readPlanPieces(this.deps.storage, planUri, d.cursor, {
+              planByte: batch.counters.plan_byte,
+              published: readableChunks(batch),
+              limit: d.count,
+            }),
+          )
+        : await this.readEntries(planUri, d.cursor, batch.counters.plan_byte, d.count);
     } catch (err) {
       log.warn({ err, planUri, cursor: d.cursor }, 'could not read the plan; admission skipped this pass');
       return;
     }
     if (entries.length < d.count) {
       log.error(
-        { planUri, cursor: d.cursor, wanted: d.count, found: entries.length, chunks: batch.counters.chunks },
+        { planUri, cursor: d.cursor, wanted: d.count, found: entries.length, readable: readableChunks(batch) },
         'plan holds fewer chunks than the batch counts; admission skipped',
       );
       return;
@@ -277,7 +318,10 @@ export class BatchLoop {
       log.info({ from: d.cursor, to, stop: now?.stop }, 'cursor moved or batch stopped during admission');
       return;
     }
-    log.info({ pool: d.pool, from: d.cursor, to, chunks: batch.counters.chunks }, 'admitted chunks');
+    log.info(
+      { pool: d.pool, from: d.cursor, to, chunks: readableChunks(batch), planned: batch.planned },
+      'admitted chunks',
+    );
   }
 
   /** `count` plan entries from chunk `cursor`, reading from its recorded byte offset when there is one. */
@@ -291,4 +335,10 @@ export class BatchLoop {
     }
     return out;
   }
+}
+
+async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const item of items) out.push(item);
+  return out;
 }

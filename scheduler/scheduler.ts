@@ -28,7 +28,7 @@ import { requestPreemption } from '../common/preemption.ts';
 import { startProbeServer } from '../common/probe-server.ts';
 import { closeRedis, createRedis } from '../common/redis.ts';
 import { createStorage, type Storage } from '../common/storage/index.ts';
-import { queueName, workersKey } from '../common/topology.ts';
+import { batchControlQueue, queueName, workersKey } from '../common/topology.ts';
 import { BatchLoop } from './batch-loop.ts';
 import { BudgetLoop } from './budget-loop.ts';
 import { createSchedulerMetrics } from './metrics.ts';
@@ -215,6 +215,15 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
     events.on('error', (err) => logger.warn({ err, pool: pool.name }, 'bulk queue events: read failed; retrying'));
     return { events, connection };
   });
+  // Likewise when a plan job publishes a piece of its plan (it reports progress): the first chunks
+  // are admitted while planning goes on, not up to batch.admitEveryMs later.
+  {
+    const connection = createRedis(config.redis, 'worker', { connectionName: `scheduler-plan-events:${candidateId}` });
+    const events = new QueueEvents(batchControlQueue, { connection, prefix });
+    events.on('progress', onChunkEnded);
+    events.on('error', (err) => logger.warn({ err }, 'batch control events: read failed; retrying'));
+    chunkEvents.push({ events, connection });
+  }
 
   await enqueue(tick);
   const timers = [

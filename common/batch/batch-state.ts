@@ -6,12 +6,19 @@
  * this module, so every transition is a compare-and-set in one place.
  *
  * Life of a batch (OpenAI's states):
- *   validating ──plan──► in_progress ──all chunks settled──► finalizing ──► completed
+ *   validating ──first plan piece──► in_progress ──planned, all chunks settled──► finalizing ──► completed
  *       │                    │  (expires_at passes: stop=expired) ──► finalizing ──► expired
  *       │                    └──cancel (stop=cancelled)──► cancelling ──► cancelled
  *       └──input missing / unreadable──► failed
  * `stop` records why admission ended early; finalisation then delivers the
  * finished part and marks every line that never ran.
+ *
+ * Planning overlaps the run: the batch goes in_progress with the plan's first
+ * piece (`plan_chunks` counts the chunks published so far, and admission
+ * reads up to it), and `planned`, `total` and `chunks` are set when planning
+ * ends (publishPlan). A batch stopped (cancel, expiry) once a piece is
+ * published keeps being planned to the end, since finalisation needs the
+ * whole plan to account for every line; one stopped before is not planned.
  *
  * Counters are exact under at-least-once delivery: a chunk is settled once
  * (SETBIT on `settled` gates the HINCRBYs), whatever the number of runs. A
@@ -77,6 +84,8 @@ export const planSummarySchema = z.object({
   invalidLines: z.number().int(),
   duplicateLines: z.number().int(),
   plannedAt: z.number().int(),
+  /** Admission reads the plan's pieces (batchFiles().planPieces) rather than planUri; absent: an older plan. */
+  pieces: z.boolean().optional(),
 });
 export type PlanSummary = z.infer<typeof planSummarySchema>;
 
@@ -108,6 +117,8 @@ const counterFields = [
   'failed',
   /** Chunks in the plan; known once planned. */
   'chunks',
+  /** Chunks published in plan pieces so far (readable by admission); = chunks once planned. */
+  'plan_chunks',
   /** Next chunk index to admit. */
   'cursor',
   /** Byte offset of chunk `cursor` in the plan object. */
@@ -171,6 +182,8 @@ export function batchFiles(outputPrefix: string) {
     plan: `${outputPrefix}plan.jsonl`,
     /** Chunk parts (partUris in contracts/batch.ts). */
     parts: `${outputPrefix}parts/`,
+    /** The plan's pieces (planPieceUri in plan-file.ts): with the parts, deleted with them. */
+    planPieces: `${outputPrefix}parts/`,
   };
 }
 
@@ -207,19 +220,60 @@ return {0, cur}
 
 /*
  * KEYS[1] state, KEYS[2] fence. ARGV[1] epoch, ARGV[2] expected cursor, ARGV[3] new cursor, ARGV[4] plan byte.
- * Returns 1 advanced, 0 the cursor moved meanwhile or the batch stopped, -1 stale epoch.
+ * Returns 1 advanced, 0 the cursor moved meanwhile, the batch stopped, or the new cursor is past the
+ * chunks readable (all once planned, else those published), -1 stale epoch.
  */
 const ADVANCE = `
 local seen = tonumber(redis.call('GET', KEYS[2]) or '0')
 local epoch = tonumber(ARGV[1])
 if epoch < seen then return -1 end
 if epoch > seen then redis.call('SET', KEYS[2], epoch) end
-local st = redis.call('HMGET', KEYS[1], 'status', 'stop', 'cursor')
+local st = redis.call('HMGET', KEYS[1], 'status', 'stop', 'cursor', 'planned', 'chunks', 'plan_chunks')
 if st[1] ~= 'in_progress' or (st[2] and st[2] ~= '') or tonumber(st[3] or '0') ~= tonumber(ARGV[2]) then return 0 end
+local readable = tonumber((st[4] == '1' and st[5] or st[6]) or '0')
+if tonumber(ARGV[3]) > readable then return 0 end
 local n = tonumber(ARGV[3]) - tonumber(ARGV[2])
 redis.call('HSET', KEYS[1], 'cursor', ARGV[3], 'plan_byte', ARGV[4])
 redis.call('HINCRBY', KEYS[1], 'admitted', n)
 return 1
+`;
+
+/*
+ * KEYS[1] state. ARGV[1] chunks published, ARGV[2] now (ms), ARGV[3] '1' when planning ended,
+ * ARGV[4..] field/value pairs set with the end (planned, total, chunks, plan).
+ * The first piece moves validating → in_progress; later ones raise plan_chunks while the batch is
+ * in_progress, or stopped (cancelling, finalizing) after a piece was published. Returns {1, status}
+ * published, {0, status} already planned (a re-run), {-1, status} the batch left validating before
+ * any piece was published, ended or is gone: stop planning.
+ */
+const PUBLISH_PLAN = `
+local st = redis.call('HMGET', KEYS[1], 'status', 'plan_chunks', 'planned')
+if not st[1] then return {-1, ''} end
+if st[3] == '1' then return {0, st[1]} end
+local had = tonumber(st[2] or '0')
+if st[1] == 'validating' then
+  redis.call('HSET', KEYS[1], 'status', 'in_progress', 'in_progress_at', ARGV[2], 'cursor', 0, 'plan_byte', 0, 'admitted', 0)
+elseif had == 0 or not (st[1] == 'in_progress' or st[1] == 'cancelling' or st[1] == 'finalizing') then
+  return {-1, st[1]}
+end
+if tonumber(ARGV[1]) > had then redis.call('HSET', KEYS[1], 'plan_chunks', ARGV[1]) end
+if ARGV[3] == '1' then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
+return {1, st[1]}
+`;
+
+/*
+ * KEYS[1] state. ARGV[1..] field/value pairs set with `failed`.
+ * Fails a batch whose planning failed: from validating, or from a state its published pieces led
+ * to (in_progress, or stopped meanwhile) while not yet planned. Returns {1, old} or {0, current}.
+ */
+const FAIL_PLANNING = `
+local st = redis.call('HMGET', KEYS[1], 'status', 'plan_chunks', 'planned')
+if not st[1] then return {0, ''} end
+local planning = st[3] ~= '1' and tonumber(st[2] or '0') > 0 and
+  (st[1] == 'in_progress' or st[1] == 'cancelling' or st[1] == 'finalizing')
+if st[1] ~= 'validating' and not planning then return {0, st[1]} end
+redis.call('HSET', KEYS[1], 'status', 'failed', unpack(ARGV))
+return {1, st[1]}
 `;
 
 /**
@@ -422,6 +476,43 @@ export class BatchStore {
       to,
       ...args,
     )) as [number, string];
+    return { moved: moved === 1, status: status === '' ? undefined : (status as BatchStatus) };
+  }
+
+  /**
+   * Publishes `published` chunks of a plan being cut (PUBLISH_PLAN); with `end`, planning is over
+   * and its fields (planned, total, chunks, plan) are set too. 'left' means stop planning.
+   */
+  async publishPlan(
+    batchId: string,
+    published: number,
+    now: number,
+    end?: Record<string, string | number>,
+  ): Promise<{ result: 'published' | 'already' | 'left'; status: BatchStatus | undefined }> {
+    const args = end === undefined ? [] : Object.entries(end).flatMap(([f, v]) => [f, String(v)]);
+    const [r, status] = (await this.redis.eval(
+      PUBLISH_PLAN,
+      1,
+      this.keys(batchId).state,
+      published,
+      now,
+      end === undefined ? '0' : '1',
+      ...args,
+    )) as [number, string];
+    const result = r === 1 ? 'published' : r === 0 ? 'already' : 'left';
+    return { result, status: status === '' ? undefined : (status as BatchStatus) };
+  }
+
+  /** Ends a batch `failed` for its planning (FAIL_PLANNING), with `fields` (failed_at, errors). */
+  async failPlanning(
+    batchId: string,
+    fields: Record<string, string | number>,
+  ): Promise<{ moved: boolean; status: BatchStatus | undefined }> {
+    const args = Object.entries(fields).flatMap(([f, v]) => [f, String(v)]);
+    const [moved, status] = (await this.redis.eval(FAIL_PLANNING, 1, this.keys(batchId).state, ...args)) as [
+      number,
+      string,
+    ];
     return { moved: moved === 1, status: status === '' ? undefined : (status as BatchStatus) };
   }
 

@@ -224,20 +224,25 @@ export function startBulkLane(deps: BulkLaneDeps): Lane {
     metrics.inFlight.inc({ pool, lane: 'bulk' });
     const me: Running = { seq: seq++, preempt: new AbortController() };
     try {
+      // Both reads go out at once (one round trip); the record is only used when the batch runs.
+      const recording = store.chunkSegments(batchId, chunk.index);
+      recording.catch(() => undefined); // awaited below when used; unused on a skip
       if (!(await store.runnable(batchId))) {
         await settle(batchId, chunk.index, { outcome: 'skipped' }, jobLog);
         count('skipped', startedAt);
         return { status: 'skipped' };
       }
       // The batch's record of finished segments counts, not the job data, which may lag it.
-      const recorded = await store.chunkSegments(batchId, chunk.index);
+      const recorded = await recording;
       const ran = resumeJob(parsed.data, recorded);
       if (recorded.length > (parsed.data.segments ?? []).length) {
         jobLog.info({ segments: recorded.length }, 'resuming from the batch record (the job data lagged it)');
       }
       const planned = plannedRange(ran);
 
-      let progressAt = 0;
+      // From the start: a chunk shorter than the period reports no progress (a Redis script and an
+      // event each, which every QueueEvents reader of the queue then wakes up for).
+      let progressAt = startedAt;
       const onProgress = (done: number): void => {
         const now = Date.now();
         if (now - progressAt < PROGRESS_EVERY_MS) return;

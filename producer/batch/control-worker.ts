@@ -78,7 +78,20 @@ export function startBatchControl(deps: BatchControlDeps): BatchControl {
         case 'plan': {
           const result = await runPlanJob(
             data.batchId,
-            { batch: config.batch, store, storage, logger: jobLog, now, signal, statusPollMs: deps.statusPollMs },
+            {
+              batch: config.batch,
+              store,
+              storage,
+              logger: jobLog,
+              now,
+              signal,
+              statusPollMs: deps.statusPollMs,
+              // The scheduler takes a progress event as its cue to admit the new chunks at once.
+              onPublished: (published) =>
+                void job
+                  .updateProgress({ published })
+                  .catch((err: unknown) => jobLog.debug({ err }, 'plan progress not reported')),
+            },
             { lastAttempt: isLastAttempt(job) },
           );
           // The batch is failed with its reason already; the job fails too, for the board, and is not retried.

@@ -1,19 +1,32 @@
 /**
  * The plan job: a batch in `validating` has its input streamed once into a
- * plan (./plan-to-storage.ts) and moves to `in_progress`, or to `failed`
- * with a reason naming the URI and the cause. It never leaves a batch in
- * `validating` without one: input problems fail it at once, and a retryable
- * failure fails it on the job's last attempt.
+ * plan (./plan-to-storage.ts). The plan is published in pieces as it is cut:
+ * the first piece moves the batch to `in_progress`, so the scheduler admits
+ * chunks while the rest is planned, and the end of planning sets the total.
+ * A failure ends the batch `failed` with a reason naming the URI and the
+ * cause: input problems at once, a retryable failure on the job's last
+ * attempt. It never leaves a batch unplanned without one.
  *
- * A batch that leaves `validating` meanwhile (cancelled, expired) is left
- * alone: its status is polled while planning runs, and planning is aborted
- * when it changes; every transition here is a compare-and-set from
- * `validating`, so a late plan never moves a batch someone else moved.
+ * - Stopped before any piece was published (cancel or expiry while
+ *   `validating`): planning is aborted; nothing ran, nothing is marked.
+ * - Stopped after (cancelling, or finalizing for expiry): planning runs on to
+ *   the end, for finalisation needs the whole plan to account for every line
+ *   (the scheduler holds the batch until `planned`).
+ * - Failed after pieces were published: the batch ends `failed` all the same
+ *   (finalisation needs the whole plan), the message says how many chunks had
+ *   been admitted; chunk jobs still queued are dropped by workers (the batch
+ *   is no longer runnable), and the parts of the chunks that ran stay under
+ *   `parts/`, as for any failed batch.
+ *
+ * Every move is a compare-and-set (BatchStore.publishPlan, failPlanning), so a
+ * late plan never moves a batch someone else ended.
  */
 import {
   batchFiles,
+  isTerminal,
   type BatchError,
   type BatchSpec,
+  type BatchState,
   type BatchStatus,
   type BatchStore,
   type PlanSummary,
@@ -33,6 +46,11 @@ export interface PlanJobDeps {
   signal?: AbortSignal;
   /** How often the batch status is checked while planning (default 1000 ms). */
   statusPollMs?: number;
+  /**
+   * Told after each plan piece is published (chunks readable so far), e.g. to report it as the
+   * job's progress, which a scheduler can take as its cue to admit at once.
+   */
+  onPublished?: (published: number) => void;
 }
 
 export type PlanJobOutcome =
@@ -44,10 +62,15 @@ export type PlanJobOutcome =
  * Pure: the batch error for a planning failure that retrying cannot fix, or
  * undefined when it may (a retryable storage error, or anything unknown).
  */
-export function planFailure(err: unknown, spec: Pick<BatchSpec, 'input'>, planUri: string): BatchError | undefined {
+export function planFailure(
+  err: unknown,
+  spec: Pick<BatchSpec, 'input' | 'outputPrefix'>,
+  planUri: string,
+): BatchError | undefined {
   if (!isStorageError(err) || err.retryable || err.code === 'cancelled') return undefined;
-  // Planning writes one object, the plan, under the output prefix: a failure there is the output's.
-  const output = err.uri === planUri;
+  // Planning writes the plan and its pieces under the output prefix: a failure there is the output's.
+  const piece = `${batchFiles(spec.outputPrefix).planPieces}plan-`;
+  const output = err.uri === planUri || (err.uri?.startsWith(piece) ?? false);
   const side = output ? 'output' : 'input';
   const uri = output ? planUri : spec.input;
   return {
@@ -59,7 +82,7 @@ export function planFailure(err: unknown, spec: Pick<BatchSpec, 'input'>, planUr
 }
 
 async function fail(store: BatchStore, batchId: string, error: BatchError, now: number, fields = {}): Promise<boolean> {
-  const { moved } = await store.transition(batchId, ['validating'], 'failed', {
+  const { moved } = await store.failPlanning(batchId, {
     ...fields,
     failed_at: now,
     errors: JSON.stringify([error]),
@@ -68,7 +91,13 @@ async function fail(store: BatchStore, batchId: string, error: BatchError, now: 
   return moved;
 }
 
-/** Aborts `controller` once the batch is no longer `validating`; returns a stop function. */
+/** Whether planning goes on: the batch is validating, or a piece led it on and it is not final. */
+const stillPlanned = (state: BatchState | undefined): boolean =>
+  state !== undefined &&
+  !state.planned &&
+  (state.status === 'validating' || (state.counters.plan_chunks > 0 && !isTerminal(state.status)));
+
+/** Aborts `controller` once the batch no longer wants planning (stillPlanned); returns a stop function. */
 function watchStatus(
   store: BatchStore,
   batchId: string,
@@ -81,10 +110,10 @@ function watchStatus(
   let stopped = false;
   const check = async (): Promise<void> => {
     try {
-      const status = (await store.get(batchId))?.status;
-      if (status !== 'validating') {
-        onLeft(status);
-        controller.abort(new Error(`batch ${batchId} is ${status ?? 'gone'}`));
+      const state = await store.get(batchId);
+      if (!stillPlanned(state)) {
+        onLeft(state?.status);
+        controller.abort(new Error(`batch ${batchId} is ${state?.status ?? 'gone'}`));
         return;
       }
     } catch (err) {
@@ -107,8 +136,8 @@ export async function runPlanJob(
   const { store, now } = deps;
   const log = deps.logger.child({ batchId });
   const state = await store.get(batchId);
-  if (state?.status !== 'validating') return { outcome: 'left_validating', status: state?.status };
-  const { spec } = state;
+  if (!stillPlanned(state)) return { outcome: 'left_validating', status: state?.status };
+  const { spec } = state!;
   const files = batchFiles(spec.outputPrefix);
 
   const controller = new AbortController();
@@ -131,6 +160,17 @@ export async function runPlanJob(
       chunkLines: deps.batch.chunkLines,
       chunkBytes: deps.batch.chunkBytes,
       signal: controller.signal,
+      piecesPrefix: files.planPieces,
+      onPublished: async (published) => {
+        const r = await store.publishPlan(batchId, published, now());
+        if (r.result === 'left') {
+          left = { status: r.status };
+          controller.abort(new Error(`batch ${batchId} is ${r.status ?? 'gone'}`));
+          throw controller.signal.reason;
+        }
+        if (r.status === 'validating') log.info({ published }, 'first plan piece published; batch in_progress');
+        deps.onPublished?.(published);
+      },
     });
   } catch (err) {
     if (left) {
@@ -140,12 +180,19 @@ export async function runPlanJob(
     if (deps.signal?.aborted) throw err; // draining: the job runs again elsewhere
     const error = planFailure(err, spec, files.plan);
     if (error || opts.lastAttempt) {
-      const reason = error ?? {
+      let reason = error ?? {
         code: 'planning_failed',
         message: `planning ${spec.input} failed after every attempt: ${err instanceof Error ? err.message : String(err)}`,
         line: null,
         param: null,
       };
+      const admitted = (await store.get(batchId))?.counters.admitted ?? 0;
+      if (admitted > 0) {
+        reason = {
+          ...reason,
+          message: `${reason.message}; planning stopped after ${admitted} chunk(s) had been admitted (their parts are kept under ${files.parts}, no output file is written)`,
+        };
+      }
       await fail(store, batchId, reason, now());
       log.warn({ err, code: reason.code }, 'planning failed; batch failed');
       return { outcome: 'failed', error: reason };
@@ -164,6 +211,7 @@ export async function runPlanJob(
     invalidLines: result.invalidLines,
     duplicateLines: result.duplicateLines,
     plannedAt: now(),
+    pieces: true,
   };
   if (result.totalLines === 0) {
     const error: BatchError = {
@@ -175,17 +223,13 @@ export async function runPlanJob(
     await fail(store, batchId, error, now(), { plan: JSON.stringify(plan) });
     return { outcome: 'failed', error };
   }
-  const { moved, status } = await store.transition(batchId, ['validating'], 'in_progress', {
-    in_progress_at: now(),
+  const end = await store.publishPlan(batchId, result.chunks, now(), {
     planned: '1',
     total: result.totalLines,
     chunks: result.chunks,
-    cursor: 0,
-    plan_byte: 0,
-    admitted: 0,
     plan: JSON.stringify(plan),
   });
-  if (!moved) return { outcome: 'left_validating', status };
+  if (end.result === 'left') return { outcome: 'left_validating', status: end.status };
   log.info({ total: result.totalLines, chunks: result.chunks, created: result.created }, 'batch planned');
   return { outcome: 'planned', total: result.totalLines, chunks: result.chunks };
 }

@@ -1,128 +1,105 @@
 /**
- * Plans a batch straight into its plan object (common/batch/plan-file.ts).
+ * Plans a batch straight into storage (common/batch/plan-file.ts): its chunks
+ * go out in pieces as they are cut, each piece a create-only object published
+ * as soon as it is written (`onPublished`), so chunks can be admitted while
+ * the rest of the input is still being read; when planning ends, the pieces
+ * are concatenated into the plan object.
  */
 import type { Chunk } from '../../common/contracts/batch.ts';
-import type { Storage } from '../../common/storage/index.ts';
-import { writePlan } from '../../common/batch/plan-file.ts';
+import { StorageError, type Storage } from '../../common/storage/index.ts';
+import { pieceOf, pieceStart, planLine, planPieceUri } from '../../common/batch/plan-file.ts';
 import { planBatch, type PlanOptions, type PlanResult, type PlanStorage } from './planner.ts';
 
-/**
- * Plans a batch straight into a plan object: planBatch and writePlan joined by
- * a small queue, so memory holds a few chunks, never the plan. When the plan
- * already exists (a re-run), it is kept and this run only counts. A planning
- * failure aborts the upload: no partial plan is ever published.
- */
-export async function planToStorage(
-  storage: PlanStorage & Pick<Storage, 'writeIfAbsent'>,
-  inputUri: string,
-  planUri: string,
-  opts: PlanOptions,
-): Promise<PlanResult & { created: boolean }> {
-  const queue = new ChunkQueue(64);
-  let writeFailure: { err: unknown } | undefined;
-  // Handled at once: a failed upload stops the planner at its next chunk instead of going unnoticed.
-  const writing = writePlan(storage, planUri, queue.drain(), { signal: opts.signal }).then(
-    (written) => {
-      queue.close(); // an existing plan may be kept without reading the body: count on without writing
-      return written;
-    },
-    (err: unknown) => {
-      writeFailure = { err };
-      queue.stop(err);
-      return undefined;
-    },
-  );
-  let result: PlanResult;
-  try {
-    result = await planBatch(storage, inputUri, opts, (chunk) => queue.push(chunk));
-  } catch (err) {
-    queue.fail(err);
-    await writing;
-    throw err;
-  }
-  queue.end();
-  const written = await writing;
-  if (writeFailure) throw writeFailure.err;
-  return { ...result, created: written!.created };
+export interface PlanToStorageOptions extends PlanOptions {
+  /** Folder (ending in `/`) for the plan's pieces; default `<planUri>.pieces/`. */
+  piecesPrefix?: string;
+  /**
+   * Called after each piece is written, in order, with the number of chunks
+   * readable in the pieces so far; awaited before the next piece is published.
+   * A throw stops planning with that error.
+   */
+  onPublished?: (published: number) => Promise<void> | void;
 }
 
+export type PlanToStorageStorage = PlanStorage & Pick<Storage, 'writeIfAbsent' | 'concat'>;
+
 /**
- * A bounded single-producer single-consumer queue. Once the consumer has
- * stopped reading, pushes are dropped (it had no use for them) or, if it
- * failed, throw its error.
+ * Plans `inputUri` into pieces and then into the plan object `planUri`
+ * (memory: the piece being filled and the one being written). A re-run finds
+ * its pieces there and keeps them, after checking each holds the very bytes it
+ * cut (else the input changed between runs: StorageError precondition_failed,
+ * about the input). A planning failure publishes no further piece and never
+ * the plan object; pieces already published stay (they are what was admitted).
  */
-class ChunkQueue {
-  private items: Chunk[] = [];
-  private ended = false;
-  private failure: { err: unknown } | undefined;
-  private stopped = false;
-  private stopError: { err: unknown } | undefined;
-  private wakeConsumer: (() => void) | undefined;
-  private wakeProducer: (() => void) | undefined;
+export async function planToStorage(
+  storage: PlanToStorageStorage,
+  inputUri: string,
+  planUri: string,
+  opts: PlanToStorageOptions,
+): Promise<PlanResult & { created: boolean }> {
+  const piecesPrefix = opts.piecesPrefix ?? `${planUri}.pieces/`;
+  const { signal } = opts;
+  let piece = 0;
+  let lines: string[] = [];
+  let created = false;
+  let writing: Promise<void> = Promise.resolve();
+  let pieces = 0;
 
-  constructor(private readonly capacity: number) {}
+  const publish = async (no: number, body: Buffer, published: number): Promise<void> => {
+    const uri = planPieceUri(piecesPrefix, no);
+    const written = await storage.writeIfAbsent(uri, body, { contentType: 'application/jsonl', signal });
+    if (written.created) created = true;
+    else await checkSame(storage, uri, body, inputUri, signal);
+    await opts.onPublished?.(published);
+  };
+  /** Starts writing the filled piece once the previous one is published (one write in flight). */
+  const flush = async (published: number): Promise<void> => {
+    await writing;
+    const body = Buffer.from(lines.join(''));
+    const no = piece;
+    lines = [];
+    piece++;
+    pieces++;
+    writing = publish(no, body, published);
+    // Seen by the next flush or the end; until then a failure must not go unhandled.
+    writing.catch(() => undefined);
+  };
 
-  async push(chunk: Chunk): Promise<void> {
-    this.throwIfFailed();
-    while (!this.stopped && this.items.length >= this.capacity) {
-      await new Promise<void>((resolve) => (this.wakeProducer = resolve));
-    }
-    this.throwIfFailed();
-    if (this.stopped) return; // the plan was already there: nothing to write
-    this.items.push(chunk);
-    this.wake('consumer');
+  let result: PlanResult;
+  try {
+    result = await planBatch(storage, inputUri, opts, async (chunk: Chunk) => {
+      lines.push(planLine(chunk));
+      if (chunk.index === pieceStart(piece + 1) - 1) await flush(chunk.index + 1);
+    });
+    if (lines.length > 0) await flush(result.chunks);
+    await writing;
+  } catch (err) {
+    await writing.catch(() => undefined); // nothing left running behind the failure
+    throw err;
   }
-
-  private throwIfFailed(): void {
-    if (this.stopError) throw this.stopError.err;
+  if (pieces !== (result.chunks === 0 ? 0 : pieceOf(result.chunks - 1) + 1)) {
+    throw new Error(`plan ${planUri}: ${pieces} pieces written for ${result.chunks} chunks`);
   }
+  const sources = Array.from({ length: pieces }, (_, p) => planPieceUri(piecesPrefix, p));
+  await storage.concat(planUri, sources, { contentType: 'application/jsonl', signal });
+  return { ...result, created };
+}
 
-  /** The consumer failed: the next push throws `err`. */
-  stop(err: unknown): void {
-    this.stopError = { err };
-    this.close();
-  }
-
-  /** The consumer is done: pushes are dropped from now on. */
-  close(): void {
-    this.stopped = true;
-    this.items = [];
-    this.wake('producer');
-  }
-
-  end(): void {
-    this.ended = true;
-    this.wake('consumer');
-  }
-
-  fail(err: unknown): void {
-    this.failure = { err };
-    this.wake('consumer');
-  }
-
-  async *drain(): AsyncGenerator<Chunk> {
-    try {
-      for (;;) {
-        if (this.failure) throw this.failure.err;
-        const item = this.items.shift();
-        if (item !== undefined) {
-          this.wake('producer');
-          yield item;
-        } else if (this.ended) {
-          return;
-        } else {
-          await new Promise<void>((resolve) => (this.wakeConsumer = resolve));
-        }
-      }
-    } finally {
-      this.close();
-    }
-  }
-
-  private wake(who: 'consumer' | 'producer'): void {
-    const wake = who === 'consumer' ? this.wakeConsumer : this.wakeProducer;
-    if (who === 'consumer') this.wakeConsumer = undefined;
-    else this.wakeProducer = undefined;
-    wake?.();
+/** An existing piece must hold the bytes this run cut: the same input plans the same chunks. */
+async function checkSame(
+  storage: Pick<Storage, 'read'>,
+  uri: string,
+  body: Buffer,
+  inputUri: string,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const pieces: Buffer[] = [];
+  for await (const piece of (await storage.read(uri, { signal })) as AsyncIterable<Buffer>) pieces.push(piece);
+  if (!Buffer.concat(pieces).equals(body)) {
+    throw new StorageError(
+      'precondition_failed',
+      `the plan piece ${uri} from an earlier planning run differs from this one's: ${inputUri} changed in between`,
+      { uri: inputUri },
+    );
   }
 }

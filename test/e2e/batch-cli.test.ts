@@ -191,6 +191,7 @@ describe('progress', () => {
         completed: done,
         failed: 0,
         chunks: 10,
+        plan_chunks: total > 0 ? 10 : 0,
         cursor: 0,
         plan_byte: 0,
         admitted: 0,

@@ -261,6 +261,7 @@ describe('finalize jobs', () => {
     const flaky: Storage = {
       ...base,
       concat: (target, sources, o) => {
+        if (target.endsWith('/plan.jsonl')) return base.concat(target, sources, o); // planning: not what fails here
         if (target.includes('/always-failing/') || concatFailures++ === 0) {
           return Promise.reject(new StorageError('unavailable', `${target}: 503 backend error`, { uri: target }));
         }

@@ -44,6 +44,7 @@ function state(status: BatchStatus, patch: Partial<BatchState> = {}): BatchState
       completed: 0,
       failed: 0,
       chunks: 0,
+      plan_chunks: 0,
       cursor: 0,
       plan_byte: 0,
       admitted: 0,

@@ -29,6 +29,7 @@ let seq = 0;
 function batch(f: BatchFixture = {}): BatchState {
   const id = f.id ?? `batch_${(seq++).toString(16).padStart(20, '0')}`;
   const status = f.status ?? 'in_progress';
+  const planned = f.planned ?? status !== 'validating';
   return {
     spec: {
       id,
@@ -46,7 +47,7 @@ function batch(f: BatchFixture = {}): BatchState {
     },
     status,
     stop: f.stop ?? null,
-    planned: f.planned ?? status !== 'validating',
+    planned,
     plan: null,
     errors: [],
     timestamps: {},
@@ -55,6 +56,7 @@ function batch(f: BatchFixture = {}): BatchState {
       completed: 0,
       failed: 0,
       chunks: 10,
+      plan_chunks: planned ? (f.counters?.chunks ?? 10) : 0,
       cursor: 0,
       plan_byte: 0,
       admitted: 0,
@@ -158,6 +160,41 @@ describe('decideBatches: one batch', () => {
       name: 'in_progress but unplanned → hold (inconsistent)',
       batch: { planned: false },
       want: { kind: 'hold', reason: 'inconsistent' },
+    },
+    {
+      name: 'in_progress while planning → admit from the published chunks only',
+      batch: { planned: false, counters: { chunks: 0, plan_chunks: 4, cursor: 1, admitted: 1 } },
+      want: { kind: 'admit', cursor: 1, count: 3 },
+    },
+    {
+      name: 'in_progress while planning, every published chunk admitted → hold (planning)',
+      batch: { planned: false, counters: { chunks: 0, plan_chunks: 4, cursor: 4, admitted: 4, settled: 4 } },
+      want: { kind: 'hold', reason: 'planning' },
+    },
+    {
+      name: 'in_progress while planning past expiresAt → expire',
+      batch: { planned: false, expiresAt: NOW - 1, counters: { chunks: 0, plan_chunks: 4, cursor: 2, admitted: 2 } },
+      want: { kind: 'expire', from: 'in_progress' },
+    },
+    {
+      name: 'cancelling while still planning, drained → hold until planning ends',
+      batch: {
+        status: 'cancelling',
+        stop: 'cancelled',
+        planned: false,
+        counters: { chunks: 0, plan_chunks: 4, cursor: 2, admitted: 2, settled: 2 },
+      },
+      want: { kind: 'hold', reason: 'planning' },
+    },
+    {
+      name: 'finalizing (expired) while still planning, chunks unsettled → withdraw',
+      batch: {
+        status: 'finalizing',
+        stop: 'expired',
+        planned: false,
+        counters: { chunks: 0, plan_chunks: 4, cursor: 2, admitted: 2, settled: 1 },
+      },
+      want: { kind: 'withdraw', below: 2 },
     },
     {
       name: 'in_progress with a stop → hold (inconsistent)',
