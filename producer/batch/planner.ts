@@ -139,66 +139,71 @@ export async function planBatch(
     sha256: '',
   };
 
-  for (const uri of objects) {
-    const stream = await storage.read(uri, { signal });
-    let size = 0;
-    async function* bytes(): AsyncGenerator<Buffer> {
-      for await (const piece of stream as AsyncIterable<Buffer>) {
+  try {
+    for (const uri of objects) {
+      const stream = await storage.read(uri, { signal });
+      let size = 0;
+      async function* bytes(): AsyncGenerator<Buffer> {
+        for await (const piece of stream as AsyncIterable<Buffer>) {
+          if (signal?.aborted) throw aborted(uri, signal);
+          sha.update(piece);
+          size += piece.length;
+          yield piece;
+        }
+      }
+      // The chunk being filled.
+      let start = 0;
+      let firstLine = 1;
+      let lines = 0;
+      let duplicates: number[] = [];
+      const emit = async (end: number) => {
+        const chunk: Chunk = {
+          index: result.chunks++,
+          input: uri,
+          start,
+          end,
+          firstLine,
+          lines,
+          duplicateLines: duplicates,
+        };
+        await onChunk(chunk);
         if (signal?.aborted) throw aborted(uri, signal);
-        sha.update(piece);
-        size += piece.length;
-        yield piece;
-      }
-    }
-    // The chunk being filled.
-    let start = 0;
-    let firstLine = 1;
-    let lines = 0;
-    let duplicates: number[] = [];
-    const emit = async (end: number) => {
-      const chunk: Chunk = {
-        index: result.chunks++,
-        input: uri,
-        start,
-        end,
-        firstLine,
-        lines,
-        duplicateLines: duplicates,
       };
-      await onChunk(chunk);
-      if (signal?.aborted) throw aborted(uri, signal);
-    };
-    try {
-      for await (const line of splitLines(bytes(), { maxLineBytes })) {
-        if (
-          lines > 0 &&
-          (lines >= chunkLines || line.next - start > chunkBytes || duplicates.length >= MAX_DUPLICATES_PER_CHUNK)
-        ) {
-          await emit(line.start);
-          start = line.start;
-          firstLine = line.line;
-          lines = 0;
-          duplicates = [];
+      try {
+        for await (const line of splitLines(bytes(), { maxLineBytes })) {
+          if (
+            lines > 0 &&
+            (lines >= chunkLines || line.next - start > chunkBytes || duplicates.length >= MAX_DUPLICATES_PER_CHUNK)
+          ) {
+            await emit(line.start);
+            start = line.start;
+            firstLine = line.line;
+            lines = 0;
+            duplicates = [];
+          }
+          lines++;
+          result.totalLines++;
+          if (line.kind === 'too_long') {
+            result.invalidLines++;
+            continue;
+          }
+          const parsed = parseBatchLine(line.text, batch);
+          if (parsed.customId !== null && !ids.add(parsed.customId)) {
+            duplicates.push(line.line);
+            result.duplicateLines++;
+          } else if (!parsed.ok) {
+            result.invalidLines++;
+          }
         }
-        lines++;
-        result.totalLines++;
-        if (line.kind === 'too_long') {
-          result.invalidLines++;
-          continue;
-        }
-        const parsed = parseBatchLine(line.text, batch);
-        if (parsed.customId !== null && !ids.add(parsed.customId)) {
-          duplicates.push(line.line);
-          result.duplicateLines++;
-        } else if (!parsed.ok) {
-          result.invalidLines++;
-        }
+        if (lines > 0) await emit(size);
+      } finally {
+        if (!stream.destroyed) stream.destroy();
       }
-      if (lines > 0) await emit(size);
-    } finally {
-      if (!stream.destroyed) stream.destroy();
+      result.inputBytes += size;
     }
-    result.inputBytes += size;
+  } finally {
+    // Its spill file and filter go now, not whenever a finaliser gets to them.
+    ids.close();
   }
   result.sha256 = sha.digest('hex');
   return result;
