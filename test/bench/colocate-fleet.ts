@@ -20,10 +20,11 @@ import { stringify } from 'yaml';
 import { budgetExplanationSchema } from '../../common/contracts/explain.ts';
 import { explainKey, queueName } from '../../common/topology.ts';
 import { Child } from './children.ts';
+import { procCpuSeconds } from './cpu.ts';
 import { BulkMeter } from './colocate-bulk-meter.ts';
 import type { ColocateParams, RunningSetup } from './colocate-setup.ts';
 import { chatInput } from './colocate-workload.ts';
-import { fmtMs, median } from './stats.ts';
+import { fmtMs, median, percentile } from './stats.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
@@ -82,6 +83,8 @@ async function writeBacklog(file: string, p: ColocateParams): Promise<void> {
   await once(out, 'finish');
 }
 
+const pct = (xs: number[], p: number): number => percentile(Float64Array.from(xs).sort(), p);
+
 interface BudgetSample {
   at: number;
   budget: number;
@@ -129,6 +132,12 @@ export async function startFleet(
   const samples: BudgetSample[] = [];
   let batchId: string | undefined;
   let url = '';
+  // Where each real-time request's TTFT went (wall ms): waiting in rt.<pool>, then in the engine.
+  const queueMs: number[] = [];
+  const engineMs: number[] = [];
+  // CPU of each child from the bulk start to the report: is a process the bottleneck?
+  let cpuFrom: { at: number; secs: number[] } | undefined;
+  const cpuNow = () => Promise.all(children.map((c) => procCpuSeconds(c.proc.pid)));
   try {
     url = String((await producer.ready).url);
     await scheduler.ready;
@@ -184,9 +193,12 @@ export async function startFleet(
       const text = await res.text();
       if (!res.ok) throw new Error(`POST /v1/infer: HTTP ${res.status} ${text.slice(0, 300)}`);
       const { timings } = JSON.parse(text) as { timings: { queueMs: number; firstTokenMs: number } };
+      queueMs.push(timings.queueMs);
+      engineMs.push(timings.firstTokenMs);
       return timings.queueMs + timings.firstTokenMs;
     },
     async startBulk() {
+      cpuFrom = { at: performance.now(), secs: await cpuNow() };
       const body = JSON.stringify({ input_file: pathToFileURL(inputFile).href, endpoint: '/v1/infer', model: POOL });
       // 503 says "try again shortly" (seen once on the loaded 2-core machine): retry as a client would.
       for (let attempt = 1; ; attempt++) {
@@ -205,10 +217,15 @@ export async function startFleet(
         await new Promise((r) => setTimeout(r, 1000));
       }
     },
-    notes() {
+    async notes() {
+      const cpuTo = await cpuNow();
+      const wallS = cpuFrom === undefined ? Number.NaN : (performance.now() - cpuFrom.at) / 1000;
+      const cpuLine = `CPU busy since the bulk start (${wallS.toFixed(0)} s wall): ${children
+        .map((c, i) => `${c.name} ${(((cpuTo[i]! - (cpuFrom?.secs[i] ?? Number.NaN)) / wallS) * 100).toFixed(0)} %`)
+        .join(', ')}`;
       // Decisions while real-time load was on (the warm-up's are all no_realtime_load).
       const during = samples.filter((s) => s.reason !== 'no_realtime_load');
-      if (during.length === 0) return ['scheduler: no budget decision was read (is the budget loop running?)'];
+      if (during.length === 0) return ['scheduler: no budget decision was read (is the budget loop running?)', cpuLine];
       const reasons = new Map<string, number>();
       for (const s of during) reasons.set(s.reason, (reasons.get(s.reason) ?? 0) + 1);
       const budgets = during.map((s) => s.budget);
@@ -217,6 +234,8 @@ export async function startFleet(
         `scheduler: ${during.length} budget decisions read (of ${p.workers * p.bulkSlots} bulk slots): budget min ${Math.min(...budgets)}, median ${median(budgets)}, max ${Math.max(...budgets)}; chunks asked to yield ${preempted}`,
         `scheduler reasons: ${[...reasons].map(([r, n]) => `${r} ${n}`).join(', ')}`,
         `scheduler saw (wall ms ×F = model): first-token samples per window median ${median(during.map((s) => s.samples))}, p99 median ${fmtMs(median(during.flatMap((s) => (s.quantileMs === undefined ? [] : [s.quantileMs * factor]))))} ms model, undefined in ${during.filter((s) => s.quantileMs === undefined).length} decisions; rt queue waiting > 0 in ${during.filter((s) => s.realtimeWaiting > 0).length}`,
+        `real-time TTFT split (model ms): queue wait p50 ${fmtMs(pct(queueMs, 50) * factor)} p99 ${fmtMs(pct(queueMs, 99) * factor)}; start to first token p50 ${fmtMs(pct(engineMs, 50) * factor)} p99 ${fmtMs(pct(engineMs, 99) * factor)}`,
+        cpuLine,
         `batch ${batchId ?? '(not submitted)'}`,
       ];
     },

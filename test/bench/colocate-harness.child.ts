@@ -9,13 +9,15 @@
  * A real-time job runs one chat and returns its timings as the fleet's
  * real-time lane measures them (worker start, first token, done: wall ms). A
  * bulk job runs its chunk the way the fleet's chunk runner does: micro-batches
- * of `batchSize` records through runMany, one after another.
+ * of `batchSize` records in the engine together, one after another (a call
+ * per record, so that it can report progress as each ends).
  * Env: BENCH_HARNESS (JSON, harnessSpecSchema).
  */
 import { Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { z } from 'zod';
 import { createSimBackend } from '../../gpu-worker/backends/sim.ts';
+import { BULK_PRIORITY } from '../../gpu-worker/backends/backend.ts';
 import {
   BULK_JOB,
   bulkJobSchema,
@@ -46,8 +48,6 @@ export type HarnessSpec = z.infer<typeof harnessSpecSchema>;
 
 const spec = harnessSpecSchema.parse(JSON.parse(process.env.BENCH_HARNESS ?? 'null'));
 const backend = createSimBackend({ ...spec.sim, defaultMaxTokens: 1 });
-if (backend.runMany === undefined) throw new Error('the sim backend has no runMany');
-const runMany: NonNullable<typeof backend.runMany> = backend.runMany.bind(backend);
 
 async function runRealtime(data: unknown, signal: AbortSignal): Promise<RtTimings> {
   const startedAt = Date.now();
@@ -65,25 +65,50 @@ async function runRealtime(data: unknown, signal: AbortSignal): Promise<RtTiming
   };
 }
 
-async function runBulk(data: unknown, signal: AbortSignal): Promise<{ completed: number }> {
-  const job = bulkJobSchema.parse(data);
-  const input = chatInput(job.promptTokens, job.outputTokens);
+async function runBulk(job: Job, signal: AbortSignal): Promise<{ completed: number }> {
+  const spec_ = bulkJobSchema.parse(job.data);
+  const input = chatInput(spec_.promptTokens, spec_.outputTokens);
   let completed = 0;
-  while (completed < job.records) {
-    const n = Math.min(spec.batchSize, job.records - completed);
-    const results = await runMany(
-      Array.from({ length: n }, () => input),
-      { signal },
+  let reported = 0;
+  // Progress per record, throttled to one report in flight: with the whole backlog in the engine
+  // at once a chunk runs for minutes, and the meter needs to know when its records ended.
+  let reporting: Promise<void> | undefined;
+  const report = (): void => {
+    if (reporting !== undefined || completed === reported) return;
+    const n = completed;
+    reporting = job
+      .updateProgress({ completed: n })
+      .then(() => {
+        reported = n;
+      })
+      .catch(() => undefined)
+      .finally(() => {
+        reporting = undefined;
+        report();
+      });
+  };
+  while (completed < spec_.records) {
+    const n = Math.min(spec.batchSize, spec_.records - completed);
+    // One call per record, in the engine together like runMany's batch, so each ends on its own.
+    const results = await Promise.allSettled(
+      Array.from({ length: n }, () =>
+        backend.run(input, { signal, priority: BULK_PRIORITY }).then(() => {
+          completed++;
+          report();
+        }),
+      ),
     );
-    completed += results.filter((r) => !(r instanceof Error)).length;
+    const failed = results.find((r) => r.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
   }
+  await reporting;
   return { completed };
 }
 
 // A signal per job: the engine adds an abort listener per call, so a shared one would pile them up.
 const processor = async (job: Job): Promise<unknown> => {
   if (job.name === RT_JOB) return runRealtime(job.data, new AbortController().signal);
-  if (job.name === BULK_JOB) return runBulk(job.data, new AbortController().signal);
+  if (job.name === BULK_JOB) return runBulk(job, new AbortController().signal);
   throw new Error(`unknown job ${job.name}`);
 };
 

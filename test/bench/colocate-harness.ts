@@ -36,7 +36,13 @@ export async function startHarness(kind: HarnessKind, p: ColocateParams, redisUr
     : { kind: 'split', rtQueue: RT_QUEUE, rtSlots: p.rtSlots, bulkQueue: BULK_QUEUE, bulkSlots: p.bulkSlots };
   const rtQueueName = one ? ONE_QUEUE : RT_QUEUE;
   const bulkQueueName = one ? ONE_QUEUE : BULK_QUEUE;
-  const spec: HarnessSpec = { redisUrl, prefix: PREFIX, layout, sim: p.sim, batchSize: p.batchSize };
+  const spec: HarnessSpec = {
+    redisUrl,
+    prefix: PREFIX,
+    layout,
+    sim: p.sim,
+    batchSize: p.batchSize,
+  };
 
   const children = Array.from({ length: p.workers }, (_, i) =>
     Child.start(`harness-${i}`, path.join(here, 'colocate-harness.child.ts'), {

@@ -32,6 +32,6 @@ export interface RunningSetup {
   startBulk(): Promise<void>;
   meter: BulkMeter;
   /** Lines worth printing after the run (e.g. what the scheduler decided). */
-  notes(): string[];
+  notes(): string[] | Promise<string[]>;
   close(): Promise<void>;
 }

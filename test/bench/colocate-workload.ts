@@ -15,6 +15,7 @@ export const simSpecSchema = z.object({
   maxNumSeqs: z.number().int().min(1),
   maxNumBatchedTokens: z.number().int().min(1),
   chunkedPrefill: z.boolean(),
+  schedulingPolicy: z.enum(['priority', 'fcfs']),
 });
 export type SimSpec = z.infer<typeof simSpecSchema>;
 

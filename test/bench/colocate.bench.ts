@@ -15,19 +15,32 @@
  *   (a) fifo      one BullMQ queue, both kinds, rtSlots + bulkSlots jobs per worker
  *   (b) priority  the same queue, real-time at priority 1, bulk at 2
  *   (c) split     a real-time queue (rtSlots) and a bulk queue (bulkSlots)
+ *   (c') split-prio the same, with the engine's priority policy (real-time first)
  *   (d) interfleet the fleet: producer HTTP API, a batch over file://, the
  *                 scheduler's bulk budget, gpu-worker processes (backend sim)
+ *   (d') interfleet-fcfs the same with engines that ignore priorities
+ * The engines of (a)–(c) and (d') serve first come, first served (vLLM's
+ * default policy, what plain BullMQ in front of a default server gets); those
+ * of (c') and (d) put real-time first (vLLM's priority policy, which
+ * interfleet asks for at its backend seam). (c') and (d') separate what the
+ * engine's priority does from what the scheduler's bulk budget does.
+ *
+ * Pool size. With 2 engines this slice's real-time load alone takes about
+ * half of their compute, so no scheduler can keep 80 % of bulk alone: the
+ * model-only frontier printed at the start (simulate(), real-time first over
+ * an endless bulk backlog) reads 43 % there, and 83 % with 6 engines, the
+ * default.
  * and two baselines: real-time alone (its p99 TTFT × 2 is the objective) and
  * bulk alone (the throughput others are relative to). Bulk throughput is
  * output tokens per model second over the slice's window, pro-rated per
  * chunk (colocate-bulk-meter.ts); bulk runs WARMUP model seconds before it.
  *
  * Env (defaults): BENCH_SLICE_START_MIN (10), BENCH_SLICE_MIN (3), BENCH_F (10),
- * BENCH_WORKERS (2), BENCH_RT_SLOTS (128), BENCH_BULK_SLOTS (4),
- * BENCH_CHUNK_RECORDS (64), BENCH_BATCH_SIZE (64), BENCH_BULK_CHUNKS (200),
+ * BENCH_WORKERS (6), BENCH_RT_SLOTS (the sim's maxNumSeqs, 256), BENCH_BULK_SLOTS (8),
+ * BENCH_CHUNK_RECORDS (64), BENCH_BATCH_SIZE (64), BENCH_BULK_CHUNKS (100 per worker),
  * BENCH_BULK_PROMPT (512), BENCH_BULK_OUTPUT (128), BENCH_WARMUP_S (60, model),
- * BENCH_DRAIN_S (120, model), BENCH_REPS (1), BENCH_SETUPS (all:
- * rt-alone,bulk-alone,fifo,priority,split,interfleet), BENCH_SVG
+ * BENCH_DRAIN_S (300, model), BENCH_REPS (1), BENCH_SETUPS (all:
+ * rt-alone,bulk-alone,fifo,priority,split,split-prio,interfleet), BENCH_SVG
  * (docs/colocate.svg; "-" for none).
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -62,9 +75,19 @@ const SLICE_MIN = num('BENCH_SLICE_MIN', 3);
 const F = num('BENCH_F', 10);
 const REPS = Math.round(num('BENCH_REPS', 1));
 const WARMUP_S = num('BENCH_WARMUP_S', 60);
-const DRAIN_S = num('BENCH_DRAIN_S', 120);
+// Long enough for the longest answers to end (the fleet reports TTFT with the answer).
+const DRAIN_S = num('BENCH_DRAIN_S', 300);
 const SVG_OUT = process.env.BENCH_SVG ?? path.join(root, 'docs/colocate.svg');
-const ALL = ['rt-alone', 'bulk-alone', 'fifo', 'priority', 'split', 'interfleet'] as const;
+const ALL = [
+  'rt-alone',
+  'bulk-alone',
+  'fifo',
+  'priority',
+  'split',
+  'split-prio',
+  'interfleet',
+  'interfleet-fcfs',
+] as const;
 type SetupName = (typeof ALL)[number];
 const SETUPS = (process.env.BENCH_SETUPS ?? ALL.join(',')).split(',') as SetupName[];
 for (const s of SETUPS) if (!ALL.includes(s)) throw new Error(`BENCH_SETUPS: unknown setup ${s}`);
@@ -72,14 +95,22 @@ for (const s of SETUPS) if (!ALL.includes(s)) throw new Error(`BENCH_SETUPS: unk
 const TOTAL_MAX_MS = 30 * 60_000;
 
 const simDefaults = configSchema.parse({}).pools[0]!.sim;
+const WORKERS = Math.round(num('BENCH_WORKERS', 6));
 const params: ColocateParams = {
-  workers: Math.round(num('BENCH_WORKERS', 2)),
-  rtSlots: Math.round(num('BENCH_RT_SLOTS', 128)),
-  bulkSlots: Math.round(num('BENCH_BULK_SLOTS', 4)),
+  workers: WORKERS,
+  // As many real-time slots as the engine has sequences: fewer, and real-time requests wait in the
+  // queue whenever bulk slows decoding (with a full bulk batch a chat lasts ~2.5× longer, so
+  // ~2.5× as many are in flight: 172 per engine at 2 workers in the model alone).
+  rtSlots: Math.round(num('BENCH_RT_SLOTS', simDefaults.maxNumSeqs)),
+  // Bulk records in hand for twice the engine's sequences (8 × 64 = 2 × 256): a chunk's records start
+  // and end together, and with only one engine's worth the seats stand empty between chunks (bulk
+  // alone then reads ~60 % of what a saturated engine does).
+  bulkSlots: Math.round(num('BENCH_BULK_SLOTS', 8)),
   sim: { ...simDefaults, timeScale: 1 / F },
   batchSize: Math.round(num('BENCH_BATCH_SIZE', 64)),
   chunkRecords: Math.round(num('BENCH_CHUNK_RECORDS', 64)),
-  backlogChunks: Math.round(num('BENCH_BULK_CHUNKS', 200)),
+  // Enough that bulk never runs dry within warm-up + slice (bulk alone takes ~1,850 records a worker).
+  backlogChunks: Math.round(num('BENCH_BULK_CHUNKS', 100 * WORKERS)),
   bulkPromptTokens: Math.round(num('BENCH_BULK_PROMPT', 512)),
   bulkOutputTokens: Math.round(num('BENCH_BULK_OUTPUT', 128)),
 };
@@ -90,7 +121,9 @@ const LABEL: Record<SetupName, string> = {
   fifo: '(a) one FIFO queue',
   priority: '(b) BullMQ priorities',
   split: '(c) static split',
+  'split-prio': "(c') split + engine priority",
   interfleet: '(d) interfleet',
+  'interfleet-fcfs': "(d') interfleet, FCFS engine",
 };
 
 interface RunResult {
@@ -112,6 +145,16 @@ async function waitFor(cond: () => boolean, limitMs: number): Promise<boolean> {
   return true;
 }
 
+/**
+ * The engine's scheduling policy per setup: plain BullMQ in front of a default vLLM is first come,
+ * first served ((a)–(c)); interfleet asks for real-time first (d). (c') gives the static split the
+ * engine's priority alone, (d') takes it from interfleet: together they show what the scheduler adds.
+ */
+function withPolicy(name: SetupName): ColocateParams {
+  const priority = name === 'split-prio' || name === 'interfleet' || name === 'rt-alone' || name === 'bulk-alone';
+  return { ...params, sim: { ...params.sim, schedulingPolicy: priority ? 'priority' : 'fcfs' } };
+}
+
 async function runOne(
   name: SetupName,
   slice: ReturnType<typeof sliceTrace>,
@@ -125,8 +168,8 @@ async function runOne(
   let setup: RunningSetup | undefined;
   try {
     setup =
-      name === 'interfleet'
-        ? await startFleet(params, redis.url, tmp, objectiveMs / F, F)
+      name === 'interfleet' || name === 'interfleet-fcfs'
+        ? await startFleet(withPolicy(name), redis.url, tmp, objectiveMs / F, F)
         : await startHarness(
             (
               {
@@ -135,9 +178,10 @@ async function runOne(
                 fifo: 'fifo',
                 priority: 'priority',
                 split: 'split',
+                'split-prio': 'split',
               } as Record<string, HarnessKind>
             )[name]!,
-            params,
+            withPolicy(name),
             redis.url,
           );
     const meter = setup.meter;
@@ -160,11 +204,35 @@ async function runOne(
         console.log(`  ${name}: ${meter.runningSince(t2)} chunks still running at the end; counted as nothing`);
       bulkTps = tokensInWindow(meter.spans, t1, t2) / (((t2 - t1) * F) / 1000);
     }
-    return { outcome, bulkTps, bulkRecords: meter.records, notes: setup.notes() };
+    return { outcome, bulkTps, bulkRecords: meter.records, notes: await setup.notes() };
   } finally {
     await setup?.close().catch((err: unknown) => console.error(`${name}: close failed`, err));
     await redis.stop();
   }
+}
+
+/** simulate() per engine: real-time (round robin) over an endless bulk backlog, vs that backlog alone. */
+function modelFrontier(slice: ReturnType<typeof sliceTrace>, sliceMs: number, p: ColocateParams) {
+  // Enough bulk that the engine never runs out of it within the slice.
+  const backlog = Array.from({ length: 40 * p.sim.maxNumSeqs }, () => ({
+    arrivalMs: 0,
+    promptTokens: p.bulkPromptTokens,
+    outputTokens: p.bulkOutputTokens,
+    priority: 1,
+  }));
+  const bulkDone = (rs: ReturnType<typeof simulate>) => rs.filter((r) => r.finishMs <= sliceMs).length;
+  const ttft: number[] = [];
+  let mixed = 0;
+  let alone = 0;
+  for (let w = 0; w < p.workers; w++) {
+    const rt = slice.filter((_, i) => i % p.workers === w).map((r) => ({ ...r, priority: 0 }));
+    const rs = simulate([...rt, ...backlog], p.sim);
+    for (const r of rs.slice(0, rt.length)) ttft.push(r.ttftMs);
+    mixed += bulkDone(rs.slice(rt.length));
+    alone += bulkDone(simulate(backlog, p.sim));
+  }
+  const sorted = Float64Array.from(ttft).sort();
+  return { p50: percentile(sorted, 50), p99: percentile(sorted, 99), bulkShare: mixed / alone };
 }
 
 async function main(): Promise<void> {
@@ -203,6 +271,12 @@ async function main(): Promise<void> {
   console.log(
     `model-only reference, real-time alone (simulate(), round robin over ${params.workers} engines): TTFT p50 ${fmtMs(percentile(ref, 50))} p99 ${fmtMs(percentile(ref, 99))} ms`,
   );
+  // The best any scheduler can do in this model: real-time ahead of an endless bulk backlog in each
+  // engine (nothing capped), against bulk alone over the same model time.
+  const frontier = modelFrontier(slice, sliceMs, params);
+  console.log(
+    `model-only frontier (simulate(): real-time at priority 0 over an endless bulk backlog at priority 1, per engine): real-time TTFT p50 ${fmtMs(frontier.p50)} p99 ${fmtMs(frontier.p99)} ms (${(frontier.p99 / percentile(ref, 99)).toFixed(2)}× alone); bulk ${(frontier.bulkShare * 100).toFixed(0)} % of bulk alone — the most bulk any setup can keep at this load`,
+  );
   const clocks = scaledClocks(F);
   console.log(
     `(d) product clocks ÷ F: heartbeat ${clocks.heartbeatMs} ms, latency window ${clocks.latencyWindowMs} ms, balance every ${clocks.balanceEveryMs} ms, hold after decrease ${clocks.holdAfterDecreaseMs} ms, admit every ${clocks.admitEveryMs} ms (wall)`,
@@ -220,7 +294,7 @@ async function main(): Promise<void> {
     for (let rep = 1; rep <= REPS; rep++) {
       for (const name of SETUPS) {
         const objective = 2 * rtAloneP99();
-        if (name === 'interfleet' && Number.isNaN(objective))
+        if (name.startsWith('interfleet') && Number.isNaN(objective))
           throw new Error('interfleet needs rt-alone first (its objective)');
         const t0 = performance.now();
         const r = await runOne(name, slice, sliceMs, tmp, objective);
