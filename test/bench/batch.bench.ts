@@ -43,6 +43,10 @@
  *   CPU-second ÷ the ceiling's lines per CPU-second: the fleet's own cost per
  *   line, blind to idle time and to other load on the machine.
  *
+ * - Warm-up: before each timed batch the fleet runs an untimed batch of
+ *   BENCH_FLEET_WARMUP (20,000) lines, as the ceiling runs an untimed pass:
+ *   both sides are measured warm (0 measures a fresh fleet).
+ *
  * Sizes: BENCH_SIZES (default 100000,1000000) lines; BENCH_REPS (1) runs per
  * size.
  */
@@ -70,6 +74,8 @@ const SIZES = (process.env.BENCH_SIZES ?? '100000,1000000').split(',').map(Numbe
 const WORKERS = Number(process.env.BENCH_WORKERS ?? String(Math.max(1, CORES - 1)));
 const REPS = Number(process.env.BENCH_REPS ?? '1');
 const RUN_MAX_MS = 15 * 60_000;
+/** Lines of the fleet's untimed warm-up batch before each timed one (0: none); the ceiling's is 20,000. */
+const FLEET_WARMUP = Number(process.env.BENCH_FLEET_WARMUP ?? '20000');
 const PRODUCER = producerMode(process.env.BENCH_PRODUCER);
 if (PIN && WORKERS > CORES - 1)
   throw new Error(`BENCH_PIN: ${WORKERS} workers need ${WORKERS + 1} cores, have ${CORES}`);
@@ -146,7 +152,31 @@ interface RunResult {
 
 type BatchView = { status: string; request_counts: { total: number; completed: number; failed: number } };
 
-async function runFleet(inputUri: string, lines: number, configFile: string): Promise<RunResult> {
+/** Submits a batch and polls it to a final status (the fleet's untimed warm-up). */
+async function runUntimed(url: string, inputUri: string): Promise<void> {
+  const res = await fetch(`${url}/v1/batches`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ input_file: inputUri, endpoint: '/v1/infer', model: 'default' }),
+  });
+  if (!res.ok) throw new Error(`warm-up POST /v1/batches: ${res.status} ${await res.text()}`);
+  const { id } = (await res.json()) as { id: string };
+  const t0 = performance.now();
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 50));
+    const b = (await (await fetch(`${url}/v1/batches/${id}`)).json()) as BatchView;
+    if (b.status === 'completed') return;
+    if (['failed', 'expired', 'cancelled'].includes(b.status)) throw new Error(`warm-up batch ${id} ${b.status}`);
+    if (performance.now() - t0 > RUN_MAX_MS) throw new Error(`warm-up batch ${id} still ${b.status}`);
+  }
+}
+
+async function runFleet(
+  inputUri: string,
+  lines: number,
+  configFile: string,
+  warmUpUri: string | undefined,
+): Promise<RunResult> {
   const redis = await startPrivateRedis();
   pin(redis.pid, SHARED_CORE);
   const env = {
@@ -214,6 +244,9 @@ async function runFleet(inputUri: string, lines: number, configFile: string): Pr
       redis: await redisCpuSeconds(admin),
     });
     const producerIdleMiB = rssMiB(producerPid, 'VmRSS');
+    // Warm like the ceiling (an untimed pass of the same lines first): a production worker is
+    // long-lived, and a fresh one runs its first thousands of lines at a third of its warm speed.
+    if (warmUpUri !== undefined) await runUntimed(url, warmUpUri);
     const cpu0 = await cpuOf();
     const t0 = performance.now();
     const res = await fetch(`${url}/v1/batches`, {
@@ -304,9 +337,15 @@ async function main(): Promise<void> {
   console.log(
     `config: batch.chunkLines ${config.batch.chunkLines}, batch.admitEveryMs ${config.batch.admitEveryMs}, ` +
       `batch.windowPerPool ${config.batch.windowPerPool} (until the balance pass sets 2 × budget), ` +
-      `bulk concurrency ${pool.lanes.bulk.concurrency}/worker, micro-batch ${pool.lanes.bulk.batchSize}; sizes ${SIZES.join(', ')}, ${REPS} rep(s) each`,
+      `bulk concurrency ${pool.lanes.bulk.concurrency}/worker, micro-batch ${pool.lanes.bulk.batchSize}; fleet warm-up ${FLEET_WARMUP} lines untimed before each run; sizes ${SIZES.join(', ')}, ${REPS} rep(s) each`,
   );
   const reps: Rep[] = [];
+  let warmUpUri: string | undefined;
+  if (FLEET_WARMUP > 0) {
+    const warmFile = path.join(tmp, 'warm-up.jsonl');
+    await writeInput(warmFile, FLEET_WARMUP);
+    warmUpUri = pathToFileURL(warmFile).href;
+  }
   let ceiling: Awaited<ReturnType<typeof createCeiling>> | undefined;
   try {
     for (const size of SIZES) {
@@ -322,7 +361,7 @@ async function main(): Promise<void> {
         const cr = await ceiling.measure(file);
         const c = cr.linesPerSecond;
         pin(process.pid, SHARED_CORE);
-        const run = await runFleet(pathToFileURL(file).href, size, configFile);
+        const run = await runFleet(pathToFileURL(file).href, size, configFile, warmUpUri);
         const perCore = run.linesPerSecond / WORKERS / c;
         reps.push({ size, ceiling: c, ceilingPerCpuS: size / cr.cpuSeconds, run, perCore });
         const ph = Object.entries(run.phases)
