@@ -15,6 +15,14 @@ import {
 
 export const TIMEOUT_HEADER = 'x-interfleet-timeout-ms';
 
+/** The `priority` of a submitted batch or training job: 0 to 9, higher first within its tenant or pool. */
+export const submissionPrioritySchema = z
+  .number({ error: 'priority must be a number' })
+  .int('priority must be an integer')
+  .min(0, 'priority is 0 to 9')
+  .max(9, 'priority is 0 to 9')
+  .default(0);
+
 export const chatCompletionRequestSchema = z
   .object({
     model: z.string().min(1, 'model is required'),

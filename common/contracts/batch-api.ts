@@ -7,6 +7,7 @@
  * theirs, never in place of them.
  */
 import { z } from 'zod';
+import { submissionPrioritySchema } from './api.ts';
 import { batchIdSchema, batchStatuses, type BatchState, type TimestampField } from '../batch/batch-state.ts';
 // The URI module alone: the client SDK imports this file and must not load the cloud SDKs.
 import { formatStorageUri, parseStorageUri, storageUriSchema } from '../storage/uri.ts';
@@ -50,12 +51,7 @@ export const batchCreateBodySchema = z
       /** Prefix under which output, errors and manifest go; default: beside the input. */
       output_location: storageUriSchema.optional(),
       metadata: metadataSchema.nullish(),
-      priority: z
-        .number({ error: 'priority must be a number' })
-        .int('priority must be an integer')
-        .min(0, 'priority is 0 to 9')
-        .max(9, 'priority is 0 to 9')
-        .default(0),
+      priority: submissionPrioritySchema,
       tenant: z
         .string()
         .min(1, 'tenant must not be empty')

@@ -6,6 +6,7 @@
  * and every rank runs the same command with its rank in its environment.
  */
 import { z } from 'zod';
+import { submissionPrioritySchema } from './api.ts';
 // The URI module alone: the client SDK may import contracts and must not load the cloud SDKs.
 import { parseStorageUri } from '../storage/uri.ts';
 
@@ -68,12 +69,7 @@ export const trainingJobBodySchema = z.strictObject(
       .max(maxRounds, `rounds is at most ${maxRounds}`)
       .default(1),
     /** Higher first among a pool's waiting gangs; then older first. */
-    priority: z
-      .number({ error: 'priority must be a number' })
-      .int('priority must be an integer')
-      .min(0, 'priority is 0 to 9')
-      .max(9, 'priority is 0 to 9')
-      .default(0),
+    priority: submissionPrioritySchema,
     /** Runs a rank may take before it fails for good (and its gang with it). */
     max_attempts: z
       .number({ error: 'max_attempts must be a number' })

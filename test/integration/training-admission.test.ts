@@ -123,6 +123,24 @@ async function tickUntil<T>(env: Env, probe: () => Promise<T | undefined>, timeo
   }, timeoutMs);
 }
 
+/** A gang of 2 on pool `p` for the store-level tests (its command never runs). */
+function storeSpec(id: string, over: Pick<TrainingSpec, 'rounds' | 'createdAt'>): TrainingSpec {
+  return {
+    id,
+    pool: 'p',
+    tenant: 't',
+    command: 'x',
+    args: [],
+    dataUri: 'file:///d/',
+    checkpointPrefix: 'file:///c/',
+    params: {},
+    workers: 2,
+    priority: 0,
+    attempts: 1,
+    ...over,
+  };
+}
+
 describe('training state', () => {
   it('a rank settled twice counts once; the last success of a round queues the next; late results are ignored', async () => {
     const config = testConfig(yaml());
@@ -132,21 +150,7 @@ describe('training state', () => {
       redis.disconnect();
     });
     const store = new TrainingStore(redis, config.redis.prefix);
-    const spec: TrainingSpec = {
-      id: 'train_00000000000000000001',
-      pool: 'p',
-      tenant: 't',
-      command: 'x',
-      args: [],
-      dataUri: 'file:///d/',
-      checkpointPrefix: 'file:///c/',
-      params: {},
-      workers: 2,
-      rounds: 2,
-      priority: 0,
-      attempts: 1,
-      createdAt: 1,
-    };
+    const spec = storeSpec('train_00000000000000000001', { rounds: 2, createdAt: 1 });
     await store.create(spec);
     const rec = (state: 'running' | 'succeeded' | 'failed') => ({
       state,
@@ -221,21 +225,7 @@ describe('training loop reconciliation', () => {
     });
     const store = new TrainingStore(redis, prefix);
     const id = 'train_00000000000000000002';
-    await store.create({
-      id,
-      pool: 'p',
-      tenant: 't',
-      command: 'x',
-      args: [],
-      dataUri: 'file:///d/',
-      checkpointPrefix: 'file:///c/',
-      params: {},
-      workers: 2,
-      rounds: 1,
-      priority: 0,
-      attempts: 1,
-      createdAt: now,
-    });
+    await store.create(storeSpec(id, { rounds: 1, createdAt: now }));
     expect(await loop.pass(3)).toEqual([{ pool: 'p', kind: 'admit', id, round: 1, size: 2, reason: 'fits' }]);
     expect(await queue.getJobCountByTypes('waiting')).toBe(2);
 
