@@ -5,6 +5,9 @@
  * - fifo: one queue, rtSlots + bulkSlots jobs per worker, first come first served;
  * - priority: the same queue, real-time jobs at BullMQ priority 1, bulk at 2;
  * - split: a real-time queue with rtSlots per worker and a bulk queue with bulkSlots;
+ * - gpu-split: whole GPUs split: the first `rtWorkers` workers take only the
+ *   real-time queue (rtSlots), the others only the bulk queue (bulkSlots), as
+ *   dedicated real-time and batch pools would;
  * - rt-alone / bulk-alone: the split layout with only one kind of load.
  * Every layout gives real-time and bulk the same slots in total; the one-queue
  * layouts pool them, which is what one queue means.
@@ -20,7 +23,7 @@ import type { ColocateParams, RunningSetup } from './colocate-setup.ts';
 import { BULK_JOB, RT_JOB, rtTimingsSchema, type BulkJob, type RtJob } from './colocate-workload.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-export type HarnessKind = 'fifo' | 'priority' | 'split' | 'rt-alone' | 'bulk-alone';
+export type HarnessKind = 'fifo' | 'priority' | 'split' | 'gpu-split' | 'rt-alone' | 'bulk-alone';
 
 const PREFIX = 'colo';
 const ONE_QUEUE = '{colo.one}';
@@ -44,9 +47,20 @@ export async function startHarness(kind: HarnessKind, p: ColocateParams, redisUr
     batchSize: p.batchSize,
   };
 
+  // gpu-split: each worker serves one queue only, so the split is of whole GPUs.
+  const specOf = (i: number): HarnessSpec =>
+    kind !== 'gpu-split'
+      ? spec
+      : {
+          ...spec,
+          layout:
+            i < p.rtWorkers
+              ? { kind: 'one', queue: RT_QUEUE, slots: p.rtSlots }
+              : { kind: 'one', queue: BULK_QUEUE, slots: p.bulkSlots },
+        };
   const children = Array.from({ length: p.workers }, (_, i) =>
     Child.start(`harness-${i}`, path.join(here, 'colocate-harness.child.ts'), {
-      BENCH_HARNESS: JSON.stringify(spec),
+      BENCH_HARNESS: JSON.stringify(specOf(i)),
     }),
   );
   const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });

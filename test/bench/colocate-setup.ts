@@ -13,6 +13,8 @@ export interface ColocateParams {
   workers: number;
   /** Real-time jobs one worker runs at once. */
   rtSlots: number;
+  /** Workers given to real-time alone in the GPU split (c″); the rest run bulk alone. */
+  rtWorkers: number;
   /** Bulk chunks one worker runs at once. */
   bulkSlots: number;
   sim: SimSpec;

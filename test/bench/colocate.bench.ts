@@ -16,6 +16,8 @@
  *   (b) priority  the same queue, real-time at priority 1, bulk at 2
  *   (c) split     a real-time queue (rtSlots) and a bulk queue (bulkSlots)
  *   (c') split-prio the same, with the engine's priority policy (real-time first)
+ *   (c") gpu-split  whole GPUs split: BENCH_GPU_SPLIT_RT (2) workers serve
+ *                 real-time only, the others bulk only (dedicated pools)
  *   (d) interfleet the fleet: producer HTTP API, a batch over file://, the
  *                 scheduler's bulk budget, gpu-worker processes (backend sim)
  *   (d') interfleet-fcfs the same with engines that ignore priorities
@@ -36,11 +38,11 @@
  * chunk (colocate-bulk-meter.ts); bulk runs WARMUP model seconds before it.
  *
  * Env (defaults): BENCH_SLICE_START_MIN (10), BENCH_SLICE_MIN (3), BENCH_F (10),
- * BENCH_WORKERS (6), BENCH_RT_SLOTS (the sim's maxNumSeqs, 256), BENCH_BULK_SLOTS (8),
+ * BENCH_WORKERS (6), BENCH_RT_SLOTS (the sim's maxNumSeqs, 256), BENCH_BULK_SLOTS (8), BENCH_GPU_SPLIT_RT (2),
  * BENCH_CHUNK_RECORDS (64), BENCH_BATCH_SIZE (64), BENCH_BULK_CHUNKS (100 per worker),
  * BENCH_BULK_PROMPT (512), BENCH_BULK_OUTPUT (128), BENCH_WARMUP_S (60, model),
  * BENCH_DRAIN_S (300, model), BENCH_REPS (1), BENCH_SETUPS (all:
- * rt-alone,bulk-alone,fifo,priority,split,split-prio,interfleet), BENCH_SVG
+ * rt-alone,bulk-alone,fifo,priority,split,split-prio,gpu-split,interfleet,interfleet-fcfs), BENCH_SVG
  * (docs/colocate.svg; "-" for none).
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -85,6 +87,7 @@ const ALL = [
   'priority',
   'split',
   'split-prio',
+  'gpu-split',
   'interfleet',
   'interfleet-fcfs',
 ] as const;
@@ -98,6 +101,9 @@ const simDefaults = configSchema.parse({}).pools[0]!.sim;
 const WORKERS = Math.round(num('BENCH_WORKERS', 6));
 const params: ColocateParams = {
   workers: WORKERS,
+  // The fewest GPUs that hold real-time within the objective alone: 2 of 6 here (real-time alone on
+  // 2 engines reads p99 ~1,400 ms model against an objective of ~1,800).
+  rtWorkers: Math.round(num('BENCH_GPU_SPLIT_RT', 2)),
   // As many real-time slots as the engine has sequences: fewer, and real-time requests wait in the
   // queue whenever bulk slows decoding (with a full bulk batch a chat lasts ~2.5× longer, so
   // ~2.5× as many are in flight: 172 per engine at 2 workers in the model alone).
@@ -122,6 +128,7 @@ const LABEL: Record<SetupName, string> = {
   priority: '(b) BullMQ priorities',
   split: '(c) static split',
   'split-prio': "(c') split + engine priority",
+  'gpu-split': '(c") GPUs split',
   interfleet: '(d) interfleet',
   'interfleet-fcfs': "(d') interfleet, FCFS engine",
 };
@@ -179,6 +186,7 @@ async function runOne(
                 priority: 'priority',
                 split: 'split',
                 'split-prio': 'split',
+                'gpu-split': 'gpu-split',
               } as Record<string, HarnessKind>
             )[name]!,
             withPolicy(name),
@@ -363,7 +371,7 @@ async function main(): Promise<void> {
   const d = points.get('interfleet');
   if (d) {
     const base: Record<string, Point> = {};
-    for (const n of ['fifo', 'priority', 'split'] as const) {
+    for (const n of ['fifo', 'priority', 'split', 'gpu-split'] as const) {
       const p = points.get(n);
       if (p) base[LABEL[n]] = p;
     }
