@@ -225,23 +225,26 @@ export class BatchLoop {
    * with the job's reason.
    */
   private async reconcilePlanJob(batchId: string, now: number, log: Logger): Promise<void> {
-    const { name, data, opts } = planJob(batchId);
-    const job = await Job.fromId(this.control(), controlJobId.plan(batchId));
-    if (job === undefined) {
+    // One round trip on the usual path (the job is there and alive); the pass runs on every chunk end.
+    const jobId = controlJobId.plan(batchId);
+    const state = await this.control().getJobState(jobId);
+    if (state === 'unknown') {
+      const { name, data, opts } = planJob(batchId);
       await this.control().add(name, data, opts);
       log.info('plan job missing; added again');
       return;
     }
-    if (!(await job.isFailed())) return;
+    if (state !== 'failed') return;
+    const job = await Job.fromId(this.control(), jobId);
     const error: BatchError = {
       code: 'planning_failed',
-      message: `planning did not finish: ${job.failedReason || 'the plan job failed'}`,
+      message: `planning did not finish: ${job?.failedReason || 'the plan job failed'}`,
       line: null,
       param: null,
     };
     const { moved } = await this.store.failPlanning(batchId, { failed_at: now, errors: JSON.stringify([error]) });
     if (moved) await this.store.close(batchId);
-    log.warn({ moved, reason: job.failedReason }, 'plan job failed for good; batch failed');
+    log.warn({ moved, reason: job?.failedReason }, 'plan job failed for good; batch failed');
   }
 
   /**

@@ -204,14 +204,14 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
   // a worker that finishes chunks faster than batch.admitEveryMs would otherwise sit idle waiting
   // for its next one (bench:batch measured the timer alone capping a worker near 4,000 lines/s).
   // One blocking connection per pool, reading BullMQ's event stream; standbys ignore the events.
-  const onChunkEnded = (): void => {
+  const runBatchPassSoon = (): void => {
     if (epoch > 0) onTimer(batchPass)();
   };
-  const chunkEvents = config.pools.map((pool) => {
+  const batchCueEvents = config.pools.map((pool) => {
     const connection = createRedis(config.redis, 'worker', { connectionName: `scheduler-events:${candidateId}` });
     const events = new QueueEvents(queueName('bulk', pool.name), { connection, prefix });
-    events.on('completed', onChunkEnded);
-    events.on('failed', onChunkEnded);
+    events.on('completed', runBatchPassSoon);
+    events.on('failed', runBatchPassSoon);
     events.on('error', (err) => logger.warn({ err, pool: pool.name }, 'bulk queue events: read failed; retrying'));
     return { events, connection };
   });
@@ -220,9 +220,9 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
   {
     const connection = createRedis(config.redis, 'worker', { connectionName: `scheduler-plan-events:${candidateId}` });
     const events = new QueueEvents(batchControlQueue, { connection, prefix });
-    events.on('progress', onChunkEnded);
+    events.on('progress', runBatchPassSoon);
     events.on('error', (err) => logger.warn({ err }, 'batch control events: read failed; retrying'));
-    chunkEvents.push({ events, connection });
+    batchCueEvents.push({ events, connection });
   }
 
   await enqueue(tick);
@@ -248,8 +248,8 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
     tick: () => enqueue(tick),
     async close() {
       for (const t of timers) clearInterval(t);
-      await Promise.all(chunkEvents.map(({ events }) => events.close()));
-      await Promise.all(chunkEvents.map(({ connection }) => closeRedis(connection)));
+      await Promise.all(batchCueEvents.map(({ events }) => events.close()));
+      await Promise.all(batchCueEvents.map(({ connection }) => closeRedis(connection)));
       await running;
       await batchLoop.close();
       await trainingLoop.close();

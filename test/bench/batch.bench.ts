@@ -152,15 +152,20 @@ interface RunResult {
 
 type BatchView = { status: string; request_counts: { total: number; completed: number; failed: number } };
 
-/** Submits a batch and polls it to a final status (the fleet's untimed warm-up). */
-async function runUntimed(url: string, inputUri: string): Promise<void> {
+/** POST /v1/batches over `inputUri` (pool `default`, `/v1/infer`); the batch id. */
+async function submitBatch(url: string, inputUri: string): Promise<string> {
   const res = await fetch(`${url}/v1/batches`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ input_file: inputUri, endpoint: '/v1/infer', model: 'default' }),
   });
-  if (!res.ok) throw new Error(`warm-up POST /v1/batches: ${res.status} ${await res.text()}`);
-  const { id } = (await res.json()) as { id: string };
+  if (!res.ok) throw new Error(`POST /v1/batches: ${res.status} ${await res.text()}`);
+  return ((await res.json()) as { id: string }).id;
+}
+
+/** Submits a batch and polls it to a final status (the fleet's untimed warm-up). */
+async function runUntimed(url: string, inputUri: string): Promise<void> {
+  const id = await submitBatch(url, inputUri);
   const t0 = performance.now();
   for (;;) {
     await new Promise((r) => setTimeout(r, 50));
@@ -249,13 +254,7 @@ async function runFleet(
     if (warmUpUri !== undefined) await runUntimed(url, warmUpUri);
     const cpu0 = await cpuOf();
     const t0 = performance.now();
-    const res = await fetch(`${url}/v1/batches`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ input_file: inputUri, endpoint: '/v1/infer', model: 'default' }),
-    });
-    if (!res.ok) throw new Error(`POST /v1/batches: ${res.status} ${await res.text()}`);
-    const { id } = (await res.json()) as { id: string };
+    const id = await submitBatch(url, inputUri);
     const phases: Record<string, number> = {};
     let batch: BatchView;
     let at = t0;

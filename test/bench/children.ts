@@ -73,16 +73,21 @@ export class Child {
   }
 
   /** SIGTERM, then SIGKILL after `graceMs`; resolves when the child has exited. */
-  async stop(graceMs = 5000): Promise<void> {
-    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
-    this.proc.kill('SIGTERM');
-    const timer = setTimeout(() => this.proc.kill('SIGKILL'), graceMs);
-    await this.exited;
-    clearTimeout(timer);
+  stop(graceMs = 5000): Promise<void> {
+    return stopProcess(this.proc, this.exited, graceMs);
   }
 
   /** Kills at once (emergency cleanup). */
   kill(): void {
     if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGKILL');
   }
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`; resolves once `exited` (the process's exit) does. */
+export async function stopProcess(proc: ChildProcess, exited: Promise<unknown>, graceMs: number): Promise<void> {
+  if (proc.exitCode !== null || proc.signalCode !== null) return;
+  proc.kill('SIGTERM');
+  const timer = setTimeout(() => proc.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
 }

@@ -66,8 +66,8 @@ async function runRealtime(data: unknown, signal: AbortSignal): Promise<RtTiming
 }
 
 async function runBulk(job: Job, signal: AbortSignal): Promise<{ completed: number }> {
-  const spec_ = bulkJobSchema.parse(job.data);
-  const input = chatInput(spec_.promptTokens, spec_.outputTokens);
+  const chunk = bulkJobSchema.parse(job.data);
+  const input = chatInput(chunk.promptTokens, chunk.outputTokens);
   let completed = 0;
   let reported = 0;
   // Progress per record, throttled to one report in flight: with the whole backlog in the engine
@@ -87,8 +87,8 @@ async function runBulk(job: Job, signal: AbortSignal): Promise<{ completed: numb
         report();
       });
   };
-  while (completed < spec_.records) {
-    const n = Math.min(spec.batchSize, spec_.records - completed);
+  while (completed < chunk.records) {
+    const n = Math.min(spec.batchSize, chunk.records - completed);
     // One call per record, in the engine together like runMany's batch, so each ends on its own.
     const results = await Promise.allSettled(
       Array.from({ length: n }, () =>

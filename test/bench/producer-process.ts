@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../../launcher/local-redis.ts';
+import { stopProcess } from './children.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -90,11 +91,7 @@ export class ProducerProcess {
   }
 
   /** SIGTERM, then SIGKILL after `graceMs`; resolves when it has exited. */
-  async stop(graceMs = 5000): Promise<void> {
-    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
-    this.proc.kill('SIGTERM');
-    const timer = setTimeout(() => this.proc.kill('SIGKILL'), graceMs);
-    await this.exited;
-    clearTimeout(timer);
+  stop(graceMs = 5000): Promise<void> {
+    return stopProcess(this.proc, this.exited, graceMs);
   }
 }
