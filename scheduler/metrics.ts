@@ -53,6 +53,30 @@ export function createSchedulerMetrics(defaultLabels: Record<string, string>) {
       labelNames: ['kind', 'reason'] as const,
       registers: [registry],
     }),
+    trainingDecisions: new Counter({
+      name: 'interfleet_scheduler_training_decisions_total',
+      help: 'Gang decisions of the training pass, one per waiting gang and pass, by reason (fits, waiting_for_slots, ...).',
+      labelNames: ['pool', 'reason'] as const,
+      registers: [registry],
+    }),
+    trainingGangsAdmitted: new Counter({
+      name: 'interfleet_scheduler_training_gangs_admitted_total',
+      help: 'Training gangs admitted whole (each round of a job is one admission).',
+      labelNames: ['pool'] as const,
+      registers: [registry],
+    }),
+    trainingGangsWaiting: new Gauge({
+      name: 'interfleet_scheduler_training_gangs_waiting',
+      help: 'Training gangs the last pass left waiting.',
+      labelNames: ['pool'] as const,
+      registers: [registry],
+    }),
+    trainingSlotsHeld: new Gauge({
+      name: 'interfleet_scheduler_training_slots_held',
+      help: 'Training slots held by admitted gangs (their ranks not yet ended) after the last pass.',
+      labelNames: ['pool'] as const,
+      registers: [registry],
+    }),
   };
 }
 

@@ -92,7 +92,7 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
     now,
     preempt: (pool, count, reason) => requestPreemption(redis, prefix, pool, count, reason, now()),
   });
-  const trainingLoop = new TrainingLoop({ redis, prefix, pools: config.pools, logger, now });
+  const trainingLoop = new TrainingLoop({ redis, prefix, pools: config.pools, metrics, logger, now });
   let epoch = 0;
   let cronSyncedEpoch = 0;
   let cronRetryAt = 0;

@@ -27,6 +27,11 @@
  * with no final record whose job is gone is added again; one whose job
  * failed without the worker settling it (its worker died and the stalled
  * check gave up on it) fails the gang with the job's reason.
+ *
+ * After each pool's pass the leader writes its explanation record
+ * (training-explain.ts) and sets the training metrics, while the pool has open
+ * gangs or a quota. Like the other explain records it is not fenced: it is
+ * informational, kept a minute, and a newer leader's next pass overwrites it.
  */
 import { Queue, type JobsOptions } from 'bullmq';
 import type { PoolConfig } from '../common/config.ts';
@@ -35,9 +40,17 @@ import { checkpointUriFor, RANK_JOB_NAME, rankJobFor, type TrainingSpec } from '
 import type { Logger } from '../common/logger.ts';
 import type { RedisClient } from '../common/redis.ts';
 import { isFinal, TrainingStore, type TrainingState } from '../common/training/training-state.ts';
-import { cancelChannel, queueName, rankJobId, workersKey } from '../common/topology.ts';
+import { cancelChannel, explainKey, queueName, rankJobId, workersKey } from '../common/topology.ts';
 import { StaleLeaderError } from './fenced-writes.ts';
-import { decideGangs, type GangDecision, type WaitingGang } from './gang-admission.ts';
+import {
+  decideGangs,
+  type GangDecision,
+  type GangPass,
+  type GangSnapshot,
+  type WaitingGang,
+} from './gang-admission.ts';
+import type { SchedulerMetrics } from './metrics.ts';
+import { trainingExplanation } from './training-explain.ts';
 
 /** Rank jobs are kept a day after they end: a reconciliation must not mistake a finished one for a lost one. */
 const rankJobOpts: JobsOptions = {
@@ -50,6 +63,7 @@ export interface TrainingLoopDeps {
   redis: RedisClient;
   prefix: string;
   pools: readonly Pick<PoolConfig, 'name' | 'trainingQuota'>[];
+  metrics: SchedulerMetrics;
   logger: Logger;
   now: () => number;
   /** Least time between two checks of a running gang's rank jobs (default 5 s). */
@@ -64,6 +78,8 @@ export class TrainingLoop {
   private readonly queues = new Map<string, Queue>();
   /** When each running gang's round was last reconciled (`<id>:<round>`). */
   private readonly reconciled = new Map<string, number>();
+  /** Pools this loop wrote an explanation for: deleted once they have nothing to explain. */
+  private readonly explained = new Set<string>();
 
   constructor(private readonly deps: TrainingLoopDeps) {
     this.store = new TrainingStore(deps.redis, deps.prefix);
@@ -101,26 +117,19 @@ export class TrainingLoop {
   private async poolPass(pool: Pick<PoolConfig, 'name' | 'trainingQuota'>, epoch: number): Promise<GangDecision[]> {
     const { logger } = this.deps;
     const ids = await this.store.openIds(pool.name);
-    if (ids.length === 0) return [];
-    if (!(await this.store.fence(pool.name, epoch))) throw new StaleLeaderError(epoch);
-    const undecodable = new Set<string>();
-    const gangs = await this.store.getMany(pool.name, ids, (jobId, err) => {
-      undecodable.add(jobId);
-      logger.error({ err, jobId, pool: pool.name }, 'training job state does not decode; skipped');
-    });
-    const found = new Set(gangs.map((g) => g.spec.id));
-    for (const id of ids.filter((i) => !found.has(i) && !undecodable.has(i))) {
-      logger.warn({ jobId: id, pool: pool.name }, 'open training job has no state; removed from the open index');
-      await this.store.close(pool.name, id);
-    }
+    const gangs = ids.length > 0 ? await this.openGangs(pool.name, ids, epoch) : [];
     const now = this.deps.now();
+    const open: TrainingState[] = [];
     const waiting: WaitingGang[] = [];
     let heldNotStarted = 0;
     let heldRunning = 0;
     for (const g of gangs) {
       if (isFinal(g.status)) {
         await this.windUp(g);
-      } else if (g.status === 'running') {
+        continue;
+      }
+      open.push(g);
+      if (g.status === 'running') {
         heldNotStarted += g.spec.workers - g.roundStarted;
         heldRunning += g.roundStarted - g.roundSucceeded;
         await this.reconcile(g, now);
@@ -129,25 +138,102 @@ export class TrainingLoop {
         waiting.push({ id, round: g.round, size, priority, createdAt });
       }
     }
-    if (waiting.length === 0) return [];
-
-    let slots = 0;
-    let inFlight = 0;
-    const raw = await this.deps.redis.hgetall(workersKey(this.deps.prefix, pool.name));
-    for (const w of liveWorkers(raw, now).filter((h) => h.state === 'ready')) {
-      const lane = w.lanes.find((l) => l.name === 'training');
-      slots += lane?.concurrency ?? 0;
-      inFlight += lane?.inFlight ?? 0;
+    // Nothing to admit nor to explain: a pool without training costs this pass one ZRANGE.
+    if (open.length === 0 && pool.trainingQuota === undefined) {
+      await this.quiet(pool.name);
+      return [];
     }
-    const pass = decideGangs({ slots, inFlight, heldNotStarted, heldRunning, quota: pool.trainingQuota, waiting });
+
+    // Read even with nothing waiting: the explanation says what is free.
+    const { slots, inFlight } = await this.trainingSlots(pool.name, now);
+    const snapshot: GangSnapshot = {
+      slots,
+      inFlight,
+      heldNotStarted,
+      heldRunning,
+      quota: pool.trainingQuota,
+      waiting,
+    };
+    const pass = decideGangs(snapshot);
     const byId = new Map(gangs.map((g) => [g.spec.id, g]));
     for (const d of pass.decisions) {
       const gang = byId.get(d.id)!;
       if (d.kind === 'admit') await this.admit(gang, epoch, now);
       else if (gang.waiting !== d.reason) await this.store.setWaiting(pool.name, d.id, d.reason);
     }
-    logger.debug({ pool: pool.name, slots, inFlight, ...pass }, 'training admission');
+    if (pass.decisions.length > 0) logger.debug({ pool: pool.name, slots, inFlight, ...pass }, 'training admission');
+    await this.report(pool, open, snapshot, pass, epoch, now);
     return pass.decisions;
+  }
+
+  /** The pool's gangs (after claiming its fence); ids without state leave the open index. */
+  private async openGangs(pool: string, ids: readonly string[], epoch: number): Promise<TrainingState[]> {
+    const { logger } = this.deps;
+    if (!(await this.store.fence(pool, epoch))) throw new StaleLeaderError(epoch);
+    const undecodable = new Set<string>();
+    const gangs = await this.store.getMany(pool, ids, (jobId, err) => {
+      undecodable.add(jobId);
+      logger.error({ err, jobId, pool }, 'training job state does not decode; skipped');
+    });
+    const found = new Set(gangs.map((g) => g.spec.id));
+    for (const id of ids.filter((i) => !found.has(i) && !undecodable.has(i))) {
+      logger.warn({ jobId: id, pool }, 'open training job has no state; removed from the open index');
+      await this.store.close(pool, id);
+    }
+    return gangs;
+  }
+
+  /** Training slots of the pool's ready workers, and the ranks they say run on them. */
+  private async trainingSlots(pool: string, now: number): Promise<{ slots: number; inFlight: number }> {
+    let slots = 0;
+    let inFlight = 0;
+    const raw = await this.deps.redis.hgetall(workersKey(this.deps.prefix, pool));
+    for (const w of liveWorkers(raw, now).filter((h) => h.state === 'ready')) {
+      const lane = w.lanes.find((l) => l.name === 'training');
+      slots += lane?.concurrency ?? 0;
+      inFlight += lane?.inFlight ?? 0;
+    }
+    return { slots, inFlight };
+  }
+
+  /** Metrics and the explanation record of a pool's pass; the record is best effort. */
+  private async report(
+    pool: Pick<PoolConfig, 'name' | 'trainingQuota'>,
+    open: readonly TrainingState[],
+    snapshot: GangSnapshot,
+    pass: GangPass,
+    epoch: number,
+    now: number,
+  ): Promise<void> {
+    const { metrics, redis, prefix, logger } = this.deps;
+    const record = trainingExplanation({
+      pool: pool.name,
+      quota: pool.trainingQuota,
+      gangs: open,
+      snapshot,
+      pass,
+      epoch,
+      now,
+    });
+    for (const d of pass.decisions) metrics.trainingDecisions.inc({ pool: pool.name, reason: d.reason });
+    metrics.trainingGangsWaiting.set({ pool: pool.name }, pass.decisions.filter((d) => d.kind === 'hold').length);
+    metrics.trainingSlotsHeld.set({ pool: pool.name }, record.slots.held);
+    this.explained.add(pool.name);
+    // Kept a minute: an explain after the leader died says how old it is rather than nothing.
+    await redis
+      .set(explainKey(prefix, 'training', pool.name), JSON.stringify(record), 'PX', 60_000)
+      .catch((err: unknown) => logger.debug({ err, pool: pool.name }, 'training explanation not written'));
+  }
+
+  /** A pool left with no gang and no quota: its gauges read 0 and its last record goes (once). */
+  private async quiet(pool: string): Promise<void> {
+    const { metrics, redis, prefix, logger } = this.deps;
+    metrics.trainingGangsWaiting.set({ pool }, 0);
+    metrics.trainingSlotsHeld.set({ pool }, 0);
+    if (!this.explained.delete(pool)) return;
+    await redis
+      .del(explainKey(prefix, 'training', pool))
+      .catch((err: unknown) => logger.debug({ err, pool }, 'training explanation not deleted'));
   }
 
   private async admit(gang: TrainingState, epoch: number, now: number): Promise<void> {
@@ -158,6 +244,7 @@ export class TrainingLoop {
       this.deps.logger.info({ jobId: spec.id, round }, 'training job moved before admission; next pass decides');
       return;
     }
+    this.deps.metrics.trainingGangsAdmitted.inc({ pool: spec.pool });
     await this.addRanks(
       spec,
       round,

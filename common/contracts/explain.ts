@@ -69,6 +69,44 @@ export const admissionExplanationSchema = z.object({
 });
 export type AdmissionExplanation = z.infer<typeof admissionExplanationSchema>;
 
+/** The training pass for one pool (scheduler/training-loop.ts), while it has open gangs or a quota. */
+export const trainingExplanationSchema = z.object({
+  pool: z.string(),
+  at: z.number().int(),
+  epoch: z.number().int(),
+  /** pools[].trainingQuota; null: every slot. */
+  quota: z.number().int().min(0).nullable(),
+  /** After this pass's admissions. */
+  slots: z.object({
+    /** Training slots of the pool's ready workers. */
+    total: z.number().int().min(0),
+    /** Ranks of admitted gangs not yet ended. */
+    held: z.number().int().min(0),
+    /** What the next gang may take: min(quota, total) less what is used (held, or running as heartbeats say). */
+    free: z.number().int().min(0),
+  }),
+  /** Running gangs, then waiting ones in admission order. */
+  gangs: z.array(
+    z.object({
+      jobId: z.string(),
+      tenant: z.string(),
+      priority: z.number().int(),
+      /** Ranks: slots it holds or needs at once. */
+      size: z.number().int().min(1),
+      round: z.number().int().min(1),
+      rounds: z.number().int().min(1),
+      /** Its status when the pass read it (queued or running). */
+      state: z.string(),
+      /** This pass's decision (admit, hold); null for a gang admitted by an earlier pass. */
+      decision: z.string().nullable(),
+      reason: z.string().nullable(),
+      /** Slots free when it was held. */
+      free: z.number().int().min(0).optional(),
+    }),
+  ),
+});
+export type TrainingExplanation = z.infer<typeof trainingExplanationSchema>;
+
 /** `GET /v1/scheduler/explain[?pool=]`: every pool (or one), null where the leader has written nothing lately. */
 export const schedulerExplainSchema = z.object({
   object: z.literal('scheduler.explain'),
@@ -79,6 +117,8 @@ export const schedulerExplainSchema = z.object({
       pool: z.string(),
       budget: budgetExplanationSchema.nullable(),
       admission: admissionExplanationSchema.nullable(),
+      // Defaulted: a newer client still reads a producer that predates training records.
+      training: trainingExplanationSchema.nullable().default(null),
     }),
   ),
 });

@@ -1,9 +1,15 @@
 /**
  * `interfleet scheduler explain` for people: per pool, the bulk budget and
- * why, what real-time looks like against its objective, and how the last
- * admission pass treated each open batch. Pure.
+ * why, what real-time looks like against its objective, how the last
+ * admission pass treated each open batch, and, for pools with training gangs
+ * or a training quota, each gang's place and why it waits. Pure.
  */
-import type { AdmissionExplanation, BudgetExplanation, SchedulerExplain } from '../../common/contracts/explain.ts';
+import type {
+  AdmissionExplanation,
+  BudgetExplanation,
+  SchedulerExplain,
+  TrainingExplanation,
+} from '../../common/contracts/explain.ts';
 
 const age = (now: number, at: number): string => `${((now - at) / 1000).toFixed(1)} s ago`;
 const msOr = (v: number | undefined): string => (v === undefined ? 'n/a' : `${Math.round(v)} ms`);
@@ -33,15 +39,39 @@ function admissionLines(a: AdmissionExplanation, now: number): string[] {
   return [head, '    batch                          tenant       prio   admitted   status      decision', ...rows];
 }
 
+type Gang = TrainingExplanation['gangs'][number];
+
+function gangDecision(g: Gang): string {
+  if (g.decision === null) return 'admitted by an earlier pass';
+  // The one reason that a number explains: how far the gang is from fitting.
+  const detail = g.reason === 'waiting_for_slots' && g.free !== undefined ? ` (needs ${g.size}, ${g.free} free)` : '';
+  return `${g.decision}: ${g.reason ?? ''}${detail}`;
+}
+
+export function trainingLines(t: TrainingExplanation, now: number): string[] {
+  const { total, held, free } = t.slots;
+  const quota = t.quota === null ? '' : `, quota ${t.quota}`;
+  const waiting = t.gangs.filter((g) => g.decision === 'hold').length;
+  const running = t.gangs.length - waiting;
+  const head = `  training      ${held} of ${total} slots held, ${free} free${quota}; ${running} running, ${waiting} waiting; ${age(now, t.at)}`;
+  if (t.gangs.length === 0) return [head, '                no open gang'];
+  const rows = t.gangs.map(
+    (g) =>
+      `    ${g.jobId}  ${g.tenant.padEnd(12)} ${`p${g.priority}`.padEnd(4)}  ${String(g.size).padStart(5)}  ${`${g.round}/${g.rounds}`.padStart(5)}  ${g.state.padEnd(8)} ${gangDecision(g)}`,
+  );
+  return [head, '    job                         tenant       prio  ranks  round  state    decision', ...rows];
+}
+
 export function formatExplain(e: SchedulerExplain): string {
   const out: string[] = [];
   for (const p of e.pools) {
     out.push(`pool ${p.pool}`);
-    if (!p.budget && !p.admission) {
+    if (!p.budget && !p.admission && !p.training) {
       out.push('  no decision recorded in the last minute: is a scheduler running (and leading)?');
     }
     if (p.budget) out.push(...budgetLines(p.budget, e.now));
     if (p.admission) out.push(...admissionLines(p.admission, e.now));
+    if (p.training) out.push(...trainingLines(p.training, e.now));
     out.push('');
   }
   return out.join('\n');

@@ -7,7 +7,7 @@ export function schedulerCommand(ctx: CliContext): Command {
   const scheduler = new Command('scheduler').description("the scheduler's decisions");
   scheduler
     .command('explain')
-    .description('per pool: the bulk budget and why, real-time against its objective, batch admission')
+    .description('per pool: the bulk budget and why, real-time against its objective, batch and training admission')
     .argument('[pool]', 'one pool (default: all)')
     .option('--json', "print the API's object")
     .action(async (pool: string | undefined, opts: { json?: boolean }, cmd: Command) => {

@@ -168,7 +168,7 @@ export class InterfleetClient {
     return body.data.map(({ id, backend, tasks, workers }) => ({ id, backend, tasks, workers }));
   }
 
-  /** What the scheduler last decided for each pool (or `pool`) and why: bulk budget and batch admission. */
+  /** What the scheduler last decided for each pool (or `pool`) and why: bulk budget, batch and training admission. */
   async explainScheduler(pool?: string, opts: RequestOptions = {}): Promise<SchedulerExplain> {
     const call = this.begin('explain scheduler', checkTimeout(opts.timeoutMs ?? this.timeoutMs), opts.signal);
     const qs = pool === undefined ? '' : `?${new URLSearchParams({ pool }).toString()}`;

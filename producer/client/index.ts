@@ -24,7 +24,12 @@ export type { BatchStatus } from '../../common/batch/batch-state.ts';
 export { InterfleetApiError, isRetryable, type ClientErrorCode } from './errors.ts';
 export type { ErrorCode } from '../../common/errors.ts';
 export type { Timings } from '../../common/contracts/realtime.ts';
-export type { SchedulerExplain, BudgetExplanation, AdmissionExplanation } from '../../common/contracts/explain.ts';
+export type {
+  SchedulerExplain,
+  BudgetExplanation,
+  AdmissionExplanation,
+  TrainingExplanation,
+} from '../../common/contracts/explain.ts';
 export type {
   TaskKind,
   TaskInput,

@@ -1,6 +1,7 @@
 /**
  * `GET /v1/scheduler/explain[?pool=<name>]`: what the scheduler leader last
- * decided for each pool and why (bulk budget, batch admission), read from
+ * decided for each pool and why (bulk budget, batch admission, training gang
+ * admission), read from
  * the records it writes after each pass. A record the leader has not
  * refreshed for a minute has expired: that pool shows null, which says "no
  * leader is deciding" more honestly than a stale answer would.
@@ -11,6 +12,7 @@ import type { Config } from '../../common/config.ts';
 import {
   admissionExplanationSchema,
   budgetExplanationSchema,
+  trainingExplanationSchema,
   type SchedulerExplain,
 } from '../../common/contracts/explain.ts';
 import { FleetError } from '../../common/errors.ts';
@@ -42,7 +44,8 @@ export const schedulerExplainRoute =
       const pools = config.pools.map((p) => p.name).filter((p) => pool === undefined || p === pool);
       if (pools.length === 0) throw new FleetError('not_found', `no pool named ${JSON.stringify(pool)}`);
       const prefix = config.redis.prefix;
-      const keys = pools.flatMap((p) => [explainKey(prefix, 'budget', p), explainKey(prefix, 'admission', p)]);
+      const loops = ['budget', 'admission', 'training'] as const;
+      const keys = pools.flatMap((p) => loops.map((loop) => explainKey(prefix, loop, p)));
       const raw = await redis.mget(...keys).catch((err: unknown) => {
         throw new FleetError('unavailable', 'Redis is unreachable; try again shortly', {
           cause: err,
@@ -54,8 +57,9 @@ export const schedulerExplainRoute =
         now: now(),
         pools: pools.map((p, i) => ({
           pool: p,
-          budget: parsed(budgetExplanationSchema, raw[2 * i] ?? null),
-          admission: parsed(admissionExplanationSchema, raw[2 * i + 1] ?? null),
+          budget: parsed(budgetExplanationSchema, raw[3 * i] ?? null),
+          admission: parsed(admissionExplanationSchema, raw[3 * i + 1] ?? null),
+          training: parsed(trainingExplanationSchema, raw[3 * i + 2] ?? null),
         })),
       };
     });

@@ -4,11 +4,13 @@
  * first-token times), real-time requests through the HTTP API and a batch;
  * the CLI (in-process, through the real client and HTTP) prints the bulk
  * budget with its reason and the admission decisions the leader recorded,
- * and the scheduler's /metrics shows the same budget.
+ * and the scheduler's /metrics shows the same budget. Training gangs
+ * submitted through the HTTP API show up with their place and reason (the
+ * worker has one training slot), and in the training metrics.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../common/logger.ts';
@@ -27,8 +29,10 @@ pools:
     backend: sim
     firstTokenObjectiveMs: 5000
     sim: { timeScale: 0.05 }
-    lanes: { bulk: { concurrency: 2 } }
+    lanes: { bulk: { concurrency: 2 }, training: { concurrency: 1 } }
 `;
+
+const rankFixture = resolve(import.meta.dirname, '../fixtures/training-rank.mjs');
 
 let fleet: TestFleet;
 let scheduler: RunningScheduler;
@@ -108,6 +112,67 @@ describe('interfleet scheduler explain', () => {
     const metrics = await (await fetch(scheduler.metricsUrl!)).text();
     expect(metrics).toMatch(/interfleet_scheduler_bulk_budget\{[^}]*pool="sim"[^}]*\} \d+/);
     expect(metrics).toMatch(/interfleet_scheduler_leader\{[^}]*\} 1/);
+  }, 60_000);
+
+  it("prints each training gang's place and reason, and the training metrics", async () => {
+    const jobs = `${fleet.producer.url}/v1/training/jobs`;
+    const submit = async (name: string, workers: number, params: Record<string, unknown>, tenant: string) => {
+      const res = await fetch(jobs, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          pool: 'sim',
+          tenant,
+          command: process.execPath,
+          args: [rankFixture],
+          data_uri: 'file:///data/corpus/',
+          checkpoint_uri: `${pathToFileURL(join(dir, name)).href}/`,
+          params,
+          workers,
+        }),
+      });
+      expect(res.status).toBe(200);
+      return ((await res.json()) as { id: string }).id;
+    };
+    // One slot: the first gang takes it, the second waits for it (and reserves), the third can never fit.
+    const first = await submit('first', 1, { sleepMs: 30_000 }, 'vision');
+    const second = await submit('second', 1, {}, 'nlp');
+    const third = await submit('third', 2, {}, 'nlp');
+    try {
+      const client = new InterfleetClient({ baseUrl: fleet.producer.url });
+      const training = await until(async () => {
+        const t = (await client.explainScheduler('sim')).pools[0]!.training;
+        const held = t?.gangs.find((g) => g.jobId === second)?.reason === 'waiting_for_slots';
+        return held && t?.gangs[0]?.state === 'running' ? t : undefined;
+      }, 20_000);
+      expect(training.slots).toEqual({ total: 1, held: 1, free: 0 });
+      expect(training.quota).toBeNull();
+      expect(training.gangs.map((g) => [g.jobId, g.tenant, g.size, g.state, g.decision, g.reason])).toEqual([
+        [first, 'vision', 1, 'running', null, null],
+        [second, 'nlp', 1, 'queued', 'hold', 'waiting_for_slots'],
+        [third, 'nlp', 2, 'queued', 'hold', 'exceeds_pool_slots'],
+      ]);
+
+      const text = await explainCli(['sim']);
+      expect(text).toMatch(/ {2}training {6}1 of 1 slots held, 0 free; 1 running, 2 waiting/);
+      expect(text).toMatch(new RegExp(`${first} +vision .* running +admitted by an earlier pass`));
+      expect(text).toMatch(new RegExp(`${second} +nlp .* queued +hold: waiting_for_slots \\(needs 1, 0 free\\)`));
+      expect(text).toMatch(new RegExp(`${third} +nlp .* queued +hold: exceeds_pool_slots`));
+
+      const metrics = await (await fetch(scheduler.metricsUrl!)).text();
+      const metric = (name: string, labels = '') =>
+        new RegExp(`${name}\\{[^}]*pool="sim"[^}]*${labels}[^}]*\\} (\\d+)`).exec(metrics)?.[1];
+      expect(metric('interfleet_scheduler_training_gangs_admitted_total')).toBe('1');
+      expect(metric('interfleet_scheduler_training_gangs_waiting')).toBe('2');
+      expect(metric('interfleet_scheduler_training_slots_held')).toBe('1');
+      expect(
+        Number(metric('interfleet_scheduler_training_decisions_total', 'reason="waiting_for_slots"')),
+      ).toBeGreaterThan(0);
+      expect(Number(metric('interfleet_scheduler_training_decisions_total', 'reason="fits"'))).toBe(1);
+    } finally {
+      // The sleeping rank is stopped rather than left to the fleet's shutdown.
+      for (const id of [first, second, third]) await fetch(`${jobs}/${id}/cancel`, { method: 'POST' });
+    }
   }, 60_000);
 
   it('answers 404 for an unknown pool', async () => {

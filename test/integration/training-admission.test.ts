@@ -12,11 +12,13 @@ import { pathToFileURL } from 'node:url';
 import { Queue, UnrecoverableError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { trainingExplanationSchema } from '../../common/contracts/explain.ts';
 import type { TrainingSpec } from '../../common/contracts/training.ts';
 import { silentLogger } from '../../common/logger.ts';
 import { TrainingStore } from '../../common/training/training-state.ts';
-import { queueName, rankJobId, workersKey } from '../../common/topology.ts';
+import { explainKey, queueName, rankJobId, workersKey } from '../../common/topology.ts';
 import { StaleLeaderError } from '../../scheduler/fenced-writes.ts';
+import { createSchedulerMetrics } from '../../scheduler/metrics.ts';
 import { startScheduler, type RunningScheduler } from '../../scheduler/scheduler.ts';
 import { TrainingLoop } from '../../scheduler/training-loop.ts';
 import { deleteKeys, REDIS_URL, startFleet, testConfig, type TestFleet } from '../helpers/fleet.ts';
@@ -212,6 +214,7 @@ describe('training loop reconciliation', () => {
       redis,
       prefix,
       pools: [{ name: 'p', trainingQuota: undefined }],
+      metrics: createSchedulerMetrics({}),
       logger: silentLogger(),
       now: Date.now,
       reconcileEveryMs: 0,
@@ -228,6 +231,16 @@ describe('training loop reconciliation', () => {
     await store.create(storeSpec(id, { rounds: 1, createdAt: now }));
     expect(await loop.pass(3)).toEqual([{ pool: 'p', kind: 'admit', id, round: 1, size: 2, reason: 'fits' }]);
     expect(await queue.getJobCountByTypes('waiting')).toBe(2);
+    // The pass's explanation: the gang admitted, holding both slots.
+    const explained = async () => {
+      const raw = await redis.get(explainKey(prefix, 'training', 'p'));
+      return raw === null ? null : trainingExplanationSchema.parse(JSON.parse(raw));
+    };
+    expect(await explained()).toMatchObject({
+      epoch: 3,
+      slots: { total: 2, held: 2, free: 0 },
+      gangs: [{ jobId: id, size: 2, state: 'queued', decision: 'admit', reason: 'fits' }],
+    });
 
     await queue.remove(rankJobId(id, 1, 1));
     await loop.pass(3);
@@ -252,6 +265,9 @@ describe('training loop reconciliation', () => {
     });
     await loop.pass(3);
     expect(await store.openIds('p')).toEqual([]);
+    // Nothing open and no quota: nothing to explain, and the last record is gone.
+    await loop.pass(3);
+    expect(await explained()).toBeNull();
     // An older epoch than the pool has seen is refused.
     await store.create({ ...(await store.get('p', id))!.spec, id: 'train_00000000000000000003' });
     await expect(loop.pass(2)).rejects.toThrow(StaleLeaderError);
