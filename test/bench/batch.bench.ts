@@ -37,7 +37,8 @@
  * - Ceiling: the same model (the pool's embedded backend) over the same file
  *   in one in-process loop (batch-ceiling.ts) on the workers' first core,
  *   WARM: one backend, an untimed 20,000-line warm-up pass, then one timed
- *   pass before each fleet run (interleaved, so drift hits both).
+ *   pass before each fleet run and one after it; that rep's ceiling is
+ *   their mean (lines over the two passes' time), so drift hits both sides.
  *   Ratio per worker core = fleet lines/s ÷ workers ÷ that rep's ceiling; the
  *   summary gives medians over reps. CPU efficiency = worker lines per
  *   CPU-second ÷ the ceiling's lines per CPU-second: the fleet's own cost per
@@ -77,6 +78,10 @@ const RUN_MAX_MS = 15 * 60_000;
 /** Lines of the fleet's untimed warm-up batch before each timed one (0: none); the ceiling's is 20,000. */
 const FLEET_WARMUP = Number(process.env.BENCH_FLEET_WARMUP ?? '20000');
 const PRODUCER = producerMode(process.env.BENCH_PRODUCER);
+/** How workers run: `bundle` (default) as production runs them (bin/build's bundle, plain node), or `tsx` from source. */
+const WORKER_MODE = process.env.BENCH_WORKER === 'tsx' ? 'tsx' : 'bundle';
+/** Extra node flags for the workers (space-separated), e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`. */
+const WORKER_NODE_ARGS = (process.env.BENCH_WORKER_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
 if (PIN && WORKERS > CORES - 1)
   throw new Error(`BENCH_PIN: ${WORKERS} workers need ${WORKERS + 1} cores, have ${CORES}`);
 
@@ -200,7 +205,9 @@ async function runFleet(
       Child.start(name, path.join(here, 'batch-role.child.ts'), { ...env, BENCH_ROLE: name }, 120_000);
     const scheduler = role('scheduler');
     const workers = Array.from({ length: WORKERS }, (_, i) =>
-      Child.start(`worker-${i}`, path.join(root, 'gpu-worker/main.ts'), env, 120_000),
+      WORKER_MODE === 'bundle'
+        ? Child.start(`worker-${i}`, path.join(root, 'dist/gpu-worker/main.js'), env, 120_000, WORKER_NODE_ARGS, false)
+        : Child.start(`worker-${i}`, path.join(root, 'gpu-worker/main.ts'), env, 120_000, WORKER_NODE_ARGS),
     );
     children.push(scheduler, ...workers);
     pin(scheduler.proc.pid!, SHARED_CORE);
@@ -332,7 +339,12 @@ async function main(): Promise<void> {
       ? 'producer: producer/main.ts through tsx (as the image ran it before the bundles)'
       : `producer: as production runs it: bin/start dist/producer/main.js (bin/build's bundle, plain node${PRODUCER === 'bundle' ? ", the producer's V8 flags" : ', no V8 flags'})`,
   );
-  if (PRODUCER !== 'tsx') buildBundles();
+  console.log(
+    WORKER_MODE === 'bundle'
+      ? `workers: as production runs them: dist/gpu-worker/main.js (bin/build's bundle, plain node${WORKER_NODE_ARGS.length ? `, ${WORKER_NODE_ARGS.join(' ')}` : ''})`
+      : `workers: gpu-worker/main.ts through tsx${WORKER_NODE_ARGS.length ? ` with ${WORKER_NODE_ARGS.join(' ')}` : ''}`,
+  );
+  if (PRODUCER !== 'tsx' || WORKER_MODE === 'bundle') buildBundles();
   console.log(
     `config: batch.chunkLines ${config.batch.chunkLines}, batch.admitEveryMs ${config.batch.admitEveryMs}, ` +
       `batch.windowPerPool ${config.batch.windowPerPool} (until the balance pass sets 2 × budget), ` +
@@ -355,14 +367,22 @@ async function main(): Promise<void> {
         ceiling = await createCeiling({ warmUpFile: file, pool, batchSize: pool.lanes.bulk.batchSize });
         pin(process.pid, SHARED_CORE);
       }
-      for (let rep = 0; rep < REPS; rep++) {
+      const measureCeiling = async () => {
         pin(process.pid, workerCore(0));
-        const cr = await ceiling.measure(file);
-        const c = cr.linesPerSecond;
+        const cr = await ceiling!.measure(file);
         pin(process.pid, SHARED_CORE);
+        return cr;
+      };
+      for (let rep = 0; rep < REPS; rep++) {
+        // Bracketed: one pass before the fleet run and one after, averaged, so that the machine's
+        // drift during the run (passes of one minute differed by ±20 % on this VM) hits both sides.
+        const before = await measureCeiling();
         const run = await runFleet(pathToFileURL(file).href, size, configFile, warmUpUri);
+        const after = await measureCeiling();
+        const c = (2 * size) / (before.seconds + after.seconds);
         const perCore = run.linesPerSecond / WORKERS / c;
-        reps.push({ size, ceiling: c, ceilingPerCpuS: size / cr.cpuSeconds, run, perCore });
+        const ceilingPerCpuS = (2 * size) / (before.cpuSeconds + after.cpuSeconds);
+        reps.push({ size, ceiling: c, ceilingPerCpuS, run, perCore });
         const ph = Object.entries(run.phases)
           .map(([s, t]) => `${s} ${fmt(t, 2)} s`)
           .join(', ');
@@ -370,7 +390,7 @@ async function main(): Promise<void> {
           .map(([s, m]) => `${s} ${fmt(m, 1)}`)
           .join(', ');
         console.log(
-          `  ${fmt(size)} lines rep ${rep + 1}: ceiling ${fmt(c)} lines/s (warm); fleet ${run.status} in ${fmt(run.seconds, 2)} s = ${fmt(run.linesPerSecond)} lines/s → ${pct(perCore)} per worker core [${ph}]; producer RSS MiB: idle ${fmt(run.producerIdleMiB, 1)}, highest sampled while ${mem}, peak ${fmt(run.producerMiB, 1)}`,
+          `  ${fmt(size)} lines rep ${rep + 1}: ceiling ${fmt(c)} lines/s (warm; ${fmt(before.linesPerSecond)} before, ${fmt(after.linesPerSecond)} after); fleet ${run.status} in ${fmt(run.seconds, 2)} s = ${fmt(run.linesPerSecond)} lines/s → ${pct(perCore)} per worker core [${ph}]; producer RSS MiB: idle ${fmt(run.producerIdleMiB, 1)}, highest sampled while ${mem}, peak ${fmt(run.producerMiB, 1)}`,
         );
       }
     }

@@ -46,10 +46,17 @@ export class Child {
     this.ready.catch(() => undefined);
   }
 
-  /** Forks `modulePath` with tsx; stdout/stderr go to ours. */
-  static start(name: string, modulePath: string, env: Record<string, string>, readyTimeoutMs = 20_000): Child {
+  /** Forks `modulePath` with tsx (unless `tsx` is false: a bundle) and `nodeArgs` (e.g. `--cpu-prof`); stdout/stderr go to ours. */
+  static start(
+    name: string,
+    modulePath: string,
+    env: Record<string, string>,
+    readyTimeoutMs = 20_000,
+    nodeArgs: readonly string[] = [],
+    tsx = true,
+  ): Child {
     const proc = fork(modulePath, [], {
-      execArgv: ['--import', 'tsx'],
+      execArgv: [...(tsx ? ['--import', 'tsx'] : []), ...nodeArgs],
       env: { ...process.env, ...env },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     });
