@@ -10,7 +10,7 @@
  * object (same keys, same order): part-lines.test.ts holds them to it.
  *
  * Memory: a part is built in a PartBuffer, its lines' bytes appended to one
- * growing Buffer outside the JS heap. A chunk keeps up to a thousand lines
+ * growing Buffer outside the JS heap. A chunk keeps up to `batch.chunkLines` lines
  * until it writes its parts; kept as strings they would outlive the young
  * generation and make the garbage collector copy and mark them all.
  */

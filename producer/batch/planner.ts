@@ -26,13 +26,12 @@
  */
 import { createHash } from 'node:crypto';
 import { parseBatchLine } from '../../common/batch/parse-line.ts';
+import { DEFAULT_CHUNK_BYTES, DEFAULT_CHUNK_LINES } from '../../common/config.ts';
 import type { BatchEndpoint, Chunk } from '../../common/contracts/batch.ts';
 import { isStorageError, parseObjectUri, StorageError, type Storage } from '../../common/storage/index.ts';
 import { CustomIdSet } from './custom-id-set.ts';
 import { DEFAULT_MAX_LINE_BYTES, splitLines } from '../../common/batch/line-splitter.ts';
 
-export const DEFAULT_CHUNK_LINES = 1000;
-export const DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024;
 /** The most duplicate line numbers one chunk job carries (chunkSchema.duplicateLines' max). */
 export const MAX_DUPLICATES_PER_CHUNK = 10_000;
 

@@ -206,7 +206,7 @@ describe('planBatch', () => {
     const before = process.memoryUsage().heapUsed;
     let peak = before;
     let chunks = 0;
-    const result = await planBatch(storage, uri('big.jsonl'), batch, () => {
+    const result = await planBatch(storage, uri('big.jsonl'), { ...batch, chunkLines: 1000 }, () => {
       chunks++;
       peak = Math.max(peak, process.memoryUsage().heapUsed);
     });
