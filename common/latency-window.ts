@@ -105,3 +105,20 @@ export function quantileMs(counts: readonly number[], q: number): number | undef
   }
   return windowBoundsMs.at(-1)! * 2;
 }
+
+/**
+ * How many samples lie above `ms`; the bucket holding `ms` counts in proportion (its samples
+ * spread evenly inside it, as quantileMs assumes), the overflow bucket in full.
+ */
+export function countAboveMs(counts: readonly number[], ms: number): number {
+  let above = 0;
+  for (let b = 0; b < counts.length; b++) {
+    const n = counts[b]!;
+    if (n === 0) continue;
+    const lower = b === 0 ? 0 : windowBoundsMs[b - 1]!;
+    const upper = b < windowBoundsMs.length ? windowBoundsMs[b]! : Number.POSITIVE_INFINITY;
+    if (lower >= ms || upper === Number.POSITIVE_INFINITY) above += n;
+    else if (upper > ms) above += (n * (upper - ms)) / (upper - lower);
+  }
+  return above;
+}

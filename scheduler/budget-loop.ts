@@ -121,7 +121,7 @@ export class BudgetLoop {
     if (uncapped(decision.reason)) await bulk.removeGlobalConcurrency();
     else await bulk.setGlobalConcurrency(decision.budget);
     if (decision.preempt > 0) {
-      const reason = `${decision.reason}: p${policy.quantile * 100} first token ${fmt(decision.observed.quantileMs)} ms, oldest queued ${decision.observed.oldestWaitingMs} ms, objective ${policy.objectiveMs} ms`;
+      const reason = `${decision.reason}: p${policy.quantile * 100} first token ${fmt(decision.observed.quantileMs)} ms (${decision.observed.overObjective} of ${decision.observed.samples} over the objective), oldest queued ${decision.observed.oldestWaitingMs} ms, objective ${policy.objectiveMs} ms`;
       await this.deps.preempt(pool.name, decision.preempt, reason);
       metrics.preemptions.inc({ pool: pool.name }, decision.preempt);
     }

@@ -26,7 +26,7 @@
  * Pure: a function of the previous state, the pool's signals, the policy and
  * the clock, returning the next state and a decision with a typed reason.
  */
-import { quantileMs, totalCount } from '../common/latency-window.ts';
+import { countAboveMs, quantileMs, totalCount } from '../common/latency-window.ts';
 
 export interface BudgetPolicy {
   /** The pool's objective: this quantile of enqueue-to-first-token stays under it (ms). */
@@ -35,6 +35,14 @@ export interface BudgetPolicy {
   quantile: number;
   /** Fewer samples than this in the window: the quantile is not trusted (the queue's oldest wait still is). */
   minSamples: number;
+  /**
+   * A window is a miss only when more of its samples are over the objective than the quantile
+   * allows by this many standard deviations of that count (binomial: at p99, 45 samples may hold
+   * 1 over the objective, 1,000 may hold 16). A p99 read from a few dozen samples is nearly their
+   * maximum: "p99 > objective" would fire on a single slow request, in about a third of the windows
+   * (1 − 0.99^45) of a pool whose true p99 sits at the objective, and halve bulk for it.
+   */
+  missZ: number;
   /** Budget × this on a miss (0.5 halves it). */
   decrease: number;
   /** Slots added per step while there is headroom, as a fraction of the pool's bulk slots (at least 1). */
@@ -52,6 +60,7 @@ export interface BudgetPolicy {
 export const defaultBudgetPolicy: Omit<BudgetPolicy, 'objectiveMs'> = {
   quantile: 0.99,
   minSamples: 20,
+  missZ: 2,
   decrease: 0.5,
   increase: 0.1,
   headroom: 0.8,
@@ -88,7 +97,7 @@ export type BudgetReason =
   | 'no_bulk_slots'
   /** No real-time request in the window or the queue: bulk gets every slot (work-conserving). */
   | 'no_realtime_load'
-  /** The quantile is over the objective: multiplicative decrease. */
+  /** More samples over the objective than the quantile allows (beyond noise, see missZ): multiplicative decrease. */
   | 'objective_missed'
   /** A queued request has waited past the objective: multiplicative decrease. */
   | 'realtime_backlog'
@@ -109,6 +118,8 @@ export interface BudgetDecision {
   observed: {
     quantileMs: number | undefined;
     samples: number;
+    /** Samples over the objective (the bucket holding it counted in proportion). */
+    overObjective: number;
     realtimeWaiting: number;
     oldestWaitingMs: number;
     bulkSlots: number;
@@ -128,9 +139,11 @@ export function decideBudget(
   // A new leader starts from "everything"; with real-time load it halves from there, once per hold.
   const previous = Math.min(state?.budget ?? slots, slots);
   const lastDecreaseAt = state?.lastDecreaseAt ?? Number.NEGATIVE_INFINITY;
+  const overObjective = countAboveMs(signals.firstToken, policy.objectiveMs);
   const observed = {
     quantileMs: q,
     samples,
+    overObjective: Math.round(overObjective * 10) / 10,
     realtimeWaiting: signals.realtimeWaiting,
     oldestWaitingMs: signals.oldestWaitingMs,
     bulkSlots: slots,
@@ -147,13 +160,19 @@ export function decideBudget(
     return out(slots, 'no_realtime_load');
   }
 
-  const missed = q !== undefined && q > policy.objectiveMs;
+  /** More samples over `ms` than the quantile allows, beyond noise (see missZ); never with too few samples. */
+  const over = (count: number): boolean => {
+    if (q === undefined) return false;
+    const p = 1 - policy.quantile;
+    return count > p * samples + policy.missZ * Math.sqrt(samples * p * (1 - p));
+  };
+  const missed = over(overObjective);
   const backlog = signals.oldestWaitingMs > policy.objectiveMs;
   if (missed || backlog) {
     if (now - lastDecreaseAt < policy.holdAfterDecreaseMs) return out(previous, 'holding_after_decrease');
     const budget = Math.max(Math.min(policy.minBudget, slots), Math.floor(previous * policy.decrease));
     const urgentAt = policy.preemptAbove * policy.objectiveMs;
-    const urgent = (q !== undefined && q > urgentAt) || signals.oldestWaitingMs > urgentAt;
+    const urgent = over(countAboveMs(signals.firstToken, urgentAt)) || signals.oldestWaitingMs > urgentAt;
     const preempt = urgent ? Math.max(0, signals.bulkRunning - budget) : 0;
     return out(budget, missed ? 'objective_missed' : 'realtime_backlog', preempt, now);
   }

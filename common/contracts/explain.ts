@@ -26,6 +26,8 @@ export const budgetExplanationSchema = z.object({
     observed: z.object({
       quantileMs: ms.optional(),
       samples: z.number().int().min(0),
+      /** Samples over the objective; absent from a scheduler older than the field. */
+      overObjective: z.number().min(0).optional(),
       realtimeWaiting: z.number().int().min(0),
       oldestWaitingMs: ms,
       bulkSlots: z.number().int().min(0),

@@ -21,7 +21,7 @@ function budgetLines(b: BudgetExplanation, now: number): string[] {
   const change = d.budget === d.previous ? `kept at ${d.budget}` : `${d.previous} → ${d.budget}`;
   return [
     `  bulk budget   ${d.budget} of ${o.bulkSlots} slots (${change}): ${d.reason}`,
-    `  real-time     ${q} first token ${o.quantileMs === undefined && o.samples > 0 ? 'n/a (too few to judge)' : msOr(o.quantileMs)} over ${o.samples} requests (objective ${b.objectiveMs} ms); ` +
+    `  real-time     ${q} first token ${o.quantileMs === undefined && o.samples > 0 ? 'n/a (too few to judge)' : msOr(o.quantileMs)} over ${o.samples} requests (objective ${b.objectiveMs} ms${o.overObjective === undefined ? '' : `, ${o.overObjective} over it`}); ` +
       `${o.realtimeWaiting} queued, oldest ${Math.round(o.oldestWaitingMs)} ms; ${b.realtime.active} running`,
     `  bulk          ${o.bulkRunning} running (workers say), queue: ${b.bulk.active} active, ${b.bulk.waiting} waiting, ${b.bulk.delayed} delayed` +
       (d.preempt > 0 ? `; asked ${d.preempt} running chunks to yield` : ''),

@@ -101,7 +101,7 @@ describe('interfleet scheduler explain', () => {
     const text = await explainCli(['sim']);
     expect(text).toContain('pool sim');
     expect(text).toMatch(/bulk budget {3}\d+ of 2 slots/);
-    expect(text).toMatch(/p99 first token \d+ ms over \d+ requests \(objective 5000 ms\)/);
+    expect(text).toMatch(/p99 first token \d+ ms over \d+ requests \(objective 5000 ms, [\d.]+ over it\)/);
     expect(text).toContain(batch.id);
     expect(text).toMatch(/nlp/);
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   bucketOf,
+  countAboveMs,
   emptyCounts,
   LatencyWindow,
   mergeCounts,
@@ -35,6 +36,20 @@ describe('latency window', () => {
     const got = quantileMs(counts, q)!;
     expect(got).toBeGreaterThanOrEqual(want / 1.25);
     expect(got).toBeLessThanOrEqual(want * 1.25);
+  });
+
+  it.each([
+    ['none above', [...new Array(10).fill(10)], 100, 0, 0],
+    ['whole buckets above', [10, 10, 500, 900], 100, 2, 2],
+    ['overflow counts in full', [1e9, 10], windowBoundsMs.at(-1)! + 1, 1, 1],
+    // 100 ms sits inside (86.7, 108.4]: the 5 samples of that bucket count in proportion (5 × 8.4 / 21.7 ≈ 1.9).
+    ['the straddled bucket in proportion', new Array(5).fill(100), 100, 1.5, 2.5],
+  ])('counts samples over a threshold: %s', (_name, samples, ms, low, high) => {
+    const counts = emptyCounts();
+    for (const x of samples) counts[bucketOf(x)]!++;
+    const got = countAboveMs(counts, ms);
+    expect(got).toBeGreaterThanOrEqual(low);
+    expect(got).toBeLessThanOrEqual(high);
   });
 
   it('has no quantile without samples, and a very large one for overflow', () => {

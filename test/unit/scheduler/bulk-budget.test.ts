@@ -11,6 +11,14 @@ import {
 const NOW = 1_700_000_000_000;
 const policy: BudgetPolicy = { ...defaultBudgetPolicy, objectiveMs: 200 };
 
+/** `fast` samples at 50 ms and `slow` at 300 ms (over the 200 ms objective). */
+function mix(fast: number, slow: number): number[] {
+  const counts = emptyCounts();
+  counts[bucketOf(50)] = fast;
+  counts[bucketOf(300)] = slow;
+  return counts;
+}
+
 /** A histogram of `n` samples all at `ms`. */
 function at(ms: number, n = 100): number[] {
   const counts = emptyCounts();
@@ -84,6 +92,39 @@ describe('decideBudget', () => {
       state: state(8),
       signals: { firstToken: at(500), bulkRunning: 8 },
       want: { budget: 4, reason: 'objective_missed', preempt: 4 },
+    },
+    {
+      // The window's p99 reads ~300 ms (it is nearly the maximum of 45), but one slow request in 45
+      // is what a pool meeting its p99 shows about a third of the time: no cut, no probe either.
+      name: '1 of 45 samples over the objective → not a miss (within noise), keep',
+      state: state(8),
+      signals: { firstToken: mix(44, 1) },
+      want: { budget: 8, reason: 'within_band' },
+    },
+    {
+      name: '3 of 45 over the objective → a miss (more than 0.45 + 2 sd ≈ 1.8)',
+      state: state(8),
+      signals: { firstToken: mix(42, 3) },
+      want: { budget: 4, reason: 'objective_missed' },
+    },
+    {
+      name: '15 of 1,000 over → within noise (p99 allows 10 + 2 × 3.1 ≈ 16)',
+      state: state(8),
+      signals: { firstToken: mix(985, 15) },
+      want: { budget: 8, reason: 'within_band' },
+    },
+    {
+      name: '20 of 1,000 over → a miss',
+      state: state(8),
+      signals: { firstToken: mix(980, 20) },
+      want: { budget: 4, reason: 'objective_missed' },
+    },
+    {
+      name: 'missZ 0: any excess over the quantile is a miss (1 of 45 > 0.45)',
+      state: state(8),
+      signals: { firstToken: mix(44, 1) },
+      policy: { missZ: 0 },
+      want: { budget: 4, reason: 'objective_missed' },
     },
     {
       name: 'a miss right after a decrease → hold (the window still shows the time before the cut)',
