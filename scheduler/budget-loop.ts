@@ -111,7 +111,7 @@ export class BudgetLoop {
     const ready = workers.filter((w) => w.state === 'ready');
     const signals = poolSignals(ready, {
       realtimeWaiting: (rtCounts.waiting ?? 0) + (rtCounts.prioritized ?? 0),
-      oldestWaitingMs: oldest ? Math.max(0, now - oldest.timestamp) : 0,
+      oldestQueuedMs: oldest ? Math.max(0, now - oldest.timestamp) : 0,
     });
     const policy = this.policy(pool);
     const { decision, state } = decideBudget(this.states.get(pool.name), signals, policy, now);
@@ -121,7 +121,7 @@ export class BudgetLoop {
     if (uncapped(decision.reason)) await bulk.removeGlobalConcurrency();
     else await bulk.setGlobalConcurrency(decision.budget);
     if (decision.preempt > 0) {
-      const reason = `${decision.reason}: p${policy.quantile * 100} first token ${fmt(decision.observed.quantileMs)} ms (${decision.observed.overObjective} of ${decision.observed.samples} over the objective), oldest queued ${decision.observed.oldestWaitingMs} ms, objective ${policy.objectiveMs} ms`;
+      const reason = `${decision.reason}: p${policy.quantile * 100} first token ${fmt(decision.observed.quantileMs)} ms (${decision.observed.overObjective} of ${decision.observed.samples} over the objective), oldest queued ${decision.observed.oldestQueuedMs} ms, oldest without a first token ${decision.observed.oldestWaitingMs} ms, objective ${policy.objectiveMs} ms`;
       await this.deps.preempt(pool.name, decision.preempt, reason);
       metrics.preemptions.inc({ pool: pool.name }, decision.preempt);
     }
@@ -168,7 +168,7 @@ export class BudgetLoop {
 /** The pool's signals from its ready workers' heartbeats and the real-time queue. */
 export function poolSignals(
   ready: readonly Heartbeat[],
-  queue: Pick<BudgetSignals, 'realtimeWaiting' | 'oldestWaitingMs'>,
+  queue: Pick<BudgetSignals, 'realtimeWaiting' | 'oldestQueuedMs'>,
 ): BudgetSignals {
   let bulkSlots = 0;
   let bulkRunning = 0;
@@ -182,7 +182,7 @@ export function poolSignals(
   const firstToken = mergeCounts(ready.flatMap((w) => (w.realtime ? [w.realtime.firstToken] : [])));
   // A request still waiting for its first token on a worker counts like one waiting in the queue.
   const pending = Math.max(0, ...ready.map((w) => w.realtime?.oldestPendingMs ?? 0));
-  return { bulkSlots, bulkRunning, firstToken, ...queue, oldestWaitingMs: Math.max(queue.oldestWaitingMs, pending) };
+  return { bulkSlots, bulkRunning, firstToken, ...queue, oldestWaitingMs: Math.max(queue.oldestQueuedMs, pending) };
 }
 
 /** Decisions that give bulk everything: applied as no cap (see bulk-budget.ts). */

@@ -84,6 +84,8 @@ export interface BudgetSignals {
    * queued, or running on a worker (ms; 0 when none).
    */
   oldestWaitingMs: number;
+  /** How long the oldest request still queued in `rt.<pool>` (not started by any worker) has waited (ms; 0 when none). */
+  oldestQueuedMs: number;
 }
 
 export interface BudgetState {
@@ -99,7 +101,10 @@ export type BudgetReason =
   | 'no_realtime_load'
   /** More samples over the objective than the quantile allows (beyond noise, see missZ): multiplicative decrease. */
   | 'objective_missed'
-  /** A queued request has waited past the objective: multiplicative decrease. */
+  /**
+   * A queued request has waited past the objective, or one in an engine past preemptAbove × the
+   * objective without its first token: multiplicative decrease.
+   */
   | 'realtime_backlog'
   /** Over the objective, but a decrease was just made and the window still shows the time before it. */
   | 'holding_after_decrease'
@@ -122,6 +127,7 @@ export interface BudgetDecision {
     overObjective: number;
     realtimeWaiting: number;
     oldestWaitingMs: number;
+    oldestQueuedMs: number;
     bulkSlots: number;
     bulkRunning: number;
   };
@@ -146,6 +152,7 @@ export function decideBudget(
     overObjective: Math.round(overObjective * 10) / 10,
     realtimeWaiting: signals.realtimeWaiting,
     oldestWaitingMs: signals.oldestWaitingMs,
+    oldestQueuedMs: signals.oldestQueuedMs,
     bulkSlots: slots,
     bulkRunning: signals.bulkRunning,
   };
@@ -167,11 +174,14 @@ export function decideBudget(
     return count > p * samples + policy.missZ * Math.sqrt(samples * p * (1 - p));
   };
   const missed = over(overObjective);
-  const backlog = signals.oldestWaitingMs > policy.objectiveMs;
+  const urgentAt = policy.preemptAbove * policy.objectiveMs;
+  // A request that cannot even start is a backlog at the objective. One already in an engine is
+  // one sample of the quantile (a long prompt may take long to prefill), so it counts alone only
+  // far past the objective: by then a stalled engine, whose requests give no samples at all.
+  const backlog = signals.oldestQueuedMs > policy.objectiveMs || signals.oldestWaitingMs > urgentAt;
   if (missed || backlog) {
     if (now - lastDecreaseAt < policy.holdAfterDecreaseMs) return out(previous, 'holding_after_decrease');
     const budget = Math.max(Math.min(policy.minBudget, slots), Math.floor(previous * policy.decrease));
-    const urgentAt = policy.preemptAbove * policy.objectiveMs;
     const urgent = over(countAboveMs(signals.firstToken, urgentAt)) || signals.oldestWaitingMs > urgentAt;
     const preempt = urgent ? Math.max(0, signals.bulkRunning - budget) : 0;
     return out(budget, missed ? 'objective_missed' : 'realtime_backlog', preempt, now);

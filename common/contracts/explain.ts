@@ -30,6 +30,8 @@ export const budgetExplanationSchema = z.object({
       overObjective: z.number().min(0).optional(),
       realtimeWaiting: z.number().int().min(0),
       oldestWaitingMs: ms,
+      /** The oldest request still in the queue; absent from a scheduler older than the field. */
+      oldestQueuedMs: ms.optional(),
       bulkSlots: z.number().int().min(0),
       bulkRunning: z.number().int().min(0),
     }),

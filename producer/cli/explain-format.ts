@@ -22,7 +22,8 @@ function budgetLines(b: BudgetExplanation, now: number): string[] {
   return [
     `  bulk budget   ${d.budget} of ${o.bulkSlots} slots (${change}): ${d.reason}`,
     `  real-time     ${q} first token ${o.quantileMs === undefined && o.samples > 0 ? 'n/a (too few to judge)' : msOr(o.quantileMs)} over ${o.samples} requests (objective ${b.objectiveMs} ms${o.overObjective === undefined ? '' : `, ${o.overObjective} over it`}); ` +
-      `${o.realtimeWaiting} queued, oldest ${Math.round(o.oldestWaitingMs)} ms; ${b.realtime.active} running`,
+      `${o.realtimeWaiting} queued${o.oldestQueuedMs === undefined ? '' : ` (oldest ${Math.round(o.oldestQueuedMs)} ms)`}, ` +
+      `oldest without a first token ${Math.round(o.oldestWaitingMs)} ms; ${b.realtime.active} running`,
     `  bulk          ${o.bulkRunning} running (workers say), queue: ${b.bulk.active} active, ${b.bulk.waiting} waiting, ${b.bulk.delayed} delayed` +
       (d.preempt > 0 ? `; asked ${d.preempt} running chunks to yield` : ''),
     `  workers       ${b.workers.ready} ready, ${b.workers.draining} draining; decided by leader epoch ${b.epoch}, ${age(now, b.at)}`,

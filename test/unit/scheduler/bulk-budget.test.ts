@@ -27,7 +27,15 @@ function at(ms: number, n = 100): number[] {
 }
 
 function signals(s: Partial<BudgetSignals> = {}): BudgetSignals {
-  return { bulkSlots: 16, bulkRunning: 16, firstToken: at(50), realtimeWaiting: 0, oldestWaitingMs: 0, ...s };
+  return {
+    bulkSlots: 16,
+    bulkRunning: 16,
+    firstToken: at(50),
+    realtimeWaiting: 0,
+    oldestWaitingMs: 0,
+    oldestQueuedMs: 0,
+    ...s,
+  };
 }
 
 const state = (budget: number, lastDecreaseAt = Number.NEGATIVE_INFINITY): BudgetState => ({ budget, lastDecreaseAt });
@@ -154,13 +162,32 @@ describe('decideBudget', () => {
     {
       name: 'too few samples to trust p99, but a queued request older than the objective → halve',
       state: state(8),
-      signals: { firstToken: at(50, 3), realtimeWaiting: 5, oldestWaitingMs: 250, bulkRunning: 8 },
+      signals: { firstToken: at(50, 3), realtimeWaiting: 5, oldestWaitingMs: 250, oldestQueuedMs: 250, bulkRunning: 8 },
       want: { budget: 4, reason: 'realtime_backlog', preempt: 0 },
     },
     {
       name: 'a queued request older than twice the objective → halve and preempt',
       state: state(8),
-      signals: { firstToken: emptyCounts(), realtimeWaiting: 1, oldestWaitingMs: 450, bulkRunning: 8 },
+      signals: {
+        firstToken: emptyCounts(),
+        realtimeWaiting: 1,
+        oldestWaitingMs: 450,
+        oldestQueuedMs: 450,
+        bulkRunning: 8,
+      },
+      want: { budget: 4, reason: 'realtime_backlog', preempt: 4 },
+    },
+    {
+      // One long prefill in an engine is one sample of the p99, not a backlog.
+      name: 'a request in an engine past the objective, under twice it, nothing queued → keep',
+      state: state(8),
+      signals: { firstToken: at(150), oldestWaitingMs: 300 },
+      want: { budget: 8, reason: 'within_band' },
+    },
+    {
+      name: 'a request in an engine past twice the objective (a stalled engine gives no samples) → halve and preempt',
+      state: state(8),
+      signals: { firstToken: emptyCounts(), oldestWaitingMs: 450, bulkRunning: 8 },
       want: { budget: 4, reason: 'realtime_backlog', preempt: 4 },
     },
     {
