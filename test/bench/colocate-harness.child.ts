@@ -13,6 +13,7 @@
  * per record, so that it can report progress as each ends).
  * Env: BENCH_HARNESS (JSON, harnessSpecSchema).
  */
+import { setMaxListeners } from 'node:events';
 import { Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { z } from 'zod';
@@ -68,6 +69,8 @@ async function runRealtime(data: unknown, signal: AbortSignal): Promise<RtTiming
 async function runBulk(job: Job, signal: AbortSignal): Promise<{ completed: number }> {
   const chunk = bulkJobSchema.parse(job.data);
   const input = chatInput(chunk.promptTokens, chunk.outputTokens);
+  // One run() per record, each listening on the job's signal: a micro-batch's worth at once, not a leak.
+  setMaxListeners(spec.batchSize + 1, signal);
   let completed = 0;
   let reported = 0;
   // Progress per record, throttled to one report in flight: with the whole backlog in the engine
