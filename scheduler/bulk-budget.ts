@@ -108,7 +108,7 @@ export type BudgetReason =
   | 'realtime_backlog'
   /** Over the objective, but a decrease was just made and the window still shows the time before it. */
   | 'holding_after_decrease'
-  /** Under headroom × objective (or too few samples to say otherwise, and no queue): additive increase. */
+  /** Under headroom × objective (or too few samples to say otherwise), nothing waiting past the objective: additive increase. */
   | 'headroom'
   /** Between headroom × objective and the objective: keep. */
   | 'within_band';
@@ -186,7 +186,9 @@ export function decideBudget(
     const preempt = urgent ? Math.max(0, signals.bulkRunning - budget) : 0;
     return out(budget, missed ? 'objective_missed' : 'realtime_backlog', preempt, now);
   }
-  if (q === undefined || q < policy.headroom * policy.objectiveMs) {
+  // No probe while a request in an engine is past the objective: not a backlog yet, not headroom either.
+  const headroom = q === undefined || q < policy.headroom * policy.objectiveMs;
+  if (headroom && signals.oldestWaitingMs <= policy.objectiveMs) {
     const step = Math.max(1, Math.round(slots * policy.increase));
     return out(Math.min(slots, previous + step), 'headroom');
   }

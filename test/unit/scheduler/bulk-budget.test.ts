@@ -185,6 +185,12 @@ describe('decideBudget', () => {
       want: { budget: 8, reason: 'within_band' },
     },
     {
+      name: 'too few samples and a request in an engine past the objective (under twice it) → keep, no probe',
+      state: state(8),
+      signals: { firstToken: at(50, 3), oldestWaitingMs: 300 },
+      want: { budget: 8, reason: 'within_band' },
+    },
+    {
       name: 'a request in an engine past twice the objective (a stalled engine gives no samples) → halve and preempt',
       state: state(8),
       signals: { firstToken: emptyCounts(), oldestWaitingMs: 450, bulkRunning: 8 },
