@@ -22,6 +22,23 @@ export interface TrainingExplainInput {
   now: number;
 }
 
+/**
+ * The admission snapshot of a pool's open gangs (queued or running) and its training slots:
+ * running gangs hold their not-yet-started and still-running ranks, queued ones wait in order.
+ */
+export function gangSnapshot(
+  open: readonly TrainingState[],
+  fleet: Pick<GangSnapshot, 'slots' | 'inFlight' | 'quota'>,
+): GangSnapshot {
+  const running = open.filter((g) => g.status === 'running');
+  return {
+    ...fleet,
+    heldNotStarted: running.reduce((n, g) => n + g.spec.workers - g.roundStarted, 0),
+    heldRunning: running.reduce((n, g) => n + g.roundStarted - g.roundSucceeded, 0),
+    waiting: open.filter((g) => g.status === 'queued').map(asWaiting),
+  };
+}
+
 export function trainingExplanation(input: TrainingExplainInput): TrainingExplanation {
   const { snapshot, pass } = input;
   const byId = new Map(input.gangs.map((g) => [g.spec.id, g]));
@@ -38,12 +55,15 @@ export function trainingExplanation(input: TrainingExplainInput): TrainingExplan
     .filter((g) => g.status === 'running')
     .sort((a, b) => gangOrder(asWaiting(a), asWaiting(b)))
     .map((g): Gang => ({ ...entry(g), decision: null, reason: null }));
-  const decided = pass.decisions.flatMap((d): Gang[] => {
-    const g = byId.get(d.id);
-    if (!g) return [];
-    return [{ ...entry(g), decision: d.kind, reason: d.reason, ...(d.kind === 'hold' && { free: d.free }) }];
-  });
-  const admitted = pass.decisions.reduce((n, d) => n + (d.kind === 'admit' ? d.size : 0), 0);
+  // Every decision is for a waiting gang, and the snapshot's waiting gangs are these gangs.
+  const decided = pass.decisions.map((d): Gang => ({
+    ...entry(byId.get(d.id)!),
+    decision: d.kind,
+    reason: d.reason,
+    ...(d.kind === 'hold' && { free: d.free }),
+  }));
+  // Admission lowers the free slots by exactly the sizes it admits.
+  const admitted = pass.freeBefore - pass.freeAfter;
   return {
     pool: input.pool,
     at: input.now,
@@ -58,8 +78,8 @@ export function trainingExplanation(input: TrainingExplainInput): TrainingExplan
   };
 }
 
-/** A gang as admission orders it: running gangs are listed in the order they would have been admitted. */
-const asWaiting = (g: TrainingState): WaitingGang => ({
+/** A gang as admission orders it (running gangs are listed in the order they would have been admitted). */
+export const asWaiting = (g: TrainingState): WaitingGang => ({
   id: g.spec.id,
   round: g.round,
   size: g.spec.workers,

@@ -42,15 +42,9 @@ import type { RedisClient } from '../common/redis.ts';
 import { isFinal, TrainingStore, type TrainingState } from '../common/training/training-state.ts';
 import { cancelChannel, explainKey, queueName, rankJobId, workersKey } from '../common/topology.ts';
 import { StaleLeaderError } from './fenced-writes.ts';
-import {
-  decideGangs,
-  type GangDecision,
-  type GangPass,
-  type GangSnapshot,
-  type WaitingGang,
-} from './gang-admission.ts';
+import { decideGangs, type GangDecision, type GangPass, type GangSnapshot } from './gang-admission.ts';
 import type { SchedulerMetrics } from './metrics.ts';
-import { trainingExplanation } from './training-explain.ts';
+import { gangSnapshot, trainingExplanation } from './training-explain.ts';
 
 /** Rank jobs are kept a day after they end: a reconciliation must not mistake a finished one for a lost one. */
 const rankJobOpts: JobsOptions = {
@@ -120,23 +114,13 @@ export class TrainingLoop {
     const gangs = ids.length > 0 ? await this.openGangs(pool.name, ids, epoch) : [];
     const now = this.deps.now();
     const open: TrainingState[] = [];
-    const waiting: WaitingGang[] = [];
-    let heldNotStarted = 0;
-    let heldRunning = 0;
     for (const g of gangs) {
       if (isFinal(g.status)) {
         await this.windUp(g);
         continue;
       }
       open.push(g);
-      if (g.status === 'running') {
-        heldNotStarted += g.spec.workers - g.roundStarted;
-        heldRunning += g.roundStarted - g.roundSucceeded;
-        await this.reconcile(g, now);
-      } else {
-        const { id, workers: size, priority, createdAt } = g.spec;
-        waiting.push({ id, round: g.round, size, priority, createdAt });
-      }
+      if (g.status === 'running') await this.reconcile(g, now);
     }
     // Nothing to admit nor to explain: a pool without training costs this pass one ZRANGE.
     if (open.length === 0 && pool.trainingQuota === undefined) {
@@ -146,16 +130,9 @@ export class TrainingLoop {
 
     // Read even with nothing waiting: the explanation says what is free.
     const { slots, inFlight } = await this.trainingSlots(pool.name, now);
-    const snapshot: GangSnapshot = {
-      slots,
-      inFlight,
-      heldNotStarted,
-      heldRunning,
-      quota: pool.trainingQuota,
-      waiting,
-    };
+    const snapshot = gangSnapshot(open, { slots, inFlight, quota: pool.trainingQuota });
     const pass = decideGangs(snapshot);
-    const byId = new Map(gangs.map((g) => [g.spec.id, g]));
+    const byId = new Map(open.map((g) => [g.spec.id, g]));
     for (const d of pass.decisions) {
       const gang = byId.get(d.id)!;
       if (d.kind === 'admit') await this.admit(gang, epoch, now);

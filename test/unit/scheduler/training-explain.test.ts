@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import type { TrainingExplanation } from '../../../common/contracts/explain.ts';
 import { trainingExplanationSchema } from '../../../common/contracts/explain.ts';
 import type { TrainingState } from '../../../common/training/training-state.ts';
-import { decideGangs, type GangSnapshot } from '../../../scheduler/gang-admission.ts';
-import { trainingExplanation } from '../../../scheduler/training-explain.ts';
+import { decideGangs } from '../../../scheduler/gang-admission.ts';
+import { gangSnapshot, trainingExplanation } from '../../../scheduler/training-explain.ts';
 
 const T0 = 1_700_000_000_000;
 
@@ -40,23 +40,7 @@ function gang(id: string, size: number, over: Partial<TrainingState> & { priorit
 
 /** What the loop builds: the snapshot from the gangs, the pass from the snapshot. */
 function explain(gangs: TrainingState[], slots: number, opts: { quota?: number; inFlight?: number } = {}) {
-  const running = gangs.filter((g) => g.status === 'running');
-  const snapshot: GangSnapshot = {
-    slots,
-    inFlight: opts.inFlight ?? 0,
-    heldNotStarted: running.reduce((n, g) => n + g.spec.workers - g.roundStarted, 0),
-    heldRunning: running.reduce((n, g) => n + g.roundStarted - g.roundSucceeded, 0),
-    quota: opts.quota,
-    waiting: gangs
-      .filter((g) => g.status === 'queued')
-      .map((g) => ({
-        id: g.spec.id,
-        round: g.round,
-        size: g.spec.workers,
-        priority: g.spec.priority,
-        createdAt: g.spec.createdAt,
-      })),
-  };
+  const snapshot = gangSnapshot(gangs, { slots, inFlight: opts.inFlight ?? 0, quota: opts.quota });
   const record = trainingExplanation({
     pool: 'p',
     quota: opts.quota,
