@@ -29,6 +29,12 @@ export function bucketOf(ms: number): number {
   return lo;
 }
 
+/** Bucket `b`'s range (lower, upper] in ms; the overflow bucket's upper end is Infinity. */
+const bucketRange = (b: number): [number, number] => [
+  b === 0 ? 0 : windowBoundsMs[b - 1]!,
+  b < windowBoundsMs.length ? windowBoundsMs[b]! : Number.POSITIVE_INFINITY,
+];
+
 export const emptyCounts = (): number[] => new Array<number>(windowBoundsMs.length + 1).fill(0);
 
 /**
@@ -99,8 +105,7 @@ export function quantileMs(counts: readonly number[], q: number): number | undef
       continue;
     }
     if (b === windowBoundsMs.length) return windowBoundsMs.at(-1)! * 2;
-    const lower = b === 0 ? 0 : windowBoundsMs[b - 1]!;
-    const upper = windowBoundsMs[b]!;
+    const [lower, upper] = bucketRange(b);
     return lower + ((upper - lower) * (rank - seen)) / n;
   }
   return windowBoundsMs.at(-1)! * 2;
@@ -115,8 +120,7 @@ export function countAboveMs(counts: readonly number[], ms: number): number {
   for (let b = 0; b < counts.length; b++) {
     const n = counts[b]!;
     if (n === 0) continue;
-    const lower = b === 0 ? 0 : windowBoundsMs[b - 1]!;
-    const upper = b < windowBoundsMs.length ? windowBoundsMs[b]! : Number.POSITIVE_INFINITY;
+    const [lower, upper] = bucketRange(b);
     if (lower >= ms || upper === Number.POSITIVE_INFINITY) above += n;
     else if (upper > ms) above += (n * (upper - ms)) / (upper - lower);
   }

@@ -8,11 +8,23 @@ import type { Redis } from 'ioredis';
 
 const TICKS_PER_S = 100;
 
-/** CPU seconds of a process by pid (user + system), or NaN if unreadable. */
+/** CPU seconds of a process by pid (user + system, all its threads), or NaN if unreadable. */
 export async function procCpuSeconds(pid: number | undefined): Promise<number> {
-  if (pid === undefined) return Number.NaN;
+  return statCpuSeconds(pid === undefined ? undefined : `/proc/${pid}/stat`);
+}
+
+/**
+ * CPU seconds of a process's main thread alone (its JavaScript; not V8's helper threads, which
+ * collect garbage, nor libuv's pool, which does file I/O), or NaN if unreadable.
+ */
+export async function mainThreadCpuSeconds(pid: number | undefined): Promise<number> {
+  return statCpuSeconds(pid === undefined ? undefined : `/proc/${pid}/task/${pid}/stat`);
+}
+
+function statCpuSeconds(path: string | undefined): number {
+  if (path === undefined) return Number.NaN;
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(path, 'utf8');
     // The command name (field 2) may contain spaces: split after its closing paren.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_S;
