@@ -243,7 +243,6 @@ export class BatchLoop {
       param: null,
     };
     const { moved } = await this.store.failPlanning(batchId, { failed_at: now, errors: JSON.stringify([error]) });
-    if (moved) await this.store.close(batchId);
     log.warn({ moved, reason: job?.failedReason }, 'plan job failed for good; batch failed');
   }
 

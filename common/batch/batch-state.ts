@@ -503,7 +503,10 @@ export class BatchStore {
     return { result, status: status === '' ? undefined : (status as BatchStatus) };
   }
 
-  /** Ends a batch `failed` for its planning (FAIL_PLANNING), with `fields` (failed_at, errors). */
+  /**
+   * Ends a batch `failed` for its planning (FAIL_PLANNING), with `fields` (failed_at, errors), and
+   * drops it from the open index once it moved (the index keys live outside the script's slot).
+   */
   async failPlanning(
     batchId: string,
     fields: Record<string, string | number>,
@@ -513,6 +516,7 @@ export class BatchStore {
       number,
       string,
     ];
+    if (moved === 1) await this.close(batchId);
     return { moved: moved === 1, status: status === '' ? undefined : (status as BatchStatus) };
   }
 

@@ -8,7 +8,7 @@
  *   `maxTableSlots` (default 2^19 slots: 4 MiB, 393,216 ids).
  * - When the table is full at that size it is spilled: its hashes are merged
  *   into one run file on local disk (`spillDir`, default the OS temp folder),
- *   grouped by their top 14 bits into 16,384 buckets (a 64 KiB directory of
+ *   grouped by their top 14 bits into 16,384 buckets (a 128 KiB directory of
  *   bucket offsets stays in memory), and the table starts empty again. The
  *   file is unlinked as soon as it is created, so it never outlives the
  *   process; `close()` releases it at once (else a finaliser does, at GC).
@@ -17,8 +17,9 @@
  *   only when it says "maybe" is the id's bucket read (one pread) and scanned.
  *
  * Memory: at most the table (4 MiB) + the filter (8 MiB) + the directory
- * (64 KiB), plus the table's hashes once more while a spill runs (3 MiB) and
- * one read buffer the size of a bucket, whatever the number of ids; before the
+ * (128 KiB), plus, while a spill runs, the table's hashes once more (3 MiB),
+ * two 1 MiB I/O buffers and 384 KiB of bucket bookkeeping, and one read
+ * buffer the size of a bucket, whatever the number of ids; before the
  * first spill, only the table (10.7 to 21 bytes per id, as before). Disk: 8
  * bytes per spilled id, twice that during a merge. Speed: below the first
  * spill nothing changes; beyond it, each spill rewrites the run (sequential

@@ -87,7 +87,6 @@ async function fail(store: BatchStore, batchId: string, error: BatchError, now: 
     failed_at: now,
     errors: JSON.stringify([error]),
   });
-  if (moved) await store.close(batchId);
   return moved;
 }
 

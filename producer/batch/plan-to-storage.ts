@@ -7,7 +7,7 @@
  */
 import type { Chunk } from '../../common/contracts/batch.ts';
 import { StorageError, type Storage } from '../../common/storage/index.ts';
-import { pieceOf, pieceStart, planLine, planPieceUri } from '../../common/batch/plan-file.ts';
+import { pieceStart, planLine, planPieceUri } from '../../common/batch/plan-file.ts';
 import { planBatch, type PlanOptions, type PlanResult, type PlanStorage } from './planner.ts';
 
 export interface PlanToStorageOptions extends PlanOptions {
@@ -43,7 +43,6 @@ export async function planToStorage(
   let lines: string[] = [];
   let created = false;
   let writing: Promise<void> = Promise.resolve();
-  let pieces = 0;
 
   const publish = async (no: number, body: Buffer, published: number): Promise<void> => {
     const uri = planPieceUri(piecesPrefix, no);
@@ -59,7 +58,6 @@ export async function planToStorage(
     const no = piece;
     lines = [];
     piece++;
-    pieces++;
     writing = publish(no, body, published);
     // Seen by the next flush or the end; until then a failure must not go unhandled.
     writing.catch(() => undefined);
@@ -77,10 +75,8 @@ export async function planToStorage(
     await writing.catch(() => undefined); // nothing left running behind the failure
     throw err;
   }
-  if (pieces !== (result.chunks === 0 ? 0 : pieceOf(result.chunks - 1) + 1)) {
-    throw new Error(`plan ${planUri}: ${pieces} pieces written for ${result.chunks} chunks`);
-  }
-  const sources = Array.from({ length: pieces }, (_, p) => planPieceUri(piecesPrefix, p));
+  // `piece` counts the pieces flushed: one per piece the chunks reach (flush is the only writer).
+  const sources = Array.from({ length: piece }, (_, p) => planPieceUri(piecesPrefix, p));
   await storage.concat(planUri, sources, { contentType: 'application/jsonl', signal });
   return { ...result, created };
 }
