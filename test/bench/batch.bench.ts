@@ -67,7 +67,7 @@ import { parseConfig } from '../../common/config.ts';
 import { createCeiling } from './batch-ceiling.ts';
 import { Child } from './children.ts';
 import { mainThreadCpuSeconds, procCpuSeconds, redisCpuSeconds } from './cpu.ts';
-import { buildBundles, producerMode, ProducerProcess, rssMiB } from './producer-process.ts';
+import { buildBundles, producerMode, ProducerProcess, rssMiB, submitBatch } from './producer-process.ts';
 import { median, table } from './stats.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -161,17 +161,6 @@ interface RunResult {
 
 type BatchView = { status: string; request_counts: { total: number; completed: number; failed: number } };
 
-/** POST /v1/batches over `inputUri` (pool `default`, `/v1/infer`); the batch id. */
-async function submitBatch(url: string, inputUri: string): Promise<string> {
-  const res = await fetch(`${url}/v1/batches`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ input_file: inputUri, endpoint: '/v1/infer', model: 'default' }),
-  });
-  if (!res.ok) throw new Error(`POST /v1/batches: ${res.status} ${await res.text()}`);
-  return ((await res.json()) as { id: string }).id;
-}
-
 /** Submits a batch and polls it to a final status (the fleet's untimed warm-up). */
 async function runUntimed(url: string, inputUri: string): Promise<void> {
   const id = await submitBatch(url, inputUri);
@@ -262,7 +251,7 @@ async function runFleet(
     });
     const producerIdleMiB = rssMiB(producerPid, 'VmRSS');
     // Warm like the ceiling (an untimed pass of the same lines first): a production worker is
-    // long-lived, and a fresh one runs its first thousands of lines at a third of its warm speed.
+    // long-lived, and a fresh one runs its first lines slower (BENCH_FLEET_WARMUP=0 measures it cold).
     if (warmUpUri !== undefined) await runUntimed(url, warmUpUri);
     const cpu0 = await cpuOf();
     const t0 = performance.now();
@@ -381,7 +370,8 @@ async function main(): Promise<void> {
       };
       for (let rep = 0; rep < REPS; rep++) {
         // Bracketed: one pass before the fleet run and one after, averaged, so that the machine's
-        // drift during the run (passes of one minute differed by ±20 % on this VM) hits both sides.
+        // drift during the run hits both sides (each rep prints both passes; on this VM they differed by
+        // up to 20 %).
         const before = await measureCeiling();
         const run = await runFleet(pathToFileURL(file).href, size, configFile, warmUpUri);
         const after = await measureCeiling();

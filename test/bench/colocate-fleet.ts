@@ -20,7 +20,7 @@ import { stringify } from 'yaml';
 import { budgetExplanationSchema } from '../../common/contracts/explain.ts';
 import { explainKey, queueName } from '../../common/topology.ts';
 import { Child } from './children.ts';
-import { procCpuSeconds } from './cpu.ts';
+import { procCpuSeconds, sampleCpu } from './cpu.ts';
 import { BulkMeter } from './colocate-bulk-meter.ts';
 import type { ColocateParams, RunningSetup } from './colocate-setup.ts';
 import { chatInput } from './colocate-workload.ts';
@@ -136,8 +136,8 @@ export async function startFleet(
   const queueMs: number[] = [];
   const engineMs: number[] = [];
   // CPU of each child from the bulk start to the report: is a process the bottleneck?
-  let cpuFrom: { at: number; secs: number[] } | undefined;
-  const cpuNow = () => Promise.all(children.map((c) => procCpuSeconds(c.proc.pid)));
+  let cpuFrom: { at: number; sample: Awaited<ReturnType<typeof sampleCpu>> } | undefined;
+  const probes = children.map((c) => ({ name: c.name, read: () => procCpuSeconds(c.proc.pid) }));
   try {
     url = String((await producer.ready).url);
     await scheduler.ready;
@@ -198,7 +198,7 @@ export async function startFleet(
       return timings.queueMs + timings.firstTokenMs;
     },
     async startBulk() {
-      cpuFrom = { at: performance.now(), secs: await cpuNow() };
+      cpuFrom = { at: performance.now(), sample: await sampleCpu(probes) };
       const body = JSON.stringify({ input_file: pathToFileURL(inputFile).href, endpoint: '/v1/infer', model: POOL });
       // 503 says "try again shortly" (seen once on the loaded 2-core machine): retry as a client would.
       for (let attempt = 1; ; attempt++) {
@@ -218,10 +218,10 @@ export async function startFleet(
       }
     },
     async notes() {
-      const cpuTo = await cpuNow();
+      const spent: Record<string, number> = (await cpuFrom?.sample.since()) ?? {};
       const wallS = cpuFrom === undefined ? Number.NaN : (performance.now() - cpuFrom.at) / 1000;
       const cpuLine = `CPU busy since the bulk start (${wallS.toFixed(0)} s wall): ${children
-        .map((c, i) => `${c.name} ${(((cpuTo[i]! - (cpuFrom?.secs[i] ?? Number.NaN)) / wallS) * 100).toFixed(0)} %`)
+        .map((c) => `${c.name} ${(((spent[c.name] ?? Number.NaN) / wallS) * 100).toFixed(0)} %`)
         .join(', ')}`;
       // Decisions while real-time load was on (the warm-up's are all no_realtime_load).
       const during = samples.filter((s) => s.reason !== 'no_realtime_load');

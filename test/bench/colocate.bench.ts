@@ -109,13 +109,14 @@ const params: ColocateParams = {
   // (the frontier line prints the peak: 181 per engine over bulk against 91 alone at 2 workers).
   rtSlots: Math.round(num('BENCH_RT_SLOTS', simDefaults.maxNumSeqs)),
   // Bulk records in hand for twice the engine's sequences (8 × 64 = 2 × 256): a chunk's records start
-  // and end together, and with only one engine's worth the seats stand empty between chunks (bulk
-  // alone then reads ~60 % of what a saturated engine does).
+  // and end together, and with only one engine's worth the seats stand empty between chunks
+  // (compare bulk alone with BENCH_BULK_SLOTS=4).
   bulkSlots: Math.round(num('BENCH_BULK_SLOTS', 8)),
   sim: { ...simDefaults, timeScale: 1 / F },
   batchSize: Math.round(num('BENCH_BATCH_SIZE', 64)),
   chunkRecords: Math.round(num('BENCH_CHUNK_RECORDS', 64)),
-  // Enough that bulk never runs dry within warm-up + slice (bulk alone takes ~1,850 records a worker).
+  // Enough that bulk never runs dry within warm-up + slice: 6,400 records a worker, against ~2,000 at
+  // bulk alone's printed rate (6,549 tok/s ÷ 6 workers ÷ 128 output tokens × 240 model s).
   backlogChunks: Math.round(num('BENCH_BULK_CHUNKS', 100 * WORKERS)),
   bulkPromptTokens: Math.round(num('BENCH_BULK_PROMPT', 512)),
   bulkOutputTokens: Math.round(num('BENCH_BULK_OUTPUT', 128)),

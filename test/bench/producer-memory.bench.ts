@@ -136,7 +136,7 @@ interface ProcessRun {
 /** The producer run `mode`-wise: idle RSS, then the peak while it plans `inputUri`. */
 async function producerRun(mode: ProducerMode, inputUri: string): Promise<ProcessRun> {
   const { startPrivateRedis } = await import('../../launcher/local-redis.ts');
-  const { ProducerProcess, rssMiB } = await import('./producer-process.ts');
+  const { ProducerProcess, rssMiB, submitBatch } = await import('./producer-process.ts');
   const redis = await startPrivateRedis();
   let producer: Awaited<ReturnType<typeof ProducerProcess.start>> | undefined;
   try {
@@ -148,13 +148,7 @@ async function producerRun(mode: ProducerMode, inputUri: string): Promise<Proces
     await new Promise((r) => setTimeout(r, 2000)); // settled after start
     const idle = rssMiB(producer.pid, 'VmRSS');
     const t0 = performance.now();
-    const res = await fetch(`${producer.url}/v1/batches`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ input_file: inputUri, endpoint: '/v1/infer', model: 'default' }),
-    });
-    if (!res.ok) throw new Error(`POST /v1/batches: ${res.status} ${await res.text()}`);
-    const { id } = (await res.json()) as { id: string };
+    const id = await submitBatch(producer.url, inputUri);
     for (;;) {
       await new Promise((r) => setTimeout(r, 50));
       const batch = (await (await fetch(`${producer.url}/v1/batches/${id}`)).json()) as {

@@ -35,6 +35,17 @@ export function rssMiB(pid: number, field: 'VmHWM' | 'VmRSS' = 'VmHWM'): number 
   return Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? 'NaN') / 1024;
 }
 
+/** POST /v1/batches over `inputUri` (pool `default`, `/v1/infer`); the batch id. */
+export async function submitBatch(url: string, inputUri: string): Promise<string> {
+  const res = await fetch(`${url}/v1/batches`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ input_file: inputUri, endpoint: '/v1/infer', model: 'default' }),
+  });
+  if (!res.ok) throw new Error(`POST /v1/batches: ${res.status} ${await res.text()}`);
+  return ((await res.json()) as { id: string }).id;
+}
+
 export class ProducerProcess {
   private readonly exited: Promise<void>;
 

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../launcher/local-redis.ts';
+import { until } from '../helpers/until.ts';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 let base: string;
@@ -55,14 +56,14 @@ describe('bin/build and bin/start', () => {
     });
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     try {
-      let healthy = false;
-      for (let i = 0; i < 150 && !healthy; i++) {
-        healthy = await fetch(`http://127.0.0.1:${port}/healthz`).then(
-          (r) => r.ok,
-          () => false,
-        );
-        if (!healthy) await new Promise((r) => setTimeout(r, 100));
-      }
+      const healthy = await until(
+        () =>
+          fetch(`http://127.0.0.1:${port}/healthz`).then(
+            (r) => r.ok || undefined,
+            () => undefined,
+          ),
+        15_000,
+      ).catch(() => false);
       expect(healthy).toBe(true);
       // bin/start execs node: the child's pid is the producer itself.
       const argv = (await readFile(`/proc/${child.pid}/cmdline`, 'utf8')).split('\0');

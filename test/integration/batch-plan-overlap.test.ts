@@ -24,6 +24,7 @@ import { planJob } from '../../common/batch/control-jobs.ts';
 import { runPlanJob, type PlanJobOutcome } from '../../producer/batch/plan-job.ts';
 import { batchSpec, tickedScheduler, type SchedulerEnv } from '../helpers/batch-scheduler.ts';
 import { REDIS_URL } from '../helpers/fleet.ts';
+import { until } from '../helpers/until.ts';
 
 const yaml = `
 scheduler: { leaseTtlMs: 60000, renewEveryMs: 60000 }
@@ -119,7 +120,7 @@ async function setup(rest: 'serve' | 'fail') {
   });
   const state = async (): Promise<BatchState> => (await env.store.get(spec.id))!;
   // Wait for the pieces before the gate: chunks 0–7.
-  for (let i = 0; i < 200 && (await state()).counters.plan_chunks < 8; i++) await new Promise((r) => setTimeout(r, 10));
+  await until(async () => ((await state()).counters.plan_chunks >= 8 ? true : undefined), 2000);
   return { env, spec, planning, release, state };
 }
 
@@ -242,7 +243,7 @@ describe('planning overlapped with admission', () => {
       { connection, prefix: env.config.redis.prefix },
     );
     const job = (await env.control.getJob(controlJobId.plan(spec.id)))!;
-    for (let i = 0; i < 200 && !(await job.isFailed()); i++) await new Promise((r) => setTimeout(r, 10));
+    await until(async () => ((await job.isFailed()) ? true : undefined), 2000);
     await worker.close();
     connection.disconnect();
     expect((await state()).status).toBe('in_progress');
