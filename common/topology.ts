@@ -83,6 +83,9 @@ export function explainKey(prefix: string, loop: 'budget' | 'admission' | 'train
   return `${prefix}:{scheduler}:explain:${loop}:${pool}`;
 }
 
+/** How long an explain record lives: after the leader died, explain says how old it is rather than nothing. */
+export const EXPLAIN_TTL_MS = 60_000;
+
 /**
  * The batch an Idempotency-Key created, per tenant (SET NX), in the batch
  * index's slot. The key is hashed: callers choose it, and it may be long.

@@ -20,7 +20,7 @@ import { readPlanEntries, readPlanPieces, type PlanEntry } from '../common/batch
 import type { Logger } from '../common/logger.ts';
 import type { RedisClient } from '../common/redis.ts';
 import type { Storage } from '../common/storage/index.ts';
-import { batchControlQueue, chunkJobId, explainKey, queueName } from '../common/topology.ts';
+import { batchControlQueue, chunkJobId, EXPLAIN_TTL_MS, explainKey, queueName } from '../common/topology.ts';
 import { admissionExplanations } from './admission-explain.ts';
 import {
   decideBatches,
@@ -117,9 +117,8 @@ export class BatchLoop {
     const windowOf = (pool: string): number => windows.get(pool) ?? this.deps.policy.windowPerPool;
     const records = admissionExplanations(batches, decisions, queued, windowOf, epoch, now);
     const pipe = this.deps.redis.pipeline();
-    // Kept a minute: an explain after the leader died says how old it is rather than nothing.
     for (const r of records)
-      pipe.set(explainKey(this.deps.prefix, 'admission', r.pool), JSON.stringify(r), 'PX', 60_000);
+      pipe.set(explainKey(this.deps.prefix, 'admission', r.pool), JSON.stringify(r), 'PX', EXPLAIN_TTL_MS);
     await pipe.exec().catch((err: unknown) => this.deps.logger.debug({ err }, 'admission explanation not written'));
   }
 

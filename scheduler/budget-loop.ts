@@ -25,7 +25,7 @@ import { liveWorkers, type Heartbeat } from '../common/contracts/heartbeat.ts';
 import { mergeCounts } from '../common/latency-window.ts';
 import type { Logger } from '../common/logger.ts';
 import type { RedisClient } from '../common/redis.ts';
-import { explainKey, queueName, workersKey } from '../common/topology.ts';
+import { EXPLAIN_TTL_MS, explainKey, queueName, workersKey } from '../common/topology.ts';
 import {
   decideBudget,
   type BudgetPolicy,
@@ -159,8 +159,7 @@ export class BudgetLoop {
         delayed: bulkCounts.delayed ?? 0,
       },
     };
-    // Kept a minute: an explain after the leader died says how old it is rather than nothing.
-    await redis.set(explainKey(prefix, 'budget', pool.name), JSON.stringify(explanation), 'PX', 60_000);
+    await redis.set(explainKey(prefix, 'budget', pool.name), JSON.stringify(explanation), 'PX', EXPLAIN_TTL_MS);
     return explanation;
   }
 }

@@ -40,7 +40,7 @@ import { checkpointUriFor, RANK_JOB_NAME, rankJobFor, type TrainingSpec } from '
 import type { Logger } from '../common/logger.ts';
 import type { RedisClient } from '../common/redis.ts';
 import { isFinal, TrainingStore, type TrainingState } from '../common/training/training-state.ts';
-import { cancelChannel, explainKey, queueName, rankJobId, workersKey } from '../common/topology.ts';
+import { cancelChannel, EXPLAIN_TTL_MS, explainKey, queueName, rankJobId, workersKey } from '../common/topology.ts';
 import { StaleLeaderError } from './fenced-writes.ts';
 import { decideGangs, type GangDecision, type GangPass, type GangSnapshot } from './gang-admission.ts';
 import type { SchedulerMetrics } from './metrics.ts';
@@ -196,9 +196,8 @@ export class TrainingLoop {
     metrics.trainingGangsWaiting.set({ pool: pool.name }, pass.decisions.filter((d) => d.kind === 'hold').length);
     metrics.trainingSlotsHeld.set({ pool: pool.name }, record.slots.held);
     this.explained.add(pool.name);
-    // Kept a minute: an explain after the leader died says how old it is rather than nothing.
     await redis
-      .set(explainKey(prefix, 'training', pool.name), JSON.stringify(record), 'PX', 60_000)
+      .set(explainKey(prefix, 'training', pool.name), JSON.stringify(record), 'PX', EXPLAIN_TTL_MS)
       .catch((err: unknown) => logger.debug({ err, pool: pool.name }, 'training explanation not written'));
   }
 
