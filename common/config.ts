@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { expandUriTemplate, UriTemplateError } from './batch/uri-template.ts';
 import { batchEndpoints } from './contracts/batch.ts';
 import { storageConfigSchema } from './storage/config.ts';
+import { autoscalePolicySchema, autoscalerConfigSchema } from './autoscale/policy.ts';
 
 const poolName = z
   .string()
@@ -182,6 +183,11 @@ const poolSchema = z
      * absent: every slot. A gang larger than this is refused at submission.
      */
     trainingQuota: z.number().int().min(0).optional(),
+    /**
+     * How the pool's replicas scale (common/autoscale/policy.ts); absent: a fixed size (the launcher's
+     * `workers` under npm start, the Deployment's replicas on Kubernetes), nothing decides it.
+     */
+    autoscale: autoscalePolicySchema.optional(),
     lanes: z
       .object({
         realtime: laneSchema.prefault({}),
@@ -322,10 +328,15 @@ export const configSchema = z.object({
     .prefault({}),
   launcher: z
     .object({
-      /** Local gpu-worker processes started by `npm start`. */
+      /**
+       * Local gpu-worker processes `npm start` starts for each pool that has no `autoscale` policy
+       * (a pool with one starts at its policy's minReplicas, and the autoscaler takes it from there).
+       */
       workers: z.number().int().min(0).max(64).default(2),
     })
     .prefault({}),
+  /** The autoscaling loop and its actuator; each pool's policy is `pools[].autoscale`. */
+  autoscaler: autoscalerConfigSchema,
   /** Storage adapters for file://, gs:// and oci:// (batch input and output). */
   storage: storageConfigSchema.prefault({}),
   log: z
@@ -362,6 +373,7 @@ const envPaths: Record<string, { path: string[]; type: 'string' | 'number' | 'bo
   INTERFLEET_BATCH_CHUNK_LINES: { path: ['batch', 'chunkLines'], type: 'number' },
   INTERFLEET_BATCH_WINDOW: { path: ['batch', 'windowPerPool'], type: 'number' },
   INTERFLEET_LOCAL_WORKERS: { path: ['launcher', 'workers'], type: 'number' },
+  INTERFLEET_AUTOSCALER_ACTUATOR: { path: ['autoscaler', 'actuator'], type: 'string' },
   LOG_LEVEL: { path: ['log', 'level'], type: 'string' },
   GOOGLE_CLOUD_PROJECT: { path: ['storage', 'gcs', 'projectId'], type: 'string' },
   OCI_REGION: { path: ['storage', 'oci', 'region'], type: 'string' },
