@@ -121,6 +121,17 @@ export async function startWorker(config: Config, opts: WorkerOptions): Promise<
     ttlMs: config.worker.heartbeatTtlMs,
     logger,
   });
+  // In Kubernetes (the downward API set POD_NAME): scale-in removes the idlest pods first. Loaded
+  // only there: @kubernetes/client-node costs a process ~77 MiB and 0.4 s to import.
+  const deletionCost =
+    process.env.POD_NAME && process.env.POD_NAMESPACE
+      ? (await import('./pod-deletion-cost.ts')).startPodDeletionCost({
+          lanes: () => lanes,
+          draining: () => state === 'draining' || state === 'closed',
+          everyMs: config.worker.heartbeatMs,
+          logger,
+        })
+      : { update: () => undefined, stop: async () => undefined };
 
   const http = await startProbeServer({
     host: config.worker.metricsHost,
@@ -146,9 +157,10 @@ export async function startWorker(config: Config, opts: WorkerOptions): Promise<
       closing ??= (async () => {
         state = 'draining';
         await heartbeat.beat();
+        deletionCost.update();
         logger.info({ graceMs }, 'draining');
         await Promise.all(lanes.map((l) => l.close(graceMs)));
-        await heartbeat.stop();
+        await Promise.all([heartbeat.stop(), deletionCost.stop()]);
         await backend.close();
         await http.app?.close();
         await Promise.all([closeRedis(subscriber), closeRedis(replyRedis), closeRedis(connection)]);

@@ -180,7 +180,7 @@ export const autoscalerConfigSchema = z
         namespace: z.string().min(1).default('interfleet'),
         /** Deployment name per pool; `{pool}` is replaced. */
         deployment: z.string().min(1).default('interfleet-gpu-worker-{pool}'),
-        /** Path of a kubeconfig (the scheduler on GKE reaching OKE); absent: in-cluster, then KUBECONFIG. */
+        /** Path of a kubeconfig (the scheduler on GKE reaching OKE); absent: $KUBECONFIG, then in-cluster, then ~/.kube/config (kubectl's order). */
         kubeconfig: z.string().optional(),
         /** A kubeconfig context; absent: its current-context. */
         context: z.string().optional(),
