@@ -4,6 +4,7 @@
  * in-process as well as in a child process.
  */
 import { Command } from 'commander';
+import { autoscaleCommand } from './autoscale-commands.ts';
 import { batchCommand, type CliContext } from './batch-commands.ts';
 import { schedulerCommand } from './scheduler-commands.ts';
 
@@ -15,5 +16,6 @@ export function buildProgram(ctx: CliContext, env: NodeJS.ProcessEnv = process.e
     .option('--url <url>', 'the producer API (env INTERFLEET_URL)', env.INTERFLEET_URL || DEFAULT_URL)
     .addCommand(batchCommand(ctx))
     .addCommand(schedulerCommand(ctx))
+    .addCommand(autoscaleCommand(ctx))
     .showHelpAfterError();
 }
