@@ -62,7 +62,7 @@ describe('interfleet autoscale validate', () => {
     let code: number | undefined;
     const program = buildProgram(
       {
-        stdout: { write: (s: string) => ((out += s), true) } as never,
+        stdout: { write: (s: string) => ((out += s), true) },
         client: () => {
           throw new Error('validate must not call the API');
         },
