@@ -1,7 +1,7 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { readPolicyFile } from '../../../common/autoscale/policy-file.ts';
 import { buildProgram } from '../../../producer/cli/program.ts';
 
@@ -54,8 +54,11 @@ describe('readPolicyFile', () => {
 });
 
 describe('interfleet autoscale validate', () => {
+  const dirs: string[] = [];
+  afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
   async function cli(text: string): Promise<{ out: string; code: number | undefined }> {
     const dir = mkdtempSync(path.join(tmpdir(), 'autoscale-validate-'));
+    dirs.push(dir);
     const file = path.join(dir, 'policy.yaml');
     writeFileSync(file, text);
     let out = '';
