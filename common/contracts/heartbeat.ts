@@ -30,6 +30,20 @@ export const realtimeWindowSchema = z.object({
 });
 export type RealtimeWindow = z.infer<typeof realtimeWindowSchema>;
 
+/**
+ * What the worker did over its last `windowMs`, in work units (a chat's prompt plus completion
+ * tokens; 1 per request of other tasks): the autoscaler's measured capacity comes from here, not
+ * from a constant. `full` is the time the engine was full (a bulk chunk running keeps it so) and the
+ * units done in that time: a replica's throughput at capacity.
+ */
+export const workWindowSchema = z.object({
+  windowMs: z.number().int().positive(),
+  realtime: z.object({ requests: z.number().min(0), units: z.number().min(0) }),
+  bulk: z.object({ records: z.number().min(0), units: z.number().min(0) }),
+  full: z.object({ ms: z.number().min(0), units: z.number().min(0) }),
+});
+export type WorkWindow = z.infer<typeof workWindowSchema>;
+
 export const heartbeatSchema = z.object({
   workerId: z.string(),
   pool: z.string(),
@@ -40,6 +54,8 @@ export const heartbeatSchema = z.object({
   state: z.enum(['starting', 'ready', 'draining']),
   /** Absent from workers without a real-time lane (and from older workers). */
   realtime: realtimeWindowSchema.optional(),
+  /** Absent from workers older than the field (the autoscaler then counts requests as units). */
+  work: workWindowSchema.optional(),
   startedAt: z.number().int(),
   seenAt: z.number().int(),
   expiresAt: z.number().int(),
