@@ -6,7 +6,7 @@ export { createOpenAiBackend, mapUpstreamError } from './openai-compatible.ts';
 export { createEchoBackend } from './echo.ts';
 export { createSimBackend, estimateTokens, type SimBackendOptions } from './sim.ts';
 export { SimEngine, type SimEngineOptions, type SimRequest } from './sim-engine.ts';
-export { LLAMA2_70B_H100, stepTimeMs, type Calibration, type StepLoad } from './sim-model.ts';
+export { LLAMA2_70B_H100, stepTimeMs, type Calibration, type StepLoad } from '../../common/sim/sim-model.ts';
 export {
   planStep,
   applyPlan,
@@ -15,7 +15,7 @@ export {
   type StepPlan,
   type TraceRequest,
   type TraceResult,
-} from './sim-scheduler.ts';
+} from '../../common/sim/sim-scheduler.ts';
 export { EmbeddedLlm, resolveModelPath, chatPrompt, type EmbeddedLlmOptions } from './embedded-llm.ts';
 export { createNlp, type Nlp } from './embedded-nlp.ts';
 export {

@@ -1,7 +1,7 @@
 /**
  * The sim backend's engine loop: one modelled GPU. Requests join a FIFO
- * queue; each step is planned by the pure scheduler (sim-scheduler.ts), lasts
- * its modelled time (sim-model.ts) scaled by `timeScale`, and at its end
+ * queue; each step is planned by the pure scheduler (common/sim/sim-scheduler.ts), lasts
+ * its modelled time (common/sim/sim-model.ts) scaled by `timeScale`, and at its end
  * every sequence in it advances: tokens are reported, finished requests
  * resolve. Requests that arrive during a step wait for the next one, as in a
  * real server. All callers of one engine contend for it.
@@ -10,7 +10,7 @@
  * planned end of the one before, not when its timer happened to fire, so
  * timer lateness does not pile up; steps already due are run in one go.
  */
-import { LLAMA2_70B_H100, type Calibration } from './sim-model.ts';
+import { LLAMA2_70B_H100, type Calibration } from '../../common/sim/sim-model.ts';
 import {
   applyPlan,
   isFinished,
@@ -21,7 +21,7 @@ import {
   type SchedulerConfig,
   type SimSeq,
   type StepPlan,
-} from './sim-scheduler.ts';
+} from '../../common/sim/sim-scheduler.ts';
 
 export interface SimEngineOptions extends SchedulerConfig {
   /**

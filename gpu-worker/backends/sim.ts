@@ -27,7 +27,7 @@ import {
   type RunOptions,
 } from './backend.ts';
 import { naiveSentences, wordPieces } from './echo.ts';
-import type { Calibration } from './sim-model.ts';
+import type { Calibration } from '../../common/sim/sim-model.ts';
 import { SimEngine } from './sim-engine.ts';
 
 export interface SimBackendOptions {

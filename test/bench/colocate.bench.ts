@@ -10,7 +10,7 @@
  * all figures are printed in model time.
  *
  * Setups, each on a fresh private Redis with `workers` processes = modelled
- * GPUs (sim backend: Llama-2-70B on H100, gpu-worker/backends/sim-model.ts),
+ * GPUs (sim backend: Llama-2-70B on H100, common/sim/sim-model.ts),
  * each with rtSlots real-time slots and bulkSlots bulk-chunk slots:
  *   (a) fifo      one BullMQ queue, both kinds, rtSlots + bulkSlots jobs per worker
  *   (b) priority  the same queue, real-time at priority 1, bulk at 2
@@ -59,7 +59,7 @@ import { tokensInWindow } from './colocate-bulk-meter.ts';
 import type { ColocateParams, RunningSetup } from './colocate-setup.ts';
 import { scatterSvg } from './colocate-svg.ts';
 import { loadTrace, sliceTrace } from './colocate-trace.ts';
-import { simulate } from '../../gpu-worker/backends/sim-scheduler.ts';
+import { simulate } from '../../common/sim/sim-scheduler.ts';
 import { fmtInt, fmtMs, median, percentile, table } from './stats.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));

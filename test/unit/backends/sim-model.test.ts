@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { LLAMA2_70B_H100, stepTimeMs } from '../../../gpu-worker/backends/index.ts';
+import { LLAMA2_70B_H100, stepTimeMs } from '../../../common/sim/sim-model.ts';
 
 // Medians of Splitwise's published profiling (llama2-70b, h100-80gb), as quoted in sim-model.ts.
 const decodeRows = [

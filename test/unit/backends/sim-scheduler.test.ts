@@ -1,6 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { planStep, simulate, stepTimeMs, type SchedulerConfig } from '../../../gpu-worker/backends/index.ts';
-import { enqueue, newSeq, preemptForPriority, type SimSeq } from '../../../gpu-worker/backends/sim-scheduler.ts';
+import { stepTimeMs } from '../../../common/sim/sim-model.ts';
+import {
+  enqueue,
+  newSeq,
+  planStep,
+  preemptForPriority,
+  simulate,
+  type SchedulerConfig,
+  type SimSeq,
+} from '../../../common/sim/sim-scheduler.ts';
 
 const chunked: SchedulerConfig = { maxNumSeqs: 256, maxNumBatchedTokens: 2048, chunkedPrefill: true };
 const prefillFirst: SchedulerConfig = { ...chunked, chunkedPrefill: false };

@@ -15,7 +15,10 @@
  * KV-cache capacity and preemption are not modelled.
  *
  * Everything here is pure (planStep) or touches only the sequences it is
- * given (applyPlan, simulate); the timer-driven engine is sim-engine.ts.
+ * given (applyPlan, simulate); the timer-driven engine is
+ * gpu-worker/backends/sim-engine.ts. It lives in common/ because the
+ * scheduler's autoscaling replay (scheduler/autoscaler/replay/) models the
+ * same engine.
  */
 import { LLAMA2_70B_H100, stepTimeMs, type Calibration } from './sim-model.ts';
 
