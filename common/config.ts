@@ -4,8 +4,8 @@
  * is passed down. Every default lives here, durations are `…Ms` numbers.
  */
 import { readFileSync } from 'node:fs';
-import { CronExpressionParser } from 'cron-parser';
 import { parse as parseYaml } from 'yaml';
+import { checkCron } from './cron-check.ts';
 import { z } from 'zod';
 import { expandUriTemplate, UriTemplateError } from './batch/uri-template.ts';
 import { batchEndpoints } from './contracts/batch.ts';
@@ -104,21 +104,7 @@ const batchScheduleSchema = z
   // Checked here, not when the scheduler first upserts it: a typo in a pattern, zone or template
   // would otherwise surface as a job scheduler that never fires, or a cron job failing at 3 a.m.
   .superRefine((sched, ctx) => {
-    try {
-      new Intl.DateTimeFormat('en-US', { timeZone: sched.tz });
-    } catch {
-      ctx.addIssue({ code: 'custom', path: ['tz'], message: `"${sched.tz}" is not an IANA time zone` });
-      return;
-    }
-    try {
-      CronExpressionParser.parse(sched.cron, { tz: sched.tz });
-    } catch (err) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['cron'],
-        message: `"${sched.cron}" is not a cron pattern: ${(err as Error).message}`,
-      });
-    }
+    if (!checkCron(sched, ctx)) return;
     for (const field of ['input', 'output'] as const) {
       const template = sched[field];
       if (template === undefined) continue;

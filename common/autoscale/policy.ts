@@ -12,7 +12,7 @@
  * is sized from a forecast over `startupMs`, because a GPU pod takes minutes
  * to be ready and a reactive policy misses every ramp by that long.
  */
-import { CronExpressionParser } from 'cron-parser';
+import { checkCron } from '../cron-check.ts';
 import { z } from 'zod';
 
 const ms = z.number().int().min(0);
@@ -41,23 +41,7 @@ const floorSchema = z
     durationMs: z.number().int().min(1),
     minReplicas: z.number().int().min(0),
   })
-  .superRefine((floor, ctx) => {
-    try {
-      new Intl.DateTimeFormat('en-US', { timeZone: floor.tz });
-    } catch {
-      ctx.addIssue({ code: 'custom', path: ['tz'], message: `"${floor.tz}" is not an IANA time zone` });
-      return;
-    }
-    try {
-      CronExpressionParser.parse(floor.cron, { tz: floor.tz });
-    } catch (err) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['cron'],
-        message: `"${floor.cron}" is not a cron pattern: ${(err as Error).message}`,
-      });
-    }
-  });
+  .superRefine((floor, ctx) => void checkCron(floor, ctx));
 export type ScheduleFloor = z.infer<typeof floorSchema>;
 
 export const autoscalePolicySchema = z

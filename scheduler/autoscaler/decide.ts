@@ -227,7 +227,7 @@ function pace(
   const limited = up ? Math.min(stabilized, current + allowance) : Math.max(stabilized, current - allowance);
   // A pool at zero with work gets its first replica whatever the step budget says.
   const desired = bypass.wake ? Math.max(limited, 1) : limited;
-  if (desired === current) return { desired, pacedReason: up ? 'max_step_up' : 'max_step_down' };
+  // Held or cut by the step budget (a held pool has desired === current, never === stabilized).
   if (desired !== stabilized) return { desired, pacedReason: up ? 'max_step_up' : 'max_step_down' };
   if (stabilized !== recommendation) return { desired, pacedReason: up ? 'stabilizing_up' : 'stabilizing_down' };
   return { desired, pacedReason: reason };

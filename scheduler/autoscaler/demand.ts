@@ -18,7 +18,7 @@
  */
 import { CronExpressionParser } from 'cron-parser';
 import type { ResolvedPolicy, ScheduleFloor } from '../../common/autoscale/policy.ts';
-import type { AutoscaleState, OpenBatch, PoolSnapshot } from './types.ts';
+import { queuedJobs, type AutoscaleState, type OpenBatch, type PoolSnapshot } from './types.ts';
 
 /** A window needs this many requests before its quantile can say "missed" (one slow request in 20 is p95). */
 const MIN_SAMPLES_FOR_MISS = 20;
@@ -181,9 +181,8 @@ export function costCapReplicas(policy: ResolvedPolicy): number | undefined {
 /** Whether the pool has work of any kind (queued, running, open batches, gangs, real-time traffic). */
 export function hasWork(s: PoolSnapshot): boolean {
   const { rt, bulk, train } = s.queues;
-  const jobs = [rt, bulk, train].some((q) => q.wait + q.prioritized + q.delayedDue + q.delayed + q.active > 0);
   return (
-    jobs ||
+    [rt, bulk, train].some((q) => queuedJobs(q) > 0) ||
     s.realtime.unitsPerSecond > 0 ||
     s.bulk.batches.some((b) => b.recordsLeft > 0) ||
     s.training.waitingGangs.length > 0 ||

@@ -10,7 +10,7 @@
  * contributes no capacity sample, so decide() keeps what it had.
  */
 import type { Heartbeat } from '../../common/contracts/heartbeat.ts';
-import { mergeCounts, quantileMs } from '../../common/latency-window.ts';
+import { mergeCounts, quantileMs, totalCount } from '../../common/latency-window.ts';
 import type { OpenBatch, PoolSnapshot, QueueCounts } from './types.ts';
 
 export interface PoolSignals {
@@ -51,16 +51,13 @@ export function poolSnapshot(sig: PoolSignals): PoolSnapshot {
       fullMs += w.full.ms;
       fullUnits += w.full.units;
     } else if (hb.realtime) {
-      const requests = perSecond(
-        hb.realtime.firstToken.reduce((a, b) => a + b, 0),
-        hb.realtime.windowMs,
-      );
+      const requests = perSecond(totalCount(hb.realtime.firstToken), hb.realtime.windowMs);
       rtUnits += requests;
       rtRequests += requests;
     }
   }
   const firstToken = mergeCounts(sig.heartbeats.flatMap((h) => (h.realtime ? [h.realtime.firstToken] : [])));
-  const samples = firstToken.reduce((a, b) => a + b, 0);
+  const samples = totalCount(firstToken);
   const pending = Math.max(0, ...sig.heartbeats.map((h) => h.realtime?.oldestPendingMs ?? 0));
   return {
     pool: sig.pool,
