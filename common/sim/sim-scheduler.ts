@@ -17,7 +17,7 @@
  * Everything here is pure (planStep) or touches only the sequences it is
  * given (applyPlan, simulate); the timer-driven engine is
  * gpu-worker/backends/sim-engine.ts. It lives in common/ because the
- * scheduler's autoscaling replay (scheduler/autoscaler/replay/) models the
+ * scheduler's autoscaling replay (common/autoscale/replay/) models the
  * same engine.
  */
 import { LLAMA2_70B_H100, stepTimeMs, type Calibration } from './sim-model.ts';

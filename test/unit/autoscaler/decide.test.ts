@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { autoscalePolicySchema, resolvePolicy, type AutoscalePolicyInput } from '../../../common/autoscale/policy.ts';
-import { decide, type DecideResult } from '../../../scheduler/autoscaler/decide.ts';
-import { forecastAt } from '../../../scheduler/autoscaler/demand.ts';
-import { emptyQueueCounts, type AutoscaleState, type PoolSnapshot } from '../../../scheduler/autoscaler/types.ts';
+import { decide, type DecideResult } from '../../../common/autoscale/decide.ts';
+import { forecastAt } from '../../../common/autoscale/demand.ts';
+import { emptyQueueCounts, type AutoscaleState, type PoolSnapshot } from '../../../common/autoscale/types.ts';
 
 const T0 = Date.parse('2026-12-07T10:00:00Z'); // a Monday
 const S = 1000;

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { Heartbeat, WorkWindow } from '../../../common/contracts/heartbeat.ts';
 import { bucketOf, emptyCounts } from '../../../common/latency-window.ts';
-import { poolSnapshot, queueCounts, type PoolSignals } from '../../../scheduler/autoscaler/pool-snapshot.ts';
-import { emptyQueueCounts } from '../../../scheduler/autoscaler/types.ts';
+import { poolSnapshot, queueCounts, type PoolSignals } from '../../../common/autoscale/pool-snapshot.ts';
+import { emptyQueueCounts } from '../../../common/autoscale/types.ts';
 
 const NOW = 1_800_000_000_000;
 

@@ -17,7 +17,7 @@
  *   waiting gangs that can fit at all; replicas running ranks are kept.
  */
 import { CronExpressionParser } from 'cron-parser';
-import type { ResolvedPolicy, ScheduleFloor } from '../../common/autoscale/policy.ts';
+import type { ResolvedPolicy, ScheduleFloor } from './policy.ts';
 import { queuedJobs, type AutoscaleState, type OpenBatch, type PoolSnapshot } from './types.ts';
 
 /** A window needs this many requests before its quantile can say "missed" (one slow request in 20 is p95). */

@@ -1,7 +1,7 @@
 /**
  * What decide() reads and returns (decide.ts). A snapshot is everything the
  * leader observed of one pool in one pass; the live loop builds it from
- * Redis (snapshot.ts), the replay from its pool model
+ * Redis (scheduler/autoscaler/autoscale-loop.ts, through pool-snapshot.ts), the replay from its pool model
  * (replay/pool-model.ts). Work is counted in work units: the prompt plus
  * completion tokens of a chat, one per request of other tasks, so real-time
  * and bulk load and a replica's capacity add up in one currency.

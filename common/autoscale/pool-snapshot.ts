@@ -9,8 +9,8 @@
  * requests then count one unit each (from its first-token histogram), and it
  * contributes no capacity sample, so decide() keeps what it had.
  */
-import type { Heartbeat } from '../../common/contracts/heartbeat.ts';
-import { mergeCounts, quantileMs, totalCount } from '../../common/latency-window.ts';
+import type { Heartbeat } from '../contracts/heartbeat.ts';
+import { mergeCounts, quantileMs, totalCount } from '../latency-window.ts';
 import type { OpenBatch, PoolSnapshot, QueueCounts } from './types.ts';
 
 export interface PoolSignals {

@@ -19,7 +19,7 @@
  *    on a pool at zero wakes it at once, and the step to zero waits only
  *    for `idleToZeroMs` of no work (KEDA's cooldownPeriod).
  */
-import type { ResolvedPolicy } from '../../common/autoscale/policy.ts';
+import type { ResolvedPolicy } from './policy.ts';
 import {
   bulkNeed,
   costCapReplicas,
