@@ -10,6 +10,7 @@ import { settleWithin } from '../common/process.ts';
 import type { RedisClient } from '../common/redis.ts';
 import { workersKey } from '../common/topology.ts';
 import type { Lane } from './realtime-lane.ts';
+import type { WorkMeter } from './work-window.ts';
 
 export interface HeartbeatDeps {
   redis: RedisClient;
@@ -19,6 +20,8 @@ export interface HeartbeatDeps {
   backend: string;
   lanes: () => readonly Lane[];
   state: () => Heartbeat['state'];
+  /** What the worker did lately (its lanes feed it); without one the heartbeat has no `work`. */
+  work?: WorkMeter;
   everyMs: number;
   ttlMs: number;
   logger: Logger;
@@ -38,6 +41,7 @@ export function heartbeatRecord(deps: HeartbeatDeps, startedAt: number, now: num
       .lanes()
       .map((l) => l.latency?.(now))
       .find((w) => w !== undefined),
+    work: deps.work?.window(now),
     startedAt,
     seenAt: now,
     expiresAt: now + deps.ttlMs,

@@ -18,6 +18,7 @@ import { queueName } from '../common/topology.ts';
 import { REALTIME_PRIORITY, type ModelBackend } from './backends/backend.ts';
 import type { WorkerMetrics } from './metrics.ts';
 import type { ReplyWriter } from './reply-writer.ts';
+import { workUnits, type WorkMeter } from './work-window.ts';
 
 export interface RealtimeLaneDeps {
   prefix: string;
@@ -32,6 +33,8 @@ export interface RealtimeLaneDeps {
   backend: ModelBackend;
   replies: ReplyWriter;
   metrics: WorkerMetrics;
+  /** Where each answered request's work units go (the heartbeat's `work`); none in some tests. */
+  work?: WorkMeter;
   logger: Logger;
 }
 
@@ -138,6 +141,7 @@ export function startRealtimeLane(deps: RealtimeLaneDeps): Lane {
     try {
       const output = await backend.run(req.input, { signal: abort, onDelta, priority: REALTIME_PRIORITY });
       const doneAt = Date.now();
+      deps.work?.realtime(workUnits(output), doneAt);
       const firstAt = markFirstToken(doneAt);
       const timings = {
         queueMs: startedAt - req.enqueuedAt,

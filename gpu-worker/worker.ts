@@ -23,6 +23,7 @@ import { createWorkerMetrics } from './metrics.ts';
 import { startRealtimeLane, type Lane } from './realtime-lane.ts';
 import { startTrainingLane } from './training/training-lane.ts';
 import { ReplyWriter } from './reply-writer.ts';
+import { WorkMeter } from './work-window.ts';
 
 export interface WorkerOptions {
   logger: Logger;
@@ -55,6 +56,8 @@ export async function startWorker(config: Config, opts: WorkerOptions): Promise<
     client.on('error', (err: Error) => logger.debug({ err }, 'redis connection error'));
   }
   const metrics = createWorkerMetrics({ role: 'gpu-worker' });
+  // One per worker: both lanes share the engine, so "full" and its units are the worker's.
+  const work = new WorkMeter(config.worker.latencyWindowMs);
 
   const lanes: Lane[] = [
     startRealtimeLane({
@@ -68,6 +71,7 @@ export async function startWorker(config: Config, opts: WorkerOptions): Promise<
       backend,
       replies: new ReplyWriter(replyRedis),
       metrics,
+      work,
       logger,
     }),
   ];
@@ -84,6 +88,7 @@ export async function startWorker(config: Config, opts: WorkerOptions): Promise<
         storage: createStorage(config.storage),
         store: new BatchStore(connection, config.redis.prefix),
         metrics,
+        work,
         logger,
       }),
     );
@@ -117,6 +122,7 @@ export async function startWorker(config: Config, opts: WorkerOptions): Promise<
     backend: backend.kind,
     lanes: () => lanes,
     state: () => (state === 'closed' ? 'draining' : state),
+    work,
     everyMs: config.worker.heartbeatMs,
     ttlMs: config.worker.heartbeatTtlMs,
     logger,

@@ -52,6 +52,7 @@ import { queueName } from '../../common/topology.ts';
 import type { ModelBackend } from '../backends/backend.ts';
 import type { WorkerMetrics } from '../metrics.ts';
 import type { Lane } from '../realtime-lane.ts';
+import type { WorkMeter } from '../work-window.ts';
 import { runChunk, type ChunkResult, type ChunkRunnerDeps } from './chunk-runner.ts';
 import { afterSegment, plannedRange, resumeJob, segmentTotals } from './segments.ts';
 
@@ -71,6 +72,8 @@ export interface BulkLaneDeps {
    */
   subscriber?: RedisClient;
   metrics: WorkerMetrics;
+  /** Told what the chunks do, for the heartbeat's `work` (chunk-runner.ts); none in some tests. */
+  work?: WorkMeter;
   logger: Logger;
 }
 
@@ -261,6 +264,7 @@ export function startBulkLane(deps: BulkLaneDeps): Lane {
         batchSize: settings.batchSize,
         concurrency: settings.recordConcurrency,
         onProgress,
+        work: deps.work,
       });
       chunks.delete(me);
 

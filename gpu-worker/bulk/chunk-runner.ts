@@ -42,6 +42,12 @@
  * outlives a micro-batch on the JS heap. test/bench/chunk-runner.bench.ts
  * measures the runner against the same model in a bare loop.
  *
+ * Work (the heartbeat's `work`, ../work-window.ts): the chunk counts as
+ * running, so its worker's engine as full, from before its first input line
+ * is read until its last micro-batch returns or it stops early (a yielded
+ * segment's write included); each micro-batch kept adds its answered records
+ * and their units.
+ *
  * Yielding (preemption, drain): when `signal` aborts, the runner stops at the
  * next record boundary (a running micro-batch is abandoned: the signal
  * reaches the backend). The lines it finished, if any, are written as a
@@ -94,6 +100,7 @@ import { parseBatchLine } from '../../common/batch/parse-line.ts';
 import type { TaskInput } from '../../common/contracts/tasks.ts';
 import { isStorageError, type Storage } from '../../common/storage/index.ts';
 import type { ModelBackend } from '../backends/backend.ts';
+import { workUnits, type WorkMeter } from '../work-window.ts';
 import { readChunkLineArrays, splitLines, type ChunkLine } from './chunk-lines.ts';
 import { DEFAULT_BATCH_SIZE, runBatch, type RecordResult } from './micro-batch.ts';
 import { errorInfo, PartBuffer, partLines, type ErrorInfo, type PartLines } from './part-lines.ts';
@@ -128,7 +135,9 @@ export interface ChunkRunnerDeps {
   concurrency?: number;
   /** Called after each micro-batch with the non-blank lines handled so far. */
   onProgress?: (done: number) => void;
-  /** Clock for `created` in chat bodies (ms since the epoch). */
+  /** Told when the chunk starts and stops running records (the engine is full) and what each micro-batch did. */
+  work?: WorkMeter;
+  /** Clock for `created` in chat bodies and for `work` (ms since the epoch). */
   now?: () => number;
 }
 
@@ -279,7 +288,7 @@ async function writeParts(
 }
 
 export async function runChunk(job: ChunkJob, deps: ChunkRunnerDeps): Promise<ChunkResult> {
-  const { storage, backend, onProgress } = deps;
+  const { storage, backend, onProgress, work } = deps;
   const signal = deps.signal ?? new AbortController().signal;
   const batchSize = deps.batchSize ?? DEFAULT_BATCH_SIZE;
   const now = deps.now ?? Date.now;
@@ -337,7 +346,18 @@ export async function runChunk(job: ChunkJob, deps: ChunkRunnerDeps): Promise<Ch
     for (const entry of group) if (entry.input !== null) inputs.push(entry.input);
     const results = await runBatch(backend, inputs, { signal, concurrency: deps.concurrency });
     if (signal.aborted) return false;
-    const created = Math.floor(now() / 1000);
+    const at = now();
+    if (work) {
+      let answered = 0;
+      let units = 0;
+      for (const r of results) {
+        if (r instanceof Error) continue;
+        answered++;
+        units += workUnits(r);
+      }
+      work.bulk(answered, units, at);
+    }
+    const created = Math.floor(at / 1000);
     let k = 0;
     for (const entry of group) parts.add(entry, entry.input === null ? undefined : results[k++], created);
     onProgress?.(parts.order.length);
@@ -345,6 +365,7 @@ export async function runChunk(job: ChunkJob, deps: ChunkRunnerDeps): Promise<Ch
   };
 
   if (signal.aborted) return yielded();
+  work?.chunkStarted(now());
   try {
     if (!Number.isSafeInteger(batchSize) || batchSize < 1) {
       throw new RangeError(`batch size must be an integer >= 1: ${batchSize}`);
@@ -364,6 +385,8 @@ export async function runChunk(job: ChunkJob, deps: ChunkRunnerDeps): Promise<Ch
   } catch (err) {
     if (signal.aborted) return yielded();
     throw err;
+  } finally {
+    work?.chunkStopped(now());
   }
 
   // Past this point the chunk finishes even if the signal aborts: the writes are short and bounded.
