@@ -25,6 +25,7 @@ import {
   costCapReplicas,
   floorAt,
   forecastAt,
+  forecastHorizon,
   hasWork,
   nextCapacity,
   realtimeDemandNow,
@@ -109,7 +110,7 @@ export function decide(
     ...prev.demand.filter((d) => now - d.at < policy.realtime.forecastWindowMs),
     { at: now, unitsPerSecond: demandNow },
   ];
-  const forecast = Math.max(demandNow, forecastAt(demand, now + policy.startupMs));
+  const forecast = Math.max(demandNow, forecastAt(demand, forecastHorizon(demand, now, policy.startupMs)));
   const perReplicaRt = capacity.unitsPerSecond * policy.realtime.targetUtilization;
   let realtime = replicasFor(forecast, perReplicaRt);
   const missing = realtimeMissing(s, policy) && s.queues.bulk.active === 0 && s.replicas.ready > 0;

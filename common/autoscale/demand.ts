@@ -34,6 +34,16 @@ export function realtimeDemandNow(s: PoolSnapshot, policy: ResolvedPolicy): numb
   return s.realtime.unitsPerSecond + (backlog * unitsPerRequest) / drainS;
 }
 
+/**
+ * How far ahead decide() reads the forecast: `startupMs`, but never further ahead of the last point
+ * than the history spans (a trend fitted over 30 s says nothing about 120 s from now: a new
+ * leader's first passes, a replay's warm start).
+ */
+export function forecastHorizon(history: AutoscaleState['demand'], now: number, startupMs: number): number {
+  const span = history.length > 0 ? now - history[0]!.at : 0;
+  return now + Math.min(startupMs, span);
+}
+
 /** The demand history's least-squares line read at `at`; the last value with fewer than three points. */
 export function forecastAt(history: AutoscaleState['demand'], at: number): number {
   const n = history.length;

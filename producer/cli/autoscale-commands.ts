@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { readPolicyFile } from '../../common/autoscale/policy-file.ts';
 import type { CliContext } from './batch-commands.ts';
+import { simulateCommand } from './autoscale-simulate.ts';
 import { EXIT_FAILED } from './errors.ts';
 
 export function autoscaleCommand(ctx: Pick<CliContext, 'stdout' | 'setExitCode'>): Command {
@@ -41,5 +42,6 @@ export function autoscaleCommand(ctx: Pick<CliContext, 'stdout' | 'setExitCode'>
       });
       ctx.stdout.write(`${file}: valid (${result.kind})\n${lines.join('\n')}\n`);
     });
+  autoscale.addCommand(simulateCommand(ctx));
   return autoscale;
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { autoscalePolicySchema, resolvePolicy, type AutoscalePolicyInput } from '../../../common/autoscale/policy.ts';
 import { decide, type DecideResult } from '../../../common/autoscale/decide.ts';
-import { forecastAt } from '../../../common/autoscale/demand.ts';
+import { forecastAt, forecastHorizon } from '../../../common/autoscale/demand.ts';
 import { emptyQueueCounts, type AutoscaleState, type PoolSnapshot } from '../../../common/autoscale/types.ts';
 
 const T0 = Date.parse('2026-12-07T10:00:00Z'); // a Monday
@@ -106,6 +106,30 @@ describe('decide(): sizing', () => {
     const rs = run(policyOf({ maxReplicas: 20, scaleUp: { maxStep: 20 } }), 30, (t) => Math.max(0, 3000 - 20 * t));
     for (const r of rs)
       expect(r.decision.realtime.forecastUnitsPerSecond).toBeGreaterThanOrEqual(r.decision.realtime.nowUnitsPerSecond);
+  });
+
+  it.each([
+    ['no history: now', 0, 0],
+    ['30 s of history: 30 s ahead, not 120 s', 30, 30],
+    ['120 s of history: the start-up time', 120, 120],
+    ['600 s of history: still the start-up time', 600, 120],
+  ])('reads the forecast ahead by at most the history it has: %s', (_what, spanS, aheadS) => {
+    const history =
+      spanS === 0
+        ? []
+        : [
+            { at: T0 - spanS * S, unitsPerSecond: 1 },
+            { at: T0, unitsPerSecond: 2 },
+          ];
+    expect(forecastHorizon(history, T0, 120 * S)).toBe(T0 + aheadS * S);
+  });
+
+  it('a warm start with a short steep history does not overshoot (the line is not read beyond its span)', () => {
+    // 20 s of demand climbing 20 units/s each second: read 120 s ahead it would say now + 2400.
+    const p = policyOf({ maxReplicas: 20, scaleUp: { maxStep: 20 } });
+    const rs = run(p, 5, (t) => 1000 + 20 * t);
+    const last = rs.at(-1)!.decision;
+    expect(last.realtime.forecastUnitsPerSecond).toBeCloseTo(last.realtime.nowUnitsPerSecond + 20 * 20, 0);
   });
 
   it('fits a line through the demand history', () => {
