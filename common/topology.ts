@@ -79,7 +79,11 @@ export function cronFiringKey(prefix: string, schedule: string, firedAt: Date): 
 }
 
 /** What the scheduler leader last decided for a pool, and why (`interfleet scheduler explain`); one string key each. */
-export function explainKey(prefix: string, loop: 'budget' | 'admission' | 'training', pool: string): string {
+export function explainKey(
+  prefix: string,
+  loop: 'budget' | 'admission' | 'training' | 'autoscale',
+  pool: string,
+): string {
   return `${prefix}:{scheduler}:explain:${loop}:${pool}`;
 }
 

@@ -77,6 +77,48 @@ export function createSchedulerMetrics(defaultLabels: Record<string, string>) {
       labelNames: ['pool'] as const,
       registers: [registry],
     }),
+    autoscalerDesired: new Gauge({
+      name: 'interfleet_autoscaler_desired_replicas',
+      help: "Replicas the autoscaler decided for the pool (what it asks the actuator for; KEDA's external metric).",
+      labelNames: ['pool'] as const,
+      registers: [registry],
+    }),
+    autoscalerReady: new Gauge({
+      name: 'interfleet_autoscaler_ready_replicas',
+      help: 'Replicas of the pool the actuator reports ready.',
+      labelNames: ['pool'] as const,
+      registers: [registry],
+    }),
+    autoscalerDemand: new Gauge({
+      name: 'interfleet_autoscaler_demand_replicas',
+      help: 'Replicas each part of the demand asks for (realtime, bulk, training, running, floor).',
+      labelNames: ['pool', 'part'] as const,
+      registers: [registry],
+    }),
+    autoscalerCapacity: new Gauge({
+      name: 'interfleet_autoscaler_replica_capacity_units_per_second',
+      help: 'Work units per second one replica is taken to do when full (measured, or the policy hint).',
+      labelNames: ['pool'] as const,
+      registers: [registry],
+    }),
+    autoscalerDecisions: new Counter({
+      name: 'interfleet_autoscaler_decisions_total',
+      help: 'Autoscaling decisions, one per pool and pass, by reason (realtime_forecast, bulk_deadline, ...).',
+      labelNames: ['pool', 'reason'] as const,
+      registers: [registry],
+    }),
+    autoscalerActuatorErrors: new Counter({
+      name: 'interfleet_autoscaler_actuator_errors_total',
+      help: 'Decisions the actuator could not apply (API refused, unreachable).',
+      labelNames: ['pool'] as const,
+      registers: [registry],
+    }),
+    autoscalerPolicyReloads: new Counter({
+      name: 'interfleet_autoscaler_policy_reloads_total',
+      help: 'Re-reads of the config file for autoscaling policies, by outcome (applied, invalid).',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
   };
 }
 

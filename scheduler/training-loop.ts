@@ -42,7 +42,7 @@ import type { RedisClient } from '../common/redis.ts';
 import { isFinal, TrainingStore, type TrainingState } from '../common/training/training-state.ts';
 import { cancelChannel, EXPLAIN_TTL_MS, explainKey, queueName, rankJobId, workersKey } from '../common/topology.ts';
 import { StaleLeaderError } from './fenced-writes.ts';
-import { decideGangs, type GangDecision, type GangPass, type GangSnapshot } from './gang-admission.ts';
+import { decideGangs, gangOrder, type GangDecision, type GangPass, type GangSnapshot } from './gang-admission.ts';
 import type { SchedulerMetrics } from './metrics.ts';
 import { gangSnapshot, trainingExplanation } from './training-explain.ts';
 
@@ -64,6 +64,12 @@ export interface TrainingLoopDeps {
   reconcileEveryMs?: number;
 }
 
+/** The training part of a pool's demand, for the autoscaler (PoolSnapshot.training). */
+export interface GangDemand {
+  slotsHeld: number;
+  waitingGangs: readonly number[];
+}
+
 /** A pass's decision about one waiting gang, with its pool. */
 export type PoolDecision = GangDecision & { pool: string };
 
@@ -74,6 +80,8 @@ export class TrainingLoop {
   private readonly reconciled = new Map<string, number>();
   /** Pools this loop wrote an explanation for: deleted once they have nothing to explain. */
   private readonly explained = new Set<string>();
+  /** Per pool: the training demand its last pass read (gangDemand). */
+  private readonly demands = new Map<string, GangDemand>();
 
   constructor(private readonly deps: TrainingLoopDeps) {
     this.store = new TrainingStore(deps.redis, deps.prefix);
@@ -97,6 +105,20 @@ export class TrainingLoop {
     const queues = [...this.queues.values()];
     this.queues.clear();
     await Promise.all(queues.map((q) => q.close()));
+  }
+
+  /**
+   * What the pool's gangs asked of the fleet at the last pass (the autoscaler's training part):
+   * ranks held by admitted gangs and the sizes of the waiting ones, head first. Undefined until a
+   * pass of this term has read the pool.
+   */
+  gangDemand(pool: string): GangDemand | undefined {
+    return this.demands.get(pool);
+  }
+
+  /** Forgets what the last term read (on losing leadership). */
+  reset(): void {
+    this.demands.clear();
   }
 
   private queue(pool: string): Queue {
@@ -124,6 +146,7 @@ export class TrainingLoop {
     }
     // Nothing to admit nor to explain: a pool without training costs this pass one ZRANGE.
     if (open.length === 0 && pool.trainingQuota === undefined) {
+      this.demands.set(pool.name, { slotsHeld: 0, waitingGangs: [] });
       await this.quiet(pool.name);
       return [];
     }
@@ -132,6 +155,10 @@ export class TrainingLoop {
     const { slots, inFlight } = await this.trainingSlots(pool.name, now);
     const snapshot = gangSnapshot(open, { slots, inFlight, quota: pool.trainingQuota });
     const pass = decideGangs(snapshot);
+    this.demands.set(pool.name, {
+      slotsHeld: snapshot.heldNotStarted + snapshot.heldRunning,
+      waitingGangs: [...snapshot.waiting].sort(gangOrder).map((g) => g.size),
+    });
     const byId = new Map(open.map((g) => [g.spec.id, g]));
     for (const d of pass.decisions) {
       const gang = byId.get(d.id)!;

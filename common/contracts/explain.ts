@@ -111,6 +111,55 @@ export const trainingExplanationSchema = z.object({
 });
 export type TrainingExplanation = z.infer<typeof trainingExplanationSchema>;
 
+/** One autoscaling decision, as the explain record keeps it (scheduler/autoscaler/autoscale-loop.ts). */
+const autoscaleDecisionSchema = z.object({
+  at: z.number().int(),
+  desired: z.number().int().min(0),
+  previous: z.number().int().min(0),
+  recommendation: z.number().int().min(0),
+  reason: z.string(),
+});
+
+/** The autoscaling pass for one pool with a policy (scheduler/autoscaler/autoscale-loop.ts). */
+export const autoscaleExplanationSchema = z.object({
+  pool: z.string(),
+  at: z.number().int(),
+  epoch: z.number().int(),
+  /** local, kubernetes or dry-run. */
+  actuator: z.string(),
+  replicas: z.object({
+    desired: z.number().int().min(0),
+    ready: z.number().int().min(0),
+    min: z.number().int().min(0),
+    max: z.number().int().min(0),
+  }),
+  /** What this pass decided and why; `missing` says which signals were not there when it held. */
+  decision: autoscaleDecisionSchema.extend({ missing: z.string().optional() }),
+  /** Replicas each part of the demand asks for (costCap: the cap as replicas, null when none). */
+  parts: z.object({
+    realtime: z.number().int().min(0),
+    bulk: z.number().int().min(0),
+    training: z.number().int().min(0),
+    running: z.number().int().min(0),
+    floor: z.number().int().min(0),
+    costCap: z.number().int().min(0).nullable(),
+  }),
+  realtime: z.object({
+    nowUnitsPerSecond: z.number().min(0),
+    forecastUnitsPerSecond: z.number().min(0),
+    objectiveMs: z.number(),
+    firstTokenMs: ms.nullable(),
+  }),
+  capacity: z.object({ unitsPerSecond: z.number().min(0), source: z.string() }),
+  bulk: z.object({ neededUnitsPerSecond: z.number().min(0), tightest: z.string().nullable() }),
+  costPerHour: z.number().min(0),
+  /** Why the actuator did not apply the decision, if it did not. */
+  actuatorError: z.string().optional(),
+  /** The last decisions that changed something (newest last). */
+  history: z.array(autoscaleDecisionSchema),
+});
+export type AutoscaleExplanation = z.infer<typeof autoscaleExplanationSchema>;
+
 /** `GET /v1/scheduler/explain[?pool=]`: every pool (or one), null where the leader has written nothing lately. */
 export const schedulerExplainSchema = z.object({
   object: z.literal('scheduler.explain'),
@@ -123,6 +172,7 @@ export const schedulerExplainSchema = z.object({
       admission: admissionExplanationSchema.nullable(),
       // Defaulted: a newer client still reads a producer that predates training records.
       training: trainingExplanationSchema.nullable().default(null),
+      autoscale: autoscaleExplanationSchema.nullable().default(null),
     }),
   ),
 });

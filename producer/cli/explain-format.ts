@@ -2,10 +2,12 @@
  * `interfleet scheduler explain` for people: per pool, the bulk budget and
  * why, what real-time looks like against its objective, how the last
  * admission pass treated each open batch, and, for pools with training gangs
- * or a training quota, each gang's place and why it waits. Pure.
+ * or a training quota, each gang's place and why it waits; for pools with an
+ * autoscaling policy, the replicas decided and each part of the demand. Pure.
  */
 import type {
   AdmissionExplanation,
+  AutoscaleExplanation,
   BudgetExplanation,
   SchedulerExplain,
   TrainingExplanation,
@@ -63,16 +65,43 @@ export function trainingLines(t: TrainingExplanation, now: number): string[] {
   return [head, '    job                         tenant       prio  ranks  round  state    decision', ...rows];
 }
 
+const rate = (v: number): string => (v >= 100 ? v.toFixed(0) : v.toFixed(1));
+
+/** The autoscaling record: replicas, the reason, each part of the demand; `history` adds the last changes. */
+export function autoscaleLines(a: AutoscaleExplanation, now: number, history = false): string[] {
+  const d = a.decision;
+  const change = d.desired === d.previous ? `kept at ${d.desired}` : `${d.previous} → ${d.desired}`;
+  const p = a.parts;
+  const cap = p.costCap === null ? '' : `, cost cap ${p.costCap}`;
+  const lines = [
+    `  autoscale     ${a.replicas.ready} of ${a.replicas.desired} replicas ready (${change}, ${a.replicas.min}–${a.replicas.max}, ${a.actuator}): ${d.reason}` +
+      (d.missing ? ` (${d.missing})` : '') +
+      (d.recommendation !== d.desired ? `; recommendation ${d.recommendation}` : ''),
+    `                demand: real-time ${p.realtime}, + bulk ${p.bulk}, training ${p.training}, running ranks ${p.running}, floor ${p.floor}${cap}`,
+    `                real-time ${rate(a.realtime.nowUnitsPerSecond)} units/s now, ${rate(a.realtime.forecastUnitsPerSecond)} forecast; p99 first token ${msOr(a.realtime.firstTokenMs ?? undefined)} (objective ${a.realtime.objectiveMs} ms); replica capacity ${rate(a.capacity.unitsPerSecond)} units/s (${a.capacity.source})`,
+    `                bulk needs ${rate(a.bulk.neededUnitsPerSecond)} units/s${a.bulk.tightest ? ` (tightest ${a.bulk.tightest})` : ''}; ${a.costPerHour.toFixed(2)}/h; epoch ${a.epoch}, ${age(now, a.at)}`,
+  ];
+  if (a.actuatorError) lines.push(`                not applied: ${a.actuatorError}`);
+  if (history && a.history.length > 0) {
+    lines.push('    last changes');
+    for (const h of a.history) {
+      lines.push(`      ${new Date(h.at).toISOString()}  ${h.previous} → ${h.desired}  ${h.reason}`);
+    }
+  }
+  return lines;
+}
+
 export function formatExplain(e: SchedulerExplain): string {
   const out: string[] = [];
   for (const p of e.pools) {
     out.push(`pool ${p.pool}`);
-    if (!p.budget && !p.admission && !p.training) {
+    if (!p.budget && !p.admission && !p.training && !p.autoscale) {
       out.push('  no decision recorded in the last minute: is a scheduler running (and leading)?');
     }
     if (p.budget) out.push(...budgetLines(p.budget, e.now));
     if (p.admission) out.push(...admissionLines(p.admission, e.now));
     if (p.training) out.push(...trainingLines(p.training, e.now));
+    if (p.autoscale) out.push(...autoscaleLines(p.autoscale, e.now));
     out.push('');
   }
   return out.join('\n');

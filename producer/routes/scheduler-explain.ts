@@ -1,7 +1,7 @@
 /**
  * `GET /v1/scheduler/explain[?pool=<name>]`: what the scheduler leader last
  * decided for each pool and why (bulk budget, batch admission, training gang
- * admission), read from
+ * admission, autoscaling), read from
  * the records it writes after each pass. A record the leader has not
  * refreshed for a minute has expired: that pool shows null, which says "no
  * leader is deciding" more honestly than a stale answer would.
@@ -11,6 +11,7 @@ import { z } from 'zod';
 import type { Config } from '../../common/config.ts';
 import {
   admissionExplanationSchema,
+  autoscaleExplanationSchema,
   budgetExplanationSchema,
   trainingExplanationSchema,
   type SchedulerExplain,
@@ -44,7 +45,7 @@ export const schedulerExplainRoute =
       const pools = config.pools.map((p) => p.name).filter((p) => pool === undefined || p === pool);
       if (pools.length === 0) throw new FleetError('not_found', `no pool named ${JSON.stringify(pool)}`);
       const prefix = config.redis.prefix;
-      const loops = ['budget', 'admission', 'training'] as const;
+      const loops = ['budget', 'admission', 'training', 'autoscale'] as const;
       const keys = pools.flatMap((p) => loops.map((loop) => explainKey(prefix, loop, p)));
       const raw = await redis.mget(...keys).catch((err: unknown) => {
         throw new FleetError('unavailable', 'Redis is unreachable; try again shortly', {
@@ -57,9 +58,10 @@ export const schedulerExplainRoute =
         now: now(),
         pools: pools.map((p, i) => ({
           pool: p,
-          budget: parsed(budgetExplanationSchema, raw[3 * i] ?? null),
-          admission: parsed(admissionExplanationSchema, raw[3 * i + 1] ?? null),
-          training: parsed(trainingExplanationSchema, raw[3 * i + 2] ?? null),
+          budget: parsed(budgetExplanationSchema, raw[loops.length * i] ?? null),
+          admission: parsed(admissionExplanationSchema, raw[loops.length * i + 1] ?? null),
+          training: parsed(trainingExplanationSchema, raw[loops.length * i + 2] ?? null),
+          autoscale: parsed(autoscaleExplanationSchema, raw[loops.length * i + 3] ?? null),
         })),
       };
     });

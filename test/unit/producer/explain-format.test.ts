@@ -68,7 +68,7 @@ describe('formatExplain', () => {
   const explain = (t: TrainingExplanation | null): SchedulerExplain => ({
     object: 'scheduler.explain',
     now: T0,
-    pools: [{ pool: 'p', budget: null, admission: null, training: t }],
+    pools: [{ pool: 'p', budget: null, admission: null, training: t, autoscale: null }],
   });
 
   it('prints a training section only for a pool with a training record', () => {
