@@ -188,6 +188,9 @@ const poolSchema = z
     }
   });
 
+/** The embedded default pool's policy (a pool configured without `autoscale` keeps a fixed size). */
+const embeddedAutoscale = { minReplicas: 1, maxReplicas: 4, startupMs: 5000, scaleDown: { stabilizationMs: 60_000 } };
+
 export const configSchema = z.object({
   redis: z
     .object({
@@ -334,7 +337,9 @@ export const configSchema = z.object({
   pools: z
     .array(poolSchema)
     .min(1)
-    .prefault([{ name: 'default' }]),
+    // The embedded default autoscales (npm start's local actuator): one worker when idle, up to four
+    // under load; local processes start in seconds, not a GPU pod's minutes.
+    .prefault([{ name: 'default', autoscale: embeddedAutoscale }]),
 });
 
 export type Config = z.infer<typeof configSchema>;

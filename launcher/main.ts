@@ -4,57 +4,13 @@
  * Kubernetes pods), against REDIS_URL or a private redis-server.
  * This file may import every role; nothing imports it.
  */
-import { fork, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig, type Config } from '../common/config.ts';
 import { createLogger } from '../common/logger.ts';
 import { runUntilSignal } from '../common/process.ts';
 import { startProducer } from '../producer/server.ts';
 import { startScheduler } from '../scheduler/scheduler.ts';
+import { LocalProcessFleet } from './local-fleet.ts';
 import { ensureRedis, NoRedisError } from './local-redis.ts';
-
-interface WorkerReady {
-  type: 'ready';
-  workerId: string;
-  pool: string;
-  metricsUrl?: string;
-}
-
-// Run from its bundle (dist/launcher/main.js, `npm start`), the workers run from theirs with plain
-// node (none of the launcher's V8 flags); run from source, through tsx.
-const bundled = import.meta.url.endsWith('.js');
-const workerEntry = fileURLToPath(new URL(`../gpu-worker/main.${bundled ? 'js' : 'ts'}`, import.meta.url));
-const workerExecArgv = bundled ? [] : ['--import', 'tsx'];
-
-function startLocalWorker(index: number, config: Config): { child: ChildProcess; ready: Promise<WorkerReady> } {
-  const child = fork(workerEntry, [], {
-    execArgv: workerExecArgv,
-    // Own process group: Ctrl-C reaches only the launcher, which drains the workers in order.
-    detached: true,
-    env: {
-      ...process.env,
-      REDIS_URL: config.redis.url,
-      WORKER_METRICS_PORT: '0',
-      INTERFLEET_WORKER_INDEX: String(index),
-    },
-  });
-  const ready = new Promise<WorkerReady>((resolve, reject) => {
-    child.once('message', (msg) => resolve(msg as WorkerReady));
-    child.once('exit', (code) =>
-      reject(new Error(`local gpu-worker ${index} exited with code ${code} before it was ready`)),
-    );
-  });
-  return { child, ready };
-}
-
-async function stopChild(child: ChildProcess, timeoutMs: number): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  await exited;
-  clearTimeout(timer);
-}
 
 async function main(): Promise<void> {
   let config: Config;
@@ -83,9 +39,22 @@ async function main(): Promise<void> {
   if (redis.stop) log.info({ url: redis.url }, 'no Redis answered; started a private redis-server');
   config = { ...config, redis: { ...config.redis, url: redis.url } };
 
-  const scheduler = await startScheduler(config, { logger });
-  const workers = Array.from({ length: config.launcher.workers }, (_, i) => startLocalWorker(i, config));
-  const ready = await Promise.all(workers.map((w) => w.ready));
+  // Every pool gets its workers (a pool without any never becomes ready); the scheduler's `local`
+  // actuator resizes the pools with an autoscale policy from there.
+  const fleet = new LocalProcessFleet(config, logger.child({ role: 'launcher' }));
+  for (const pool of config.pools) {
+    for (let i = 0; i < LocalProcessFleet.initialSize(pool, config); i++) fleet.start(pool.name);
+  }
+  let scheduler;
+  let ready;
+  try {
+    scheduler = await startScheduler(config, { logger, localFleet: fleet });
+    ready = await fleet.ready();
+  } catch (err) {
+    await scheduler?.close();
+    await fleet.close();
+    throw err;
+  }
   const producer = await startProducer(config, { logger });
 
   const lines = [
@@ -96,7 +65,9 @@ async function main(): Promise<void> {
     `  metrics    ${producer.url}/metrics (producer)`,
     ...ready.map((w) => `             ${w.metricsUrl ?? '(disabled)'} (gpu-worker ${w.workerId}, pool ${w.pool})`),
     `             ${scheduler.metricsUrl ?? '(disabled)'} (scheduler)`,
+    ...autoscaleLines(config),
     `  explain    npm run cli -- scheduler explain --url ${producer.url}`,
+    `             npm run cli -- autoscale explain --url ${producer.url}`,
     `  redis      ${redis.url}${redis.stop ? ' (private, removed on exit)' : ''}`,
     `  try        curl -s ${producer.url}/v1/chat/completions -H 'content-type: application/json' \\`,
     `               -d '{"model":"${config.pools[0]!.name}","messages":[{"role":"user","content":"Once upon a time"}]}'`,
@@ -107,9 +78,22 @@ async function main(): Promise<void> {
 
   runUntilSignal(log, async () => {
     await producer.close(config.producer.shutdownGraceMs);
-    await Promise.all(workers.map((w) => stopChild(w.child, config.worker.shutdownGraceMs + 5000)));
+    // The scheduler first, so that its actuator starts no worker while they drain.
     await scheduler.close();
+    await fleet.close();
     await redis.stop?.();
+  });
+}
+
+/** One line per pool: its fixed size, or the range the autoscaler moves it in. */
+function autoscaleLines(config: Config): string[] {
+  return config.pools.map((pool, i) => {
+    const head = i === 0 ? '  pools     ' : '            ';
+    const a = pool.autoscale;
+    const size = a
+      ? `autoscaled ${a.minReplicas}–${a.maxReplicas} workers (local actuator, every ${config.autoscaler.everyMs} ms)`
+      : `${config.launcher.workers} workers (fixed: no autoscale policy)`;
+    return `${head} ${pool.name}: ${size}`;
   });
 }
 

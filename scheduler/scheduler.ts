@@ -5,12 +5,16 @@
  * leadership), the batch pass (admission, expiry, finalisation: see
  * batch-loop.ts), the training pass (gang admission: training-loop.ts, on
  * the batch pass's period) and the balance pass (each pool's bulk budget from
- * its real-time latency: budget-loop.ts). Autoscaling will join as a further loop.
+ * its real-time latency: budget-loop.ts) and the autoscaling pass (each
+ * pool's replicas from its queues, heartbeats and objectives:
+ * autoscaler/autoscale-loop.ts, applied by the configured actuator).
  *
  * Each leader pass has its own timer and all of them feed one serial chain,
  * so no two passes ever overlap and each runs once per period: housekeeping
  * (heartbeats, cron) every scheduler.renewEveryMs, the batch pass every
- * batch.admitEveryMs, the balance pass every scheduler.balanceEveryMs. The
+ * batch.admitEveryMs, the balance pass every scheduler.balanceEveryMs, the
+ * autoscaling pass every autoscaler.everyMs (after the training pass, whose
+ * gang demand it reads). The
  * lease is renewed on a timer of its own, outside the chain (see below); on
  * winning it, the passes are queued at once. tick() runs the lease and then
  * every pass in order: at start-up, and in tests whose timers are slowed.
@@ -37,6 +41,11 @@ import { syncCronSchedules } from './cron-schedules.ts';
 import { removeWorkers, StaleLeaderError } from './fenced-writes.ts';
 import { LeaderLease } from './leader-lease.ts';
 import { TrainingLoop } from './training-loop.ts';
+import { AutoscaleLoop } from './autoscaler/autoscale-loop.ts';
+import type { LocalFleet } from './autoscaler/actuators/local.ts';
+import { actuatorKind, createActuator } from './autoscaler/actuators/registry.ts';
+import { startKedaScaler, type KedaScaler } from './autoscaler/keda-scaler.ts';
+import { PolicySource } from './autoscaler/policy-source.ts';
 
 /** After a failed cron sync (Redis, or a schedule BullMQ refuses), the next try waits this long. */
 const cronRetryMs = 60_000;
@@ -45,6 +54,8 @@ export interface RunningScheduler {
   readonly candidateId: string;
   /** This replica's /metrics URL (undefined with scheduler.metricsPort -1). */
   readonly metricsUrl: string | undefined;
+  /** The KEDA external scaler's port (undefined with autoscaler.keda.port -1). */
+  readonly kedaPort: number | undefined;
   /** The epoch this replica leads with, or 0 when it is a standby. */
   epoch(): number;
   /** One pass of the loop (tests call it to avoid waiting for the timer). */
@@ -57,6 +68,10 @@ export interface SchedulerOptions {
   now?: () => number;
   /** Where batch plans are read; createStorage(config.storage) by default. */
   storage?: Pick<Storage, 'read'>;
+  /** The launcher's worker processes (`npm start`): the `local` actuator scales them. */
+  localFleet?: LocalFleet;
+  /** Where policy changes are read from (INTERFLEET_CONFIG); process.env by default. */
+  env?: NodeJS.ProcessEnv;
 }
 
 export async function startScheduler(config: Config, opts: SchedulerOptions): Promise<RunningScheduler> {
@@ -93,6 +108,35 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
     preempt: (pool, count, reason) => requestPreemption(redis, prefix, pool, count, reason, now()),
   });
   const trainingLoop = new TrainingLoop({ redis, prefix, pools: config.pools, metrics, logger, now });
+  // Created (and a misconfigured actuator refused) before the lease is campaigned for.
+  const actuator = await createActuator(config.autoscaler, {
+    redis,
+    prefix,
+    logger,
+    now,
+    ...(opts.localFleet && { localFleet: opts.localFleet }),
+  }).catch(async (err: unknown) => {
+    await closeRedis(redis);
+    throw err;
+  });
+  const policies = new PolicySource({ pools: config.pools, env: opts.env ?? process.env, logger, metrics });
+  const autoscaleLoop = new AutoscaleLoop({
+    redis,
+    prefix,
+    policies: () => policies.current(),
+    actuator,
+    quantile: config.scheduler.balance.quantile,
+    chunkLines: config.batch.chunkLines,
+    training: (pool) => trainingLoop.gangDemand(pool),
+    metrics,
+    logger,
+    now,
+  });
+  const autoscaled = config.pools.filter((p) => p.autoscale).map((p) => p.name);
+  logger.info(
+    { actuator: actuatorKind(config.autoscaler.actuator, opts), pools: autoscaled, everyMs: config.autoscaler.everyMs },
+    autoscaled.length > 0 ? 'autoscaling pools' : 'no pool has an autoscale policy; the fleet keeps its size',
+  );
   let epoch = 0;
   let cronSyncedEpoch = 0;
   let cronRetryAt = 0;
@@ -136,12 +180,13 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
   const balancePass = (): Promise<void> => asLeader('balance pass', () => budgetLoop.pass(epoch));
   // Training gang admission (training-loop.ts), on the batch pass's period.
   const trainingPass = (): Promise<void> => asLeader('training pass', () => trainingLoop.pass(epoch));
+  const autoscalePass = (): Promise<void> => asLeader('autoscaling pass', () => autoscaleLoop.pass(epoch));
 
   const housekeeping = async (): Promise<void> => {
     await asLeader('heartbeat bookkeeping', cleanHeartbeats);
     await asLeader('cron schedules', syncCron);
   };
-  const leaderPasses = [housekeeping, batchPass, trainingPass, balancePass];
+  const leaderPasses = [housekeeping, batchPass, trainingPass, autoscalePass, balancePass];
 
   /** Renews (or campaigns for) the lease; true when this replica just became leader. */
   const renew = async (): Promise<boolean> => {
@@ -157,6 +202,8 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
     epoch = next;
     cronRetryAt = 0;
     budgetLoop.reset();
+    trainingLoop.reset();
+    autoscaleLoop.reset();
     metrics.leader.set(epoch > 0 ? 1 : 0);
     metrics.epoch.set(epoch);
     return epoch > 0;
@@ -232,33 +279,59 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
     setInterval(onTimer(batchPass), config.batch.admitEveryMs),
     setInterval(onTimer(trainingPass), config.batch.admitEveryMs),
     setInterval(onTimer(balancePass), config.scheduler.balanceEveryMs),
+    setInterval(onTimer(autoscalePass), config.autoscaler.everyMs),
   ];
-  const probes = await startProbeServer({
-    host: config.scheduler.metricsHost,
-    port: config.scheduler.metricsPort,
-    registry: metrics.registry,
-    state: () => (epoch > 0 ? 'leader' : 'standby'),
-    ready: () => redis.status === 'ready',
-  });
+  // Every replica serves the external scaler; a standby answers UNAVAILABLE (no decision this term).
+  const pools = new Set(config.pools.map((p) => p.name));
+  let keda: KedaScaler | undefined;
+  let probes: Awaited<ReturnType<typeof startProbeServer>> | undefined;
+
+  const close = async (): Promise<void> => {
+    for (const t of timers) clearInterval(t);
+    await keda?.close();
+    await Promise.all(batchCueEvents.map(({ events }) => events.close()));
+    await Promise.all(batchCueEvents.map(({ connection }) => closeRedis(connection)));
+    await running;
+    await batchLoop.close();
+    await trainingLoop.close();
+    await autoscaleLoop.close();
+    await budgetLoop.close();
+    await probes?.app?.close();
+    await lease.release().catch(() => undefined);
+    epoch = 0;
+    await closeRedis(redis);
+    logger.info('scheduler closed');
+  };
+
+  try {
+    if (config.autoscaler.keda.port >= 0) {
+      keda = await startKedaScaler({
+        host: config.autoscaler.keda.host,
+        port: config.autoscaler.keda.port,
+        demand: (pool) => (epoch > 0 ? autoscaleLoop.demand(pool) : undefined),
+        knownPool: (pool) => pools.has(pool),
+        logger,
+      });
+    }
+    probes = await startProbeServer({
+      host: config.scheduler.metricsHost,
+      port: config.scheduler.metricsPort,
+      registry: metrics.registry,
+      state: () => (epoch > 0 ? 'leader' : 'standby'),
+      ready: () => redis.status === 'ready',
+    });
+  } catch (err) {
+    // A port taken: nothing may keep running (or keep the lease) behind the error.
+    await close();
+    throw err;
+  }
 
   return {
     candidateId,
     metricsUrl: probes.url,
+    kedaPort: keda?.port,
     epoch: () => epoch,
     tick: () => enqueue(tick),
-    async close() {
-      for (const t of timers) clearInterval(t);
-      await Promise.all(batchCueEvents.map(({ events }) => events.close()));
-      await Promise.all(batchCueEvents.map(({ connection }) => closeRedis(connection)));
-      await running;
-      await batchLoop.close();
-      await trainingLoop.close();
-      await budgetLoop.close();
-      await probes.app?.close();
-      await lease.release().catch(() => undefined);
-      epoch = 0;
-      await closeRedis(redis);
-      logger.info('scheduler closed');
-    },
+    close,
   };
 }

@@ -1,16 +1,19 @@
 /**
  * `interfleet autoscale validate <file>`: checks a config (its pools'
  * `autoscale` sections) or a bare policy offline, printing every problem
- * with its path, or each policy as the scheduler will read it.
+ * with its path, or each policy as the scheduler will read it. `simulate`
+ * (autoscale-simulate.ts) replays a trace; `explain` (autoscale-explain.ts)
+ * reads the leader's decisions.
  */
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { readPolicyFile } from '../../common/autoscale/policy-file.ts';
 import type { CliContext } from './batch-commands.ts';
+import { autoscaleExplainCommand } from './autoscale-explain.ts';
 import { simulateCommand } from './autoscale-simulate.ts';
 import { EXIT_FAILED } from './errors.ts';
 
-export function autoscaleCommand(ctx: Pick<CliContext, 'stdout' | 'setExitCode'>): Command {
+export function autoscaleCommand(ctx: Pick<CliContext, 'client' | 'stdout' | 'setExitCode'>): Command {
   const autoscale = new Command('autoscale').description('autoscaling policies');
   autoscale
     .command('validate')
@@ -43,5 +46,6 @@ export function autoscaleCommand(ctx: Pick<CliContext, 'stdout' | 'setExitCode'>
       ctx.stdout.write(`${file}: valid (${result.kind})\n${lines.join('\n')}\n`);
     });
   autoscale.addCommand(simulateCommand(ctx));
+  autoscale.addCommand(autoscaleExplainCommand(ctx));
   return autoscale;
 }
