@@ -65,7 +65,7 @@ async function main(): Promise<void> {
     `  metrics    ${producer.url}/metrics (producer)`,
     ...ready.map((w) => `             ${w.metricsUrl ?? '(disabled)'} (gpu-worker ${w.workerId}, pool ${w.pool})`),
     `             ${scheduler.metricsUrl ?? '(disabled)'} (scheduler)`,
-    ...autoscaleLines(config),
+    ...poolSizeLines(config),
     `  explain    npm run cli -- scheduler explain --url ${producer.url}`,
     `             npm run cli -- autoscale explain --url ${producer.url}`,
     `  redis      ${redis.url}${redis.stop ? ' (private, removed on exit)' : ''}`,
@@ -86,7 +86,7 @@ async function main(): Promise<void> {
 }
 
 /** One line per pool: its fixed size, or the range the autoscaler moves it in. */
-function autoscaleLines(config: Config): string[] {
+function poolSizeLines(config: Config): string[] {
   return config.pools.map((pool, i) => {
     const head = i === 0 ? '  pools     ' : '            ';
     const a = pool.autoscale;

@@ -43,7 +43,7 @@ import { LeaderLease } from './leader-lease.ts';
 import { TrainingLoop } from './training-loop.ts';
 import { AutoscaleLoop } from './autoscaler/autoscale-loop.ts';
 import type { LocalFleet } from './autoscaler/actuators/local.ts';
-import { actuatorKind, createActuator } from './autoscaler/actuators/registry.ts';
+import { createActuator } from './autoscaler/actuators/registry.ts';
 import { startKedaScaler, type KedaScaler } from './autoscaler/keda-scaler.ts';
 import { PolicySource } from './autoscaler/policy-source.ts';
 
@@ -134,7 +134,7 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
   });
   const autoscaled = config.pools.filter((p) => p.autoscale).map((p) => p.name);
   logger.info(
-    { actuator: actuatorKind(config.autoscaler.actuator, opts), pools: autoscaled, everyMs: config.autoscaler.everyMs },
+    { actuator: actuator.kind, pools: autoscaled, everyMs: config.autoscaler.everyMs },
     autoscaled.length > 0 ? 'autoscaling pools' : 'no pool has an autoscale policy; the fleet keeps its size',
   );
   let epoch = 0;

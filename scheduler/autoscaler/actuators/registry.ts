@@ -21,10 +21,7 @@ export interface ActuatorDeps {
 }
 
 /** The configured kind, else `local` under the launcher and `dry-run` elsewhere. */
-export function actuatorKind(
-  configured: ActuatorKind | undefined,
-  deps: Pick<ActuatorDeps, 'localFleet'>,
-): ActuatorKind {
+function actuatorKind(configured: ActuatorKind | undefined, deps: Pick<ActuatorDeps, 'localFleet'>): ActuatorKind {
   return configured ?? (deps.localFleet ? 'local' : 'dry-run');
 }
 
