@@ -52,7 +52,11 @@ export function initialState(policy: ResolvedPolicy, current: number, now: numbe
     recommendations: [{ at: now, replicas: current }],
     changes: [],
     demand: [],
-    capacity: { unitsPerSecond: policy.capacityHint, source: 'hint' },
+    capacity: {
+      unitsPerSecond: policy.capacityHint,
+      source: 'hint',
+      base: { unitsPerSecond: policy.capacityHint, source: 'hint' },
+    },
     idleSince: undefined,
     lastGoodAt: undefined,
   };

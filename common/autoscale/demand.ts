@@ -76,30 +76,47 @@ export function realtimeMissing(s: PoolSnapshot, policy: ResolvedPolicy): boolea
 }
 
 /**
- * The per-replica capacity to plan with. A full replica's throughput is a measurement (EWMA over
- * passes); a real-time miss with no bulk running bounds it from above at what the replicas did.
+ * The per-replica capacity to plan with.
+ *
+ * The base is the policy's hint until a full replica reports its throughput, then an EWMA of those
+ * measurements. A real-time miss while real-time alone fills the replicas (a backlog waits, no bulk
+ * chunk runs) is a measurement too: what they finished per replica is all they can do, so planning
+ * takes at most that. The bound relaxes back toward the base pass by pass, so that one slow window
+ * (a heartbeat window that began before the load did reads low) does not stick: the next saturated
+ * miss, if the replicas really are slower than the base says, bounds it again.
  */
 export function nextCapacity(
   prev: AutoscaleState['capacity'],
   s: PoolSnapshot,
   policy: ResolvedPolicy,
 ): AutoscaleState['capacity'] {
-  let next = prev;
+  let base = prev.base;
   if (s.capacity && s.capacity.unitsPerSecond > 0) {
     const sample = s.capacity.unitsPerSecond;
-    next = {
-      unitsPerSecond:
-        prev.source === 'hint' ? sample : prev.unitsPerSecond + CAPACITY_EWMA * (sample - prev.unitsPerSecond),
-      source: 'measured',
-    };
+    const unitsPerSecond =
+      base.source === 'hint' ? sample : base.unitsPerSecond + CAPACITY_EWMA * (sample - base.unitsPerSecond);
+    base = { unitsPerSecond, source: 'measured' };
   }
   const ready = s.replicas.ready;
-  if (ready > 0 && s.queues.bulk.active === 0 && realtimeMissing(s, policy) && s.realtime.unitsPerSecond > 0) {
-    // Missing at this load per replica: planning must put less than this on one replica.
-    const bound = s.realtime.unitsPerSecond / ready / policy.realtime.targetUtilization;
-    if (bound < next.unitsPerSecond) next = { unitsPerSecond: bound, source: 'objective_miss' };
+  const backlog = s.queues.rt.wait + s.queues.rt.prioritized;
+  const saturated =
+    ready > 0 &&
+    backlog > 0 &&
+    s.queues.bulk.active === 0 &&
+    s.realtime.unitsPerSecond > 0 &&
+    realtimeMissing(s, policy);
+  const planned =
+    prev.source === 'objective_miss'
+      ? prev.unitsPerSecond + CAPACITY_EWMA * (base.unitsPerSecond - prev.unitsPerSecond)
+      : base.unitsPerSecond;
+  if (saturated && s.realtime.unitsPerSecond / ready < planned) {
+    return { unitsPerSecond: s.realtime.unitsPerSecond / ready, source: 'objective_miss', base };
   }
-  return next;
+  // Within 1 % of the base the bound is spent.
+  if (prev.source === 'objective_miss' && planned < base.unitsPerSecond * 0.99) {
+    return { unitsPerSecond: planned, source: 'objective_miss', base };
+  }
+  return { unitsPerSecond: base.unitsPerSecond, source: base.source, base };
 }
 
 export const replicasFor = (unitsPerSecond: number, perReplica: number): number =>

@@ -85,8 +85,15 @@ export interface AutoscaleState {
   changes: ReadonlyArray<{ at: number; delta: number }>;
   /** Real-time demand history (units/s), for the forecast. */
   demand: ReadonlyArray<{ at: number; unitsPerSecond: number }>;
-  /** Per-replica capacity in use (units/s) and where it came from. */
-  capacity: { unitsPerSecond: number; source: 'hint' | 'measured' | 'objective_miss' };
+  /**
+   * Per-replica capacity planned with (units/s) and where it came from; `base` is the hint or the
+   * measurement that an objective-miss bound relaxes back to.
+   */
+  capacity: {
+    unitsPerSecond: number;
+    source: 'hint' | 'measured' | 'objective_miss';
+    base: { unitsPerSecond: number; source: 'hint' | 'measured' };
+  };
   /** Since when the pool has had no work of any kind (undefined: it has work). */
   idleSince: number | undefined;
   /** When a snapshot was last complete (for the stale-signal hold). */

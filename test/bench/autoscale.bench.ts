@@ -20,9 +20,17 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { readPolicyFile } from '../../common/autoscale/policy-file.ts';
 import { parseBatches } from '../../common/autoscale/replay/batches.ts';
-import { buildWorkload, compareAll, curveFor } from '../../common/autoscale/replay/compare.ts';
+import {
+  buildWorkload,
+  compareAll,
+  curveFor,
+  replayPolicy,
+  warmReplicas,
+} from '../../common/autoscale/replay/compare.ts';
+import { DecideScaler } from '../../common/autoscale/replay/scalers.ts';
 import { formatComparison } from '../../common/autoscale/replay/report.ts';
 import { replaySvg } from '../../common/autoscale/replay/svg.ts';
+import { minuteP99 } from '../../common/autoscale/replay/summary.ts';
 import { loadTrace, shapeTrace } from '../../common/autoscale/replay/trace.ts';
 
 const root = path.resolve(import.meta.dirname, '../..');
@@ -117,6 +125,36 @@ function main(): void {
   console.log('');
   console.log('targets:');
   for (const [what, ok, value] of targets) console.log(`  ${ok ? 'PASS' : 'MISS'}  ${what}: ${value}`);
+
+  // The trade-off an SRE tunes: the same policy at other target utilisations, same workload and curve.
+  console.log('');
+  console.log('interfleet at other realtime.targetUtilization (replica-hours vs minutes within the objective):');
+  for (const u of [0.4, 0.5, 0.6, 0.7, 0.8]) {
+    const pf = readPolicyFile(POLICY.replace(/targetUtilization: [0-9.]+/, `targetUtilization: ${u}`), 'sweep');
+    if (!pf.ok) throw new Error(pf.problems.join('\n'));
+    const p = pf.policies[0]!.policy;
+    const n0 = warmReplicas(workload, curve, policy);
+    const r = replayPolicy(workload, new DecideScaler(`u${u}`, p, n0, workload.epochMs), {
+      pool: 'chat',
+      curve,
+      objectiveMs,
+      startupMs: p.startupMs,
+    }).summary;
+    console.log(
+      `  ${u.toFixed(1)}: ${r.replicaHours.toFixed(2)} replica-h (${pct(fewer(r.replicaHours, a.replicaHours))} fewer than (a)), ${pct(r.withinShare)} of minutes within, ${r.lateBatches} late`,
+    );
+  }
+
+  // Minutes within once the warm start is over: before minute ceil(startup) + 1 no replica asked for
+  // can be ready, so every autoscaled policy meets the trace's opening ramp with its warm start alone.
+  const warmupMinutes = Math.ceil(policy.startupMs / 60_000) + 1;
+  console.log('');
+  console.log(`minutes within the objective after the warm start (minute ${warmupMinutes} on):`);
+  for (const r of c.results) {
+    const p99 = minuteP99(r.runs, workload.seconds).slice(warmupMinutes).filter(Number.isFinite);
+    const ok = p99.filter((ms) => ms <= objectiveMs).length;
+    console.log(`  ${r.label.padEnd(20)} ${pct(ok / p99.length)} (${ok}/${p99.length})`);
+  }
 
   const svg = path.join(root, 'docs/autoscale-replay.svg');
   writeFileSync(

@@ -139,12 +139,13 @@ describe('decide(): sizing', () => {
     expect(forecastAt([], T0)).toBe(0);
   });
 
-  it('a real-time miss with no bulk running asks for one more replica and lowers the capacity it plans with', () => {
+  it('a real-time miss with no bulk running asks for one more replica', () => {
     const p = policyOf({ maxReplicas: 8, scaleUp: { maxStep: 8 } });
     const r = decide(snap(T0, 2, 1000, { realtime: { firstTokenMs: 4000, samples: 100 } }), p, undefined, T0);
     expect(r.decision.reason).toBe('realtime_objective_miss');
     expect(r.decision.desired).toBeGreaterThanOrEqual(3);
-    expect(r.state.capacity).toEqual({ unitsPerSecond: 1000 / 2 / 0.7, source: 'objective_miss' });
+    // No backlog: the replicas were not full of real-time, so their throughput says nothing of capacity.
+    expect(r.state.capacity).toMatchObject({ unitsPerSecond: 1000, source: 'hint' });
     // With bulk running the bulk budget deals with it: no extra replica for the miss.
     const withBulk = decide(
       snap(T0, 2, 1000, { realtime: { firstTokenMs: 4000, samples: 100 }, queues: { bulk: { active: 4 } } }),
@@ -155,10 +156,35 @@ describe('decide(): sizing', () => {
     expect(withBulk.decision.reason).not.toBe('realtime_objective_miss');
   });
 
+  it('a miss with a backlog bounds the capacity at what the replicas finished, then relaxes back to the base', () => {
+    const p = policyOf({ maxReplicas: 8, scaleUp: { maxStep: 8 } });
+    const saturated = { realtime: { firstTokenMs: 4000, samples: 100 }, queues: { rt: { wait: 30 } } };
+    const r = decide(snap(T0, 2, 1200, saturated), p, undefined, T0);
+    expect(r.state.capacity).toEqual({
+      unitsPerSecond: 600,
+      source: 'objective_miss',
+      base: { unitsPerSecond: 1000, source: 'hint' },
+    });
+    expect(r.decision.parts.realtime).toBeGreaterThanOrEqual(3);
+    // Passes without a miss move it 30 % of the way back each, until within 1 % of the base.
+    let state = r.state;
+    const planned: number[] = [];
+    for (let i = 1; i <= 20; i++) {
+      state = decide(snap(T0 + i * 5 * S, 3, 1200), p, state, T0 + i * 5 * S).state;
+      planned.push(state.capacity.unitsPerSecond);
+    }
+    expect(planned[0]).toBeCloseTo(600 + 0.3 * 400);
+    expect(planned.every((x, i) => i === 0 || x >= planned[i - 1]!)).toBe(true);
+    expect(state.capacity).toMatchObject({ unitsPerSecond: 1000, source: 'hint' });
+    // A second saturated miss below the relaxed figure bounds it again.
+    const again = decide(snap(T0 + 200 * S, 3, 1500, saturated), p, state, T0 + 200 * S);
+    expect(again.state.capacity).toMatchObject({ unitsPerSecond: 500, source: 'objective_miss' });
+  });
+
   it('uses measured capacity once a full replica reports it', () => {
     const p = policyOf({ maxReplicas: 10, scaleUp: { maxStep: 10 } });
     const r = decide(snap(T0, 1, 3500, { capacity: { unitsPerSecond: 5000, fullMs: 10_000 } }), p, undefined, T0);
-    expect(r.state.capacity).toEqual({ unitsPerSecond: 5000, source: 'measured' });
+    expect(r.state.capacity).toMatchObject({ unitsPerSecond: 5000, source: 'measured' });
     expect(r.decision.parts.realtime).toBe(1); // 3500 / (5000 × 0.7)
     const next = decide(
       snap(T0 + 5 * S, 1, 3500, { capacity: { unitsPerSecond: 4000, fullMs: 10_000 } }),
