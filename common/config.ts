@@ -50,10 +50,22 @@ const bulkLaneSchema = z.object({
   preemptDelayMs: z.number().int().min(0).default(1000),
 });
 
+/** The trainers that ship with the worker, named `builtin:<name>` in a job's command. */
+export const builtinPrograms = ['builtin:text-classifier'] as const;
+
 const trainingLaneSchema = z.object({
-  /** Gang ranks (training commands) one worker process runs at once; 0, the default, turns the lane off. */
-  concurrency: z.number().int().min(0).max(64).default(0),
+  /** Gang ranks (training commands) one worker process runs at once; 0 turns the lane off. */
+  concurrency: z.number().int().min(0).max(64).default(1),
+  /**
+   * The programs a job's `command` may name (exactly), checked by the API and again by the worker:
+   * a training job runs its command on the GPU workers. `*` allows any (trusted submitters only).
+   */
+  programs: z.array(z.string().min(1, 'a program must not be empty')).default([...builtinPrograms]),
 });
+
+/** Whether a pool's allow-list lets a job run `command`. */
+export const programAllowed = (programs: readonly string[], command: string): boolean =>
+  programs.includes('*') || programs.includes(command);
 
 /**
  * How a batch is cut into chunks (one job on `bulk.<pool>` each). Every chunk

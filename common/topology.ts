@@ -132,3 +132,8 @@ export function trainingIndexKey(prefix: string): string {
 export function rankJobId(jobId: string, round: number, rank: number): string {
   return `${jobId}-r${round}-k${rank}`;
 }
+
+/** The reduce job of a round (`rounds` mode): one per round, so that adding it again is a no-op. */
+export function reduceJobId(jobId: string, round: number): string {
+  return `${jobId}-r${round}-reduce`;
+}

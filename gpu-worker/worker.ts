@@ -94,14 +94,16 @@ export async function startWorker(config: Config, opts: WorkerOptions): Promise<
     );
   }
 
-  // Training concurrency 0 (the default): no training lane.
+  // Training concurrency 0: no training lane.
   if (pool.lanes.training.concurrency > 0) {
     const training = startTrainingLane({
       prefix: config.redis.prefix,
       pool: pool.name,
       workerId,
       concurrency: pool.lanes.training.concurrency,
+      programs: pool.lanes.training.programs,
       connection,
+      storage: createStorage(config.storage),
       store: new TrainingStore(connection, config.redis.prefix),
       logger,
     });

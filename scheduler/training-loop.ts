@@ -14,7 +14,11 @@
  *
  * The next round needs no action here: the rank that settles a round's last
  * success moves the gang back to queued for round r+1 (TrainingStore
- * .settleRank), and the next pass admits it through the same decision.
+ * .settleRank), and the next pass admits it through the same decision. In
+ * `rounds` mode it moves the gang to `reducing` instead, and the pass adds
+ * the round's reduce job (one deterministic id per round, so adding it again
+ * is a no-op); the training lane that runs it writes the round's model and
+ * moves the gang on. A reduce job that failed for good fails the gang.
  *
  * A gang that failed (a rank failed for good) or was cancelled is wound up:
  * its round's rank jobs still queued are removed, ranks still running are
@@ -36,11 +40,26 @@
 import { Queue, type JobsOptions } from 'bullmq';
 import type { PoolConfig } from '../common/config.ts';
 import { liveWorkers } from '../common/contracts/heartbeat.ts';
-import { checkpointUriFor, RANK_JOB_NAME, rankJobFor, type TrainingSpec } from '../common/contracts/training.ts';
+import {
+  checkpointUriFor,
+  RANK_JOB_NAME,
+  rankJobFor,
+  REDUCE_JOB_NAME,
+  reduceJobFor,
+  type TrainingSpec,
+} from '../common/contracts/training.ts';
 import type { Logger } from '../common/logger.ts';
 import type { RedisClient } from '../common/redis.ts';
 import { isFinal, TrainingStore, type TrainingState } from '../common/training/training-state.ts';
-import { cancelChannel, EXPLAIN_TTL_MS, explainKey, queueName, rankJobId, workersKey } from '../common/topology.ts';
+import {
+  cancelChannel,
+  EXPLAIN_TTL_MS,
+  explainKey,
+  queueName,
+  rankJobId,
+  reduceJobId,
+  workersKey,
+} from '../common/topology.ts';
 import { StaleLeaderError } from './fenced-writes.ts';
 import { decideGangs, gangOrder, type GangDecision, type GangPass, type GangSnapshot } from './gang-admission.ts';
 import type { SchedulerMetrics } from './metrics.ts';
@@ -143,6 +162,7 @@ export class TrainingLoop {
       }
       open.push(g);
       if (g.status === 'running') await this.reconcile(g, now);
+      if (g.status === 'reducing') await this.reduce(g, now);
     }
     // Nothing to admit nor to explain: a pool without training costs this pass one ZRANGE.
     if (open.length === 0 && pool.trainingQuota === undefined) {
@@ -285,6 +305,24 @@ export class TrainingLoop {
     await this.store.close(spec.pool, spec.id);
     for (const key of this.reconciled.keys()) if (key.startsWith(`${spec.id}:`)) this.reconciled.delete(key);
     this.deps.logger.info({ jobId: spec.id, pool: spec.pool, status, reason: gang.reason }, 'training job closed');
+  }
+
+  /** A round waiting for its reduce: the job is added (a no-op while it exists); a failed one fails the gang. */
+  private async reduce(gang: TrainingState, now: number): Promise<void> {
+    const { spec, round } = gang;
+    const queue = this.queue(spec.pool);
+    const id = reduceJobId(spec.id, round);
+    const job = await queue.getJob(id);
+    if (!job) {
+      await queue.add(REDUCE_JOB_NAME, reduceJobFor(spec, round), { ...rankJobOpts, attempts: 3, jobId: id });
+      this.deps.logger.info({ jobId: spec.id, round }, 'round done; reduce job added');
+      return;
+    }
+    if ((await job.getState()) !== 'failed') return;
+    const reason = `reduce of round ${round} failed: ${job.failedReason ?? 'its job failed'}`;
+    if (await this.store.failReduce(spec.pool, spec.id, round, reason, now)) {
+      this.deps.logger.warn({ jobId: spec.id, round, reason }, 'reduce failed; gang failed');
+    }
   }
 
   private async reconcile(gang: TrainingState, now: number): Promise<void> {

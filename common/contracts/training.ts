@@ -47,8 +47,40 @@ export const trainingJobBodySchema = z.strictObject(
       )
       .max(256, 'at most 256 args')
       .default([]),
-    /** Where the command reads its data (INTERFLEET_DATA_URI). */
-    data_uri: uriField('data_uri'),
+    /**
+     * Where the job's data is: one storage URI or several (1 to 64); a URI ending in `/` is a prefix
+     * (every object under it). Each rank's shard is pulled into its working directory before its
+     * program starts (see `shard`); the first URI is also in INTERFLEET_DATA_URI.
+     */
+    data_uri: z.union(
+      [
+        uriField('data_uri'),
+        z
+          .array(uriField('data_uri'))
+          .min(1, 'data_uri lists at least one URI')
+          .max(64, 'data_uri lists at most 64 URIs'),
+      ],
+      {
+        error: (iss) =>
+          iss.input === undefined
+            ? 'data_uri is required: a storage URI (file://, gs:// or oci://)'
+            : 'data_uri must be a storage URI or an array of them',
+      },
+    ),
+    /**
+     * How the data is split between ranks: `lines` (default) gives rank k the k-th of N byte ranges
+     * of every object, cut on line boundaries; `objects` gives rank k every N-th object (by URI
+     * order); `none` pulls nothing (the program reads INTERFLEET_DATA_URI itself).
+     */
+    shard: z.enum(['lines', 'objects', 'none'], { error: 'shard is lines, objects or none' }).default('lines'),
+    /**
+     * `gang`: every round is N ranks run at once, each rank resuming from its own checkpoint of the
+     * round before. `rounds`: each round's N ranks start from the round's model, and once all have
+     * succeeded a reduce (the average of their float32 tensors) writes the next round's model.
+     */
+    mode: z.enum(['gang', 'rounds'], { error: 'mode is gang or rounds' }).default('gang'),
+    /** A checkpoint (prefix) to start round 1 from; without it round 1 starts from nothing. */
+    init_uri: uriField('init_uri').optional(),
     /** Prefix under which each rank checkpoints, `<prefix>round-<r>/rank-<k>/` (INTERFLEET_CHECKPOINT_URI). */
     checkpoint_uri: uriField('checkpoint_uri'),
     /** Handed to the command as JSON (INTERFLEET_PARAMS); at most 16 KiB once serialised. */
@@ -96,7 +128,14 @@ export const trainingSpecSchema = z.object({
   tenant: z.string(),
   command: z.string(),
   args: z.array(z.string()),
+  /** The first data URI (INTERFLEET_DATA_URI). */
   dataUri: z.string(),
+  /** Every data URI (specs stored before there were several: [dataUri]). */
+  dataUris: z.array(z.string()).optional(),
+  /** Specs stored before shards existed pulled nothing. */
+  shard: z.enum(['lines', 'objects', 'none']).default('none'),
+  mode: z.enum(['gang', 'rounds']).default('gang'),
+  initUri: z.string().nullable().default(null),
   /** Ends with `/`. */
   checkpointPrefix: z.string(),
   params: z.record(z.string(), z.unknown()),
@@ -113,7 +152,21 @@ export function checkpointUriFor(prefix: string, round: number, rank: number): s
   return `${prefix}round-${round}/rank-${rank}/`;
 }
 
+/** Where the reduce of round `round` writes the model the next round starts from (`rounds` mode). */
+export function modelUriFor(prefix: string, round: number): string {
+  return `${prefix}round-${round}/model/`;
+}
+
+/** Where a rank starts from: the model of the round before (rounds), its own checkpoint (gang), or init_uri. */
+export function initUriFor(spec: TrainingSpec, round: number, rank: number): string | null {
+  if (round === 1) return spec.initUri;
+  return spec.mode === 'rounds'
+    ? modelUriFor(spec.checkpointPrefix, round - 1)
+    : checkpointUriFor(spec.checkpointPrefix, round - 1, rank);
+}
+
 export const RANK_JOB_NAME = 'rank';
+export const REDUCE_JOB_NAME = 'reduce';
 
 /** One rank of one round on `train.<pool>`: what the worker needs, no more. */
 export const rankJobSchema = z.object({
@@ -122,15 +175,44 @@ export const rankJobSchema = z.object({
   round: z.number().int().min(1),
   rank: z.number().int().min(0),
   worldSize: z.number().int().min(1),
+  mode: z.enum(['gang', 'rounds']).default('gang'),
   command: z.string().min(1),
   args: z.array(z.string()),
   dataUri: z.string(),
+  /** What to pull into the rank's data directory (`none`: nothing). */
+  data: z
+    .object({ uris: z.array(z.string()), shard: z.enum(['lines', 'objects', 'none']) })
+    .default({ uris: [], shard: 'none' }),
   checkpointUri: z.string(),
   /** The same rank's checkpoint of the round before (null in round 1): where it resumes from. */
   previousCheckpointUri: z.string().nullable(),
+  /** What is pulled into the rank's init directory before it starts (initUriFor); null: nothing. */
+  initUri: z.string().nullable().default(null),
   params: z.record(z.string(), z.unknown()),
 });
 export type RankJob = z.infer<typeof rankJobSchema>;
+
+/** The reduce of one round (`rounds` mode) on `train.<pool>`: the ranks' checkpoints into the round's model. */
+export const reduceJobSchema = z.object({
+  jobId: trainingJobIdSchema,
+  pool: z.string(),
+  round: z.number().int().min(1),
+  /** The checkpoint of every rank of the round, rank order. */
+  inputs: z.array(z.string()).min(1),
+  /** modelUriFor(prefix, round). */
+  outputUri: z.string(),
+});
+export type ReduceJob = z.infer<typeof reduceJobSchema>;
+
+export function reduceJobFor(spec: TrainingSpec, round: number): ReduceJob {
+  return reduceJobSchema.parse({
+    jobId: spec.id,
+    pool: spec.pool,
+    round,
+    inputs: Array.from({ length: spec.workers }, (_, rank) => checkpointUriFor(spec.checkpointPrefix, round, rank)),
+    outputUri: modelUriFor(spec.checkpointPrefix, round),
+  });
+}
 
 /** The `train.<pool>` job of a rank (validated): what admission adds. */
 export function rankJobFor(spec: TrainingSpec, round: number, rank: number): RankJob {
@@ -140,11 +222,14 @@ export function rankJobFor(spec: TrainingSpec, round: number, rank: number): Ran
     round,
     rank,
     worldSize: spec.workers,
+    mode: spec.mode,
     command: spec.command,
     args: spec.args,
     dataUri: spec.dataUri,
+    data: { uris: spec.dataUris ?? [spec.dataUri], shard: spec.shard },
     checkpointUri: checkpointUriFor(spec.checkpointPrefix, round, rank),
     previousCheckpointUri: round > 1 ? checkpointUriFor(spec.checkpointPrefix, round - 1, rank) : null,
+    initUri: initUriFor(spec, round, rank),
     params: spec.params,
   });
 }

@@ -9,7 +9,10 @@
  *   queued (round r) ──admit, fenced──► running (round r) ──every rank succeeded──► queued (round r+1)
  *       │                                   │   └── … of the last round ──► succeeded
  *       │                                   └── a rank failed for good ──► failed (reason)
- *       └────────── cancel (either state) ──────► cancelled
+ *       └────────── cancel (any open state) ──────► cancelled
+ * In `rounds` mode a round's last success goes to `reducing (round r)` instead: the reduce job
+ * writes the round's model (create-only, in storage) and then moves it on, to queued (round r+1)
+ * or, after the last round, succeeded; a reduce that fails for good fails the gang.
  * A round's counters (`round_started`, `round_ok`) move once per rank: a
  * rank's record is written at its start and settled once, so a rank run
  * twice (a retry, a stalled lock) counts once, and a late settlement of a
@@ -27,7 +30,7 @@ import {
 import type { RedisClient } from '../redis.ts';
 import { trainingIndexKey, trainingKeys } from '../topology.ts';
 
-export const trainingStatuses = ['queued', 'running', 'succeeded', 'failed', 'cancelled'] as const;
+export const trainingStatuses = ['queued', 'running', 'reducing', 'succeeded', 'failed', 'cancelled'] as const;
 export type TrainingStatus = (typeof trainingStatuses)[number];
 export const isFinal = (s: TrainingStatus): boolean => s === 'succeeded' || s === 'failed' || s === 'cancelled';
 
@@ -118,10 +121,11 @@ return 1
  * KEYS[1] state, KEYS[2] ranks. ARGV[1] round, ARGV[2] rank, ARGV[3] the final record (JSON),
  * ARGV[4] succeeded|failed, ARGV[5] reason, ARGV[6] now.
  * Returns -1 ignored (the gang is not running this round), 0 already settled, 1 recorded,
- * 2 the gang failed, 3 the round ended and the next one is queued, 4 the gang succeeded.
+ * 2 the gang failed, 3 the round ended and the next one is queued, 4 the gang succeeded,
+ * 5 the round ended and its reduce is due (rounds mode).
  */
 const SETTLE_RANK = `
-local st = redis.call('HMGET', KEYS[1], 'status', 'round', 'workers', 'rounds')
+local st = redis.call('HMGET', KEYS[1], 'status', 'round', 'workers', 'rounds', 'mode')
 local round = tonumber(ARGV[1])
 if st[1] ~= 'running' or tonumber(st[2]) ~= round then return -1 end
 local field = ARGV[1] .. ':' .. ARGV[2]
@@ -134,6 +138,10 @@ if ARGV[4] == 'failed' then
   return 2
 end
 if redis.call('HINCRBY', KEYS[1], 'round_ok', 1) < tonumber(st[3]) then return 1 end
+if st[5] == 'rounds' then
+  redis.call('HSET', KEYS[1], 'status', 'reducing')
+  return 5
+end
 if round >= tonumber(st[4]) then
   redis.call('HSET', KEYS[1], 'status', 'succeeded', 'ended_at', ARGV[6])
   return 4
@@ -143,18 +151,45 @@ return 3
 `;
 
 /*
+ * KEYS[1] state. ARGV[1] round, ARGV[2] now. The reduce of `round` wrote its model.
+ * Returns 1 the next round is queued, 2 the gang succeeded, 0 it was not reducing that round.
+ */
+const FINISH_REDUCE = `
+local st = redis.call('HMGET', KEYS[1], 'status', 'round', 'rounds')
+local round = tonumber(ARGV[1])
+if st[1] ~= 'reducing' or tonumber(st[2]) ~= round then return 0 end
+if round >= tonumber(st[3]) then
+  redis.call('HSET', KEYS[1], 'status', 'succeeded', 'ended_at', ARGV[2])
+  return 2
+end
+redis.call('HSET', KEYS[1], 'status', 'queued', 'round', round + 1, 'round_started', 0, 'round_ok', 0)
+return 1
+`;
+
+/*
+ * KEYS[1] state. ARGV[1] round, ARGV[2] reason, ARGV[3] now. Returns 1 failed, 0 not reducing that round.
+ */
+const FAIL_REDUCE = `
+local st = redis.call('HMGET', KEYS[1], 'status', 'round')
+if st[1] ~= 'reducing' or tonumber(st[2]) ~= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'failed', 'reason', ARGV[2], 'ended_at', ARGV[3])
+return 1
+`;
+
+/*
  * KEYS[1] state. ARGV[1] reason, ARGV[2] now. Returns {1, old} cancelled, {0, current} not ('' if missing).
  */
 const CANCEL = `
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return {0, ''} end
-if cur ~= 'queued' and cur ~= 'running' then return {0, cur} end
+if cur ~= 'queued' and cur ~= 'running' and cur ~= 'reducing' then return {0, cur} end
 redis.call('HSET', KEYS[1], 'status', 'cancelled', 'reason', ARGV[1], 'ended_at', ARGV[2], 'waiting', '')
 return {1, cur}
 `;
 
 export type StartRankResult = 'run' | 'already_ended' | 'not_running';
-export type SettleRankResult = 'ignored' | 'already' | 'recorded' | 'gang_failed' | 'round_done' | 'gang_succeeded';
+export type SettleRankResult =
+  'ignored' | 'already' | 'recorded' | 'gang_failed' | 'round_done' | 'gang_succeeded' | 'reduce_due';
 const settleResults: Record<string, SettleRankResult> = {
   '-1': 'ignored',
   '0': 'already',
@@ -162,6 +197,7 @@ const settleResults: Record<string, SettleRankResult> = {
   '2': 'gang_failed',
   '3': 'round_done',
   '4': 'gang_succeeded',
+  '5': 'reduce_due',
 };
 
 /** Training gang state I/O over one Redis client; each call touches one slot. */
@@ -183,10 +219,10 @@ export class TrainingStore {
     if ((await this.redis.hsetnx(state, 'spec', JSON.stringify(valid))) === 0) {
       throw new Error(`training job ${valid.id} already exists`);
     }
-    // workers and rounds as plain fields: SETTLE_RANK reads them.
+    // workers, rounds and mode as plain fields: SETTLE_RANK reads them.
     await this.redis
       .multi()
-      .hset(state, 'status', 'queued', 'round', 1, 'workers', valid.workers, 'rounds', valid.rounds)
+      .hset(state, 'status', 'queued', 'round', 1, 'workers', valid.workers, 'rounds', valid.rounds, 'mode', valid.mode)
       .zadd(k.open, valid.createdAt, valid.id)
       .exec();
     // The index lives in another slot: a crash before this leaves a gang that runs but GET cannot find.
@@ -284,6 +320,17 @@ export class TrainingStore {
       now,
     );
     return settleResults[String(r)]!;
+  }
+
+  /** The reduce of `round` wrote its model: the next round is queued, or the gang succeeded. */
+  async finishReduce(pool: string, jobId: string, round: number, now: number) {
+    const r = Number(await this.redis.eval(FINISH_REDUCE, 1, this.keys(pool).state(jobId), round, now));
+    return r === 1 ? 'next_round' : r === 2 ? 'gang_succeeded' : 'ignored';
+  }
+
+  /** The reduce of `round` failed for good: so does the gang. */
+  async failReduce(pool: string, jobId: string, round: number, reason: string, now: number): Promise<boolean> {
+    return Number(await this.redis.eval(FAIL_REDUCE, 1, this.keys(pool).state(jobId), round, reason, now)) === 1;
   }
 
   /** Cancels a queued or running gang; the status it found, and whether it moved. */

@@ -22,12 +22,37 @@ export const stderrTailBytes = 2048;
 const inherited =
   /^(PATH|HOME|USER|LANG|LC_[A-Z]+|TZ|TMPDIR|CUDA_[A-Z_]+|NVIDIA_[A-Z_]+|GOOGLE_APPLICATION_CREDENTIALS|OCI_[A-Z_]+)$/;
 
-/** The command's environment: the inherited variables, then the rank's INTERFLEET_* ones. */
-export function rankEnv(job: RankJob, base: NodeJS.ProcessEnv): Record<string, string> {
+/** The rank's directories (rank-files.ts), when the lane made them. */
+export interface RankDirEnv {
+  work: string;
+  data: string;
+  init: string;
+  output: string;
+}
+
+/**
+ * The command's environment: the inherited variables, torchrun's names where they mean the same
+ * (RANK, WORLD_SIZE; one rank per process, so LOCAL_RANK 0 of LOCAL_WORLD_SIZE 1), then the rank's
+ * INTERFLEET_* ones: its directories, the URIs, and the hyperparameters as JSON.
+ */
+export function rankEnv(job: RankJob, base: NodeJS.ProcessEnv, dirs?: RankDirEnv): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [name, value] of Object.entries(base)) if (value !== undefined && inherited.test(name)) env[name] = value;
+  const params = JSON.stringify(job.params);
   return {
     ...env,
+    RANK: String(job.rank),
+    WORLD_SIZE: String(job.worldSize),
+    LOCAL_RANK: '0',
+    LOCAL_WORLD_SIZE: '1',
+    ...(dirs && {
+      INTERFLEET_WORK_DIR: dirs.work,
+      INTERFLEET_DATA_DIR: dirs.data,
+      INTERFLEET_INIT_DIR: dirs.init,
+      INTERFLEET_OUTPUT_DIR: dirs.output,
+    }),
+    INTERFLEET_INIT_URI: job.initUri ?? '',
+    INTERFLEET_HYPERPARAMS: params,
     INTERFLEET_RANK: String(job.rank),
     INTERFLEET_WORLD_SIZE: String(job.worldSize),
     INTERFLEET_ROUND: String(job.round),
@@ -35,7 +60,7 @@ export function rankEnv(job: RankJob, base: NodeJS.ProcessEnv): Record<string, s
     INTERFLEET_DATA_URI: job.dataUri,
     INTERFLEET_CHECKPOINT_URI: job.checkpointUri,
     INTERFLEET_PREVIOUS_CHECKPOINT_URI: job.previousCheckpointUri ?? '',
-    INTERFLEET_PARAMS: JSON.stringify(job.params),
+    INTERFLEET_PARAMS: params,
   };
 }
 
@@ -85,6 +110,8 @@ export interface RunOptions {
   command: string;
   args: readonly string[];
   env: Record<string, string>;
+  /** Working directory (default: the worker's). */
+  cwd?: string;
   signal: AbortSignal;
   /** Each metric line, with its text. */
   onMetric: (metric: MetricLine, line: string) => void;
@@ -107,6 +134,7 @@ export function runCommand(opts: RunOptions): Promise<RunResult> {
     let killTimer: NodeJS.Timeout | undefined;
     const child = spawn(opts.command, [...opts.args], {
       env: opts.env,
+      cwd: opts.cwd,
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: true,
       shell: false,

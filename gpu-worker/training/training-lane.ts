@@ -25,15 +25,32 @@
  * its progress (the last value of each metric), written at most every
  * PROGRESS_EVERY_MS.
  */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
-import { RANK_JOB_NAME, rankJobSchema, type MetricLine, type RankJob } from '../../common/contracts/training.ts';
+import { programAllowed } from '../../common/config.ts';
+import {
+  RANK_JOB_NAME,
+  rankJobSchema,
+  REDUCE_JOB_NAME,
+  reduceJobSchema,
+  type MetricLine,
+  type RankJob,
+  type ReduceJob,
+} from '../../common/contracts/training.ts';
 import type { Logger } from '../../common/logger.ts';
 import { settleWithin } from '../../common/process.ts';
 import type { RedisClient } from '../../common/redis.ts';
 import { queueName } from '../../common/topology.ts';
 import type { TrainingStore } from '../../common/training/training-state.ts';
 import type { Lane } from '../realtime-lane.ts';
+import type { Storage } from '../../common/storage/index.ts';
+import { averageModelDirs } from './builtin/average-tensors.ts';
+import { resolveProgram } from './builtin-programs.ts';
+import { makeRankDirs, pullPrefix, pullShard, pushDir, removeRankDirs } from './rank-files.ts';
 import { failureReason, rankEnv, runCommand, type RunResult } from './run-command.ts';
+
+const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
 export interface TrainingLaneDeps {
   prefix: string;
@@ -42,12 +59,18 @@ export interface TrainingLaneDeps {
   /** Ranks at once (≥ 1). */
   concurrency: number;
   connection: RedisClient;
-  store: Pick<TrainingStore, 'startRank' | 'settleRank'>;
+  store: Pick<TrainingStore, 'startRank' | 'settleRank' | 'finishReduce'>;
   logger: Logger;
   /** After SIGTERM, how long a command has before SIGKILL (default 2 s). */
   killAfterMs?: number;
   /** The environment commands inherit from (filtered by rankEnv); process.env by default. */
   env?: NodeJS.ProcessEnv;
+  /** Where ranks get their data, starting checkpoints and outputs. */
+  storage: Storage;
+  /** The programs a rank's command may name (pools[].lanes.training.programs). */
+  programs: readonly string[];
+  /** Where the ranks' working directories are made (default: the OS temporary directory). */
+  workRoot?: string;
 }
 
 /** The heartbeat's view of a lane, under the training lane's own name. */
@@ -55,6 +78,7 @@ export type TrainingLane = Omit<Lane, 'name'> & { readonly name: 'training' };
 
 export type RankJobResult =
   | { status: 'succeeded'; metrics: Record<string, number>; checkpointUri: string }
+  | { status: 'reduced'; modelUri: string }
   | { status: 'skipped' | 'superseded' | 'stopped' };
 
 /** Most often a running rank writes its progress and log lines to Redis. */
@@ -68,14 +92,13 @@ const MAX_METRICS = 64;
 const DRAINING = 'draining';
 
 export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
-  const { pool, store, workerId } = deps;
+  const { pool, store, workerId, storage, programs } = deps;
   const log = deps.logger.child({ lane: 'training', queue: queueName('train', pool) });
   const killAfterMs = deps.killAfterMs ?? 2000;
   let running = 0;
 
   /** Metric lines into the job's log and progress, coalesced: one write in flight at a time. */
-  const progressWriter = (job: Job, ref: RankJob) => {
-    const metrics: Record<string, number> = {};
+  const progressWriter = (job: Job, ref: RankJob, metrics: Record<string, number>) => {
     let lines: string[] = [];
     let dropped = 0;
     let flushing: Promise<void> | undefined;
@@ -112,16 +135,14 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
     };
   };
 
-  const processor = async (job: Job, token?: string, signal?: AbortSignal): Promise<RankJobResult> => {
-    const parsed = rankJobSchema.safeParse(job.data);
-    if (!parsed.success || job.name !== RANK_JOB_NAME) {
-      // Not settled here: the scheduler's reconciliation fails the gang from the failed job.
-      const issue = parsed.error?.issues[0];
-      throw new UnrecoverableError(
-        `bad_request: not a rank job: ${issue ? `${issue.path.join('.')}: ${issue.message}` : job.name}`,
-      );
-    }
-    const rank = parsed.data;
+  /** Stopped by a drain: the job goes back to the queue without spending an attempt. */
+  const requeue = async (job: Job, token: string | undefined, jobLog: Logger): Promise<never> => {
+    jobLog.info('stopped by the drain; back to the queue');
+    await job.moveToDelayed(Date.now(), token);
+    throw new DelayedError();
+  };
+
+  const runRank = async (job: Job, rank: RankJob, token?: string, signal?: AbortSignal): Promise<RankJobResult> => {
     const jobLog = log.child({ jobId: job.id, trainingJob: rank.jobId, round: rank.round, rank: rank.rank });
     const startedAt = Date.now();
     const base = { worker: workerId, startedAt, checkpointUri: rank.checkpointUri };
@@ -130,57 +151,149 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
       jobLog.info({ start }, 'rank not run');
       return { status: start === 'not_running' ? 'skipped' : 'superseded' };
     }
-
-    running++;
-    const progress = progressWriter(job, rank);
-    let result: RunResult;
-    try {
-      result = await runCommand({
-        command: rank.command,
-        args: rank.args,
-        env: rankEnv(rank, deps.env ?? process.env),
-        signal: signal ?? new AbortController().signal,
-        onMetric: (metric, line) => progress.add(metric, line),
-        killAfterMs,
-      });
-    } finally {
-      running--;
-      await progress.end();
-    }
-    const endedAt = Date.now();
-    const settle = (outcome: 'succeeded' | 'failed', reason: string | null) =>
+    const metricsSoFar: Record<string, number> = {};
+    const settle = (outcome: 'succeeded' | 'failed', reason: string | null, exitCode: number | null, endedAt: number) =>
       store.settleRank(
         pool,
         rank.jobId,
         rank.round,
         rank.rank,
-        { ...base, state: outcome, endedAt, exitCode: result.exitCode, reason, metrics: progress.metrics },
+        { ...base, state: outcome, endedAt, exitCode, reason, metrics: metricsSoFar },
         endedAt,
       );
-
-    // Stopped first, whatever the exit status: a command that exits 0 on SIGTERM did not finish its round.
-    if (signal?.aborted) {
-      if (signal.reason === DRAINING) {
-        jobLog.info('rank stopped by the drain; back to the queue');
-        await job.moveToDelayed(Date.now(), token);
-        throw new DelayedError();
+    const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+    /** A failure: for good on the last attempt (or when no retry can help), else BullMQ retries it. */
+    const fail = async (reason: string, exitCode: number | null, forGood: boolean): Promise<never> => {
+      if (forGood || lastAttempt) {
+        const settled = await settle('failed', reason, exitCode, Date.now());
+        jobLog.warn({ settled, reason }, 'rank failed for good');
+        throw new UnrecoverableError(reason);
       }
-      jobLog.info({ reason: signal.reason as unknown }, 'rank stopped: its gang ended');
-      return { status: 'stopped' };
+      jobLog.warn({ reason, attempt: job.attemptsMade + 1 }, 'rank failed; BullMQ retries it');
+      throw new Error(reason);
+    };
+    const what = `rank ${rank.rank} of round ${rank.round}`;
+    // Checked here as well as by the API: the pool's list may have changed since the job was submitted.
+    if (!programAllowed(programs, rank.command)) {
+      return fail(`${what}: command '${rank.command}' is not among this pool's training programs`, null, true);
     }
-    if (result.exitCode === 0) {
-      const settled = await settle('succeeded', null);
+
+    const aborted = signal ?? new AbortController().signal;
+    const dirs = await makeRankDirs(`${rank.jobId}-r${rank.round}-k${rank.rank}`, deps.workRoot);
+    running++;
+    try {
+      try {
+        const shard = await pullShard(storage, rank.data, rank.rank, rank.worldSize, dirs.data, aborted);
+        const init = rank.initUri === null ? 0 : await pullPrefix(storage, rank.initUri, dirs.init, aborted);
+        if (init === 0 && rank.initUri !== null && rank.round > 1 && rank.mode === 'rounds') {
+          throw new Error(`the model of round ${rank.round - 1} is missing at ${rank.initUri}`);
+        }
+        jobLog.debug({ shard, init }, 'rank files pulled');
+      } catch (err) {
+        if (aborted.aborted && aborted.reason === DRAINING) return await requeue(job, token, jobLog);
+        if (aborted.aborted) return { status: 'stopped' };
+        return await fail(`${what}: pulling its files failed: ${errText(err)}`, null, false);
+      }
+
+      const progress = progressWriter(job, rank, metricsSoFar);
+      const program = resolveProgram(rank.command, rank.args);
+      let result: RunResult;
+      try {
+        result = await runCommand({
+          ...program,
+          env: rankEnv(rank, deps.env ?? process.env, dirs),
+          cwd: dirs.work,
+          signal: aborted,
+          onMetric: (metric, line) => progress.add(metric, line),
+          killAfterMs,
+        });
+      } finally {
+        await progress.end();
+      }
+      // Stopped first, whatever the exit status: a command that exits 0 on SIGTERM did not finish its round.
+      if (aborted.aborted) {
+        if (aborted.reason === DRAINING) return await requeue(job, token, jobLog);
+        jobLog.info({ reason: aborted.reason as unknown }, 'rank stopped: its gang ended');
+        return { status: 'stopped' };
+      }
+      if (result.exitCode !== 0)
+        return await fail(`${what}: ${failureReason(result)}`, result.exitCode, !!result.spawnError);
+      try {
+        const pushed = await pushDir(storage, dirs.output, rank.checkpointUri, aborted);
+        jobLog.debug({ pushed }, 'rank output uploaded');
+      } catch (err) {
+        if (aborted.aborted && aborted.reason === DRAINING) return await requeue(job, token, jobLog);
+        return await fail(`${what}: uploading its output to ${rank.checkpointUri} failed: ${errText(err)}`, 0, false);
+      }
+      const endedAt = Date.now();
+      const settled = await settle('succeeded', null, 0, endedAt);
       jobLog.info({ settled, runMs: endedAt - startedAt }, 'rank succeeded');
-      return { status: 'succeeded', metrics: progress.metrics, checkpointUri: rank.checkpointUri };
+      return { status: 'succeeded', metrics: metricsSoFar, checkpointUri: rank.checkpointUri };
+    } finally {
+      running--;
+      await removeRankDirs(dirs).catch((err: unknown) =>
+        jobLog.warn({ err, dir: dirs.work }, 'rank directory not removed'),
+      );
     }
-    const reason = `rank ${rank.rank} of round ${rank.round}: ${failureReason(result)}`;
-    if (result.spawnError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1)) {
-      const settled = await settle('failed', reason);
-      jobLog.warn({ settled, reason }, 'rank failed for good');
-      throw new UnrecoverableError(reason);
+  };
+
+  /** A round's reduce (rounds mode): the ranks' checkpoints averaged into the round's model, then the gang moves on. */
+  const runReduce = async (
+    job: Job,
+    reduce: ReduceJob,
+    token?: string,
+    signal?: AbortSignal,
+  ): Promise<RankJobResult> => {
+    const jobLog = log.child({ jobId: job.id, trainingJob: reduce.jobId, round: reduce.round, reduce: true });
+    const aborted = signal ?? new AbortController().signal;
+    const dirs = await makeRankDirs(`${reduce.jobId}-r${reduce.round}-reduce`, deps.workRoot);
+    running++;
+    try {
+      const inputs: string[] = [];
+      for (const [rank, uri] of reduce.inputs.entries()) {
+        const dir = join(dirs.init, `rank-${rank}`);
+        await mkdir(dir);
+        if ((await pullPrefix(storage, uri, dir, aborted)) === 0) {
+          throw new UnrecoverableError(`reduce of round ${reduce.round}: rank ${rank}'s checkpoint at ${uri} is empty`);
+        }
+        inputs.push(dir);
+      }
+      await averageModelDirs(inputs, dirs.output);
+      const pushed = await pushDir(storage, dirs.output, reduce.outputUri, aborted);
+      const moved = await store.finishReduce(pool, reduce.jobId, reduce.round, Date.now());
+      jobLog.info({ pushed, moved, model: reduce.outputUri }, 'round reduced');
+      return { status: 'reduced', modelUri: reduce.outputUri };
+    } catch (err) {
+      if (aborted.aborted && aborted.reason === DRAINING) return await requeue(job, token, jobLog);
+      if (err instanceof UnrecoverableError || err instanceof DelayedError) throw err;
+      // A bad input (shapes that differ, a missing tensor) fails the same way again: for good.
+      throw new UnrecoverableError(`reduce of round ${reduce.round}: ${errText(err)}`);
+    } finally {
+      running--;
+      await removeRankDirs(dirs).catch((err: unknown) =>
+        jobLog.warn({ err, dir: dirs.work }, 'reduce directory not removed'),
+      );
     }
-    jobLog.warn({ reason, attempt: job.attemptsMade + 1 }, 'rank failed; BullMQ retries it');
-    throw new Error(reason);
+  };
+
+  const processor = async (job: Job, token?: string, signal?: AbortSignal): Promise<RankJobResult> => {
+    if (job.name === REDUCE_JOB_NAME) {
+      const parsed = reduceJobSchema.safeParse(job.data);
+      if (parsed.success) return runReduce(job, parsed.data, token, signal);
+      const issue = parsed.error.issues[0];
+      throw new UnrecoverableError(
+        `bad_request: not a reduce job: ${issue ? `${issue.path.join('.')}: ${issue.message}` : ''}`,
+      );
+    }
+    const parsed = rankJobSchema.safeParse(job.data);
+    if (!parsed.success || job.name !== RANK_JOB_NAME) {
+      // Not settled here: the scheduler's reconciliation fails the gang from the failed job.
+      const issue = parsed.error?.issues[0];
+      throw new UnrecoverableError(
+        `bad_request: not a rank job: ${issue ? `${issue.path.join('.')}: ${issue.message}` : job.name}`,
+      );
+    }
+    return runRank(job, parsed.data, token, signal);
   };
 
   const worker = new Worker(queueName('train', pool), processor, {

@@ -8,8 +8,13 @@
 import { fileURLToPath } from 'node:url';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { findPool, type Config } from '../../common/config.ts';
-import { trainingJobBodySchema, trainingJobIdSchema, type TrainingSpec } from '../../common/contracts/training.ts';
+import { findPool, programAllowed, type Config } from '../../common/config.ts';
+import {
+  modelUriFor,
+  trainingJobBodySchema,
+  trainingJobIdSchema,
+  type TrainingSpec,
+} from '../../common/contracts/training.ts';
 import { FleetError } from '../../common/errors.ts';
 import type { RedisClient } from '../../common/redis.ts';
 import {
@@ -21,6 +26,15 @@ import {
 
 const paramsSchema = z.object({ id: trainingJobIdSchema });
 const seconds = (ms: number | null): number | null => (ms === null ? null : Math.floor(ms / 1000));
+
+/** Rounds whose reduce has written their model: every round before the current one, and the last once succeeded. */
+function modelsOf(state: TrainingState): Array<{ round: number; uri: string }> {
+  const done = state.status === 'succeeded' ? state.round : state.round - 1;
+  return Array.from({ length: Math.max(0, done) }, (_, i) => ({
+    round: i + 1,
+    uri: modelUriFor(state.spec.checkpointPrefix, i + 1),
+  }));
+}
 
 /** The API's view of a gang: snake_case, times in UNIX seconds, ranks in round then rank order. */
 export function toApiTrainingJob(state: TrainingState, ranks: readonly RankEntry[]) {
@@ -38,8 +52,13 @@ export function toApiTrainingJob(state: TrainingState, ranks: readonly RankEntry
     max_attempts: spec.attempts,
     command: spec.command,
     args: spec.args,
-    data_uri: spec.dataUri,
+    data_uri: spec.dataUris ?? [spec.dataUri],
+    shard: spec.shard,
+    mode: spec.mode,
+    init_uri: spec.initUri,
     checkpoint_uri: spec.checkpointPrefix,
+    /** The model each finished round's reduce wrote (`rounds` mode), latest last. */
+    models: spec.mode === 'rounds' ? modelsOf(state) : [],
     params: spec.params,
     /** Why the scheduler holds it (queued only): a gang-admission hold reason. */
     waiting_reason: state.status === 'queued' ? state.waiting : null,
@@ -106,8 +125,18 @@ export const trainingRoutes =
           { param: 'workers' },
         );
       }
-      checkRoots(config, body.data_uri, 'data_uri');
+      const programs = pool.lanes.training.programs;
+      if (!programAllowed(programs, body.command)) {
+        throw new FleetError(
+          'bad_request',
+          `command: '${body.command}' is not among pool '${pool.name}''s training programs (lanes.training.programs: ${programs.join(', ') || 'none'})`,
+          { param: 'command' },
+        );
+      }
+      const dataUris = typeof body.data_uri === 'string' ? [body.data_uri] : body.data_uri;
+      for (const uri of dataUris) checkRoots(config, uri, 'data_uri');
       checkRoots(config, body.checkpoint_uri, 'checkpoint_uri');
+      if (body.init_uri !== undefined) checkRoots(config, body.init_uri, 'init_uri');
       const createdAt = now();
       const spec: TrainingSpec = {
         id: newTrainingJobId(createdAt),
@@ -115,7 +144,11 @@ export const trainingRoutes =
         tenant: body.tenant,
         command: body.command,
         args: body.args,
-        dataUri: body.data_uri,
+        dataUri: dataUris[0]!,
+        dataUris,
+        shard: body.shard,
+        mode: body.mode,
+        initUri: body.init_uri === undefined ? null : body.init_uri.endsWith('/') ? body.init_uri : `${body.init_uri}/`,
         checkpointPrefix: body.checkpoint_uri.endsWith('/') ? body.checkpoint_uri : `${body.checkpoint_uri}/`,
         params: body.params,
         workers: body.workers,

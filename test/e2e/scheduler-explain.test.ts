@@ -29,7 +29,7 @@ pools:
     backend: sim
     firstTokenObjectiveMs: 5000
     sim: { timeScale: 0.05 }
-    lanes: { bulk: { concurrency: 2 }, training: { concurrency: 1 } }
+    lanes: { bulk: { concurrency: 2 }, training: { concurrency: 1, programs: ['${process.execPath}'] } }
 `;
 
 const rankFixture = resolve(import.meta.dirname, '../fixtures/training-rank.mjs');
@@ -126,6 +126,7 @@ describe('interfleet scheduler explain', () => {
           command: process.execPath,
           args: [rankFixture],
           data_uri: 'file:///data/corpus/',
+          shard: 'none',
           checkpoint_uri: `${pathToFileURL(join(dir, name)).href}/`,
           params,
           workers,

@@ -34,7 +34,7 @@ pools:
   - name: p
     backend: echo
     ${quota}
-    lanes: { realtime: { concurrency: 1 }, bulk: { concurrency: 0 }, training: { concurrency: 1 } }
+    lanes: { realtime: { concurrency: 1 }, bulk: { concurrency: 0 }, training: { concurrency: 1, programs: ['${process.execPath}'] } }
 `;
 
 interface Env {
@@ -107,6 +107,7 @@ function gang(workers: number, params: Record<string, unknown> = {}, rounds = 1)
       command: process.execPath,
       args: [fixture],
       data_uri: 'file:///data/corpus/',
+      shard: 'none',
       checkpoint_uri: prefix,
       params: { barrier: true, ...params },
       workers,
@@ -134,6 +135,9 @@ function storeSpec(id: string, over: Pick<TrainingSpec, 'rounds' | 'createdAt'>)
     command: 'x',
     args: [],
     dataUri: 'file:///d/',
+    shard: 'none',
+    mode: 'gang',
+    initUri: null,
     checkpointPrefix: 'file:///c/',
     params: {},
     workers: 2,

@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import {
   checkpointUriFor,
+  modelUriFor,
   rankJobFor,
+  reduceJobFor,
   trainingJobBodySchema,
   type TrainingSpec,
 } from '../../../common/contracts/training.ts';
@@ -30,6 +32,8 @@ describe('training job body', () => {
       args: [],
       tenant: 'default',
       params: {},
+      shard: 'lines',
+      mode: 'gang',
       rounds: 1,
       priority: 0,
       max_attempts: 1,
@@ -52,6 +56,20 @@ describe('training job body', () => {
       'data_uri: data_uri is required: a storage URI (file://, gs:// or oci://)',
     ],
     ['a data_uri of another scheme', { ...valid, data_uri: 's3://b/k' }, 'data_uri: invalid storage URI'],
+    [
+      'a bad URI in a data_uri list',
+      { ...valid, data_uri: ['gs://bucket/a', 's3://b/k'] },
+      'data_uri.1: invalid storage URI',
+    ],
+    ['an empty data_uri list', { ...valid, data_uri: [] }, 'data_uri: data_uri lists at least one URI'],
+    [
+      'a data_uri that is a number',
+      { ...valid, data_uri: 3 },
+      'data_uri: data_uri must be a storage URI or an array of them',
+    ],
+    ['an unknown shard', { ...valid, shard: 'rows' }, 'shard: shard is lines, objects or none'],
+    ['an unknown mode', { ...valid, mode: 'async' }, 'mode: mode is gang or rounds'],
+    ['a bad init_uri', { ...valid, init_uri: 'http://x/y' }, 'init_uri: invalid storage URI'],
     ['a relative file URI', { ...valid, checkpoint_uri: 'file://rel/x' }, 'checkpoint_uri: invalid storage URI'],
     ['params not an object', { ...valid, params: [1] }, 'params: params must be a JSON object'],
     ['priority out of range', { ...valid, priority: 10 }, 'priority: priority is 0 to 9'],
@@ -70,6 +88,9 @@ describe('rank jobs', () => {
     command: 'train',
     args: ['--x'],
     dataUri: 'gs://b/data/',
+    shard: 'none',
+    mode: 'gang',
+    initUri: null,
     checkpointPrefix: 'gs://b/ckpt/',
     params: { lr: 1 },
     workers: 4,
@@ -88,5 +109,23 @@ describe('rank jobs', () => {
       previousCheckpointUri: null,
     });
     expect(rankJobFor(spec, 2, 0).previousCheckpointUri).toBe(checkpointUriFor(spec.checkpointPrefix, 1, 0));
+    expect(rankJobFor(spec, 2, 0).initUri).toBe(checkpointUriFor(spec.checkpointPrefix, 1, 0));
+  });
+
+  it('rounds mode: round 1 starts from init_uri, later rounds from the model the reduce wrote', () => {
+    const rounds: TrainingSpec = { ...spec, mode: 'rounds', initUri: 'gs://b/pretrained/', shard: 'lines' };
+    expect(rankJobFor(rounds, 1, 2)).toMatchObject({
+      initUri: 'gs://b/pretrained/',
+      mode: 'rounds',
+      data: { uris: ['gs://b/data/'], shard: 'lines' },
+    });
+    expect(rankJobFor(rounds, 3, 2).initUri).toBe(modelUriFor(rounds.checkpointPrefix, 2));
+    expect(reduceJobFor(rounds, 2)).toEqual({
+      jobId: rounds.id,
+      pool: 'p',
+      round: 2,
+      inputs: [0, 1, 2, 3].map((k) => `gs://b/ckpt/round-2/rank-${k}/`),
+      outputUri: 'gs://b/ckpt/round-2/model/',
+    });
   });
 });

@@ -29,6 +29,9 @@ function spec(over: Partial<TrainingSpec> = {}): TrainingSpec {
     command: process.execPath,
     args: [fixture],
     dataUri: 'file:///data/',
+    shard: 'none',
+    mode: 'gang',
+    initUri: null,
     checkpointPrefix: `${pathToFileURL(dir).href}/ckpt/`,
     params: { lr: 0.1 },
     workers: 2,
@@ -70,15 +73,30 @@ describe('LineSplitter', () => {
 
 describe('rankEnv', () => {
   it("gives the rank's INTERFLEET_* variables and only the allowed part of the worker's", () => {
-    const env = rankEnv(rankJobFor(spec(), 2, 1), {
-      PATH: '/bin',
-      REDIS_URL: 'redis://:secret@x',
-      CUDA_VISIBLE_DEVICES: '0',
-      VLLM_API_KEY: 'k',
-    });
+    const env = rankEnv(
+      rankJobFor(spec(), 2, 1),
+      {
+        PATH: '/bin',
+        REDIS_URL: 'redis://:secret@x',
+        CUDA_VISIBLE_DEVICES: '0',
+        VLLM_API_KEY: 'k',
+      },
+      { work: '/w', data: '/w/data', init: '/w/init', output: '/w/output' },
+    );
     expect(env).toEqual({
       PATH: '/bin',
       CUDA_VISIBLE_DEVICES: '0',
+      RANK: '1',
+      WORLD_SIZE: '2',
+      LOCAL_RANK: '0',
+      LOCAL_WORLD_SIZE: '1',
+      INTERFLEET_WORK_DIR: '/w',
+      INTERFLEET_DATA_DIR: '/w/data',
+      INTERFLEET_INIT_DIR: '/w/init',
+      INTERFLEET_OUTPUT_DIR: '/w/output',
+      // gang mode: a rank starts from its own checkpoint of the round before.
+      INTERFLEET_INIT_URI: `${spec().checkpointPrefix}round-1/rank-1/`,
+      INTERFLEET_HYPERPARAMS: '{"lr":0.1}',
       INTERFLEET_RANK: '1',
       INTERFLEET_WORLD_SIZE: '2',
       INTERFLEET_ROUND: '2',
