@@ -31,6 +31,7 @@ import { fleetRoutes } from './routes/fleet.ts';
 import { schedulerExplainRoute } from './routes/scheduler-explain.ts';
 import { inferRoute } from './routes/infer.ts';
 import { trainingRoutes } from './routes/training.ts';
+import { trainingLogsRoutes } from './routes/training-logs.ts';
 
 export interface RunningProducer {
   readonly app: FastifyInstance;
@@ -118,6 +119,7 @@ export async function startProducer(config: Config, opts: ProducerOptions): Prom
     await api.register(inferRoute(service));
     await api.register(batchRoutes(batches));
     await api.register(trainingRoutes(config, redis));
+    await api.register(trainingLogsRoutes(config, redis));
   });
   await app.register(fleetRoutes(config, redis));
   await app.register(schedulerExplainRoute(config, redis));

@@ -7,6 +7,7 @@ import { Command } from 'commander';
 import { autoscaleCommand } from './autoscale-commands.ts';
 import { batchCommand, type CliContext } from './batch-commands.ts';
 import { schedulerCommand } from './scheduler-commands.ts';
+import { trainCommand } from './train-commands.ts';
 
 export const DEFAULT_URL = 'http://127.0.0.1:8080';
 
@@ -15,6 +16,7 @@ export function buildProgram(ctx: CliContext, env: NodeJS.ProcessEnv = process.e
     .description('interfleet: AI work on a fleet of GPU workers')
     .option('--url <url>', 'the producer API (env INTERFLEET_URL)', env.INTERFLEET_URL || DEFAULT_URL)
     .addCommand(batchCommand(ctx))
+    .addCommand(trainCommand(ctx))
     .addCommand(schedulerCommand(ctx))
     .addCommand(autoscaleCommand(ctx))
     .showHelpAfterError();

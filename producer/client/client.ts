@@ -4,6 +4,8 @@
  * responses parsed with the shared contracts, failures as InterfleetApiError.
  * Batches go through the Batch API (`/v1/batches`): create, get, list (a
  * page, or every page as an async iterator), cancel, and wait for the end.
+ * Training jobs (`/v1/training/jobs`) under `client.training`: create,
+ * retrieve, cancel, a round's rank logs, and wait for the end.
  *
  * Deadlines: every request carries `timeout_ms` to the producer, which
  * answers 504 when it passes; the client also gives up on its own a little
@@ -30,9 +32,18 @@ import {
   type BatchList,
   type BatchListQuery,
 } from '../../common/contracts/batch-api.ts';
+import type { TrainingJobParams } from '../../common/contracts/training.ts';
 import { ChatStream } from './chat-stream.ts';
 import { errorFromFailure, errorFromResponse, InterfleetApiError } from './errors.ts';
-import { pollUntilFinal, type WaitForBatchOptions } from './wait-for-batch.ts';
+import {
+  apiTrainingJobSchema,
+  apiTrainingLogsSchema,
+  type ApiTrainingJob,
+  type ApiTrainingLogs,
+} from './training-wire.ts';
+import { pollUntilFinal, type WaitOptions } from './wait-until-final.ts';
+import { isTerminal } from '../../common/batch/batch-state.ts';
+import { isFinal } from '../../common/training/training-state.ts';
 import { inferResponseSchema, modelListSchema } from './wire.ts';
 
 /** Default deadline, the producer's own default. */
@@ -91,6 +102,37 @@ export interface ModelInfo {
   workers: number | null;
 }
 
+/** How `waitForBatch` polls; see WaitOptions. */
+export type WaitForBatchOptions = WaitOptions<ApiBatch>;
+/** How `client.training.wait` polls; see WaitOptions. */
+export type WaitForTrainingOptions = WaitOptions<ApiTrainingJob>;
+
+/** Which logs `client.training.logs` reads; by default every rank of the round running (or the last that ran). */
+export interface TrainingLogsQuery {
+  round?: number;
+  /** One rank (0 to workers - 1); default every rank. */
+  rank?: number;
+  /** The last lines of each rank (1 to 10000); default 100. */
+  tail?: number;
+}
+
+/** `client.training`: training gangs through `/v1/training/jobs`. An unknown id rejects with status 404. */
+export interface TrainingJobs {
+  /** Submits a job (the API's snake_case fields); it starts `queued` for round 1. */
+  create(body: TrainingJobParams, opts?: RequestOptions): Promise<ApiTrainingJob>;
+  /** The job: its status, round and every rank's record. */
+  retrieve(jobId: string, opts?: RequestOptions): Promise<ApiTrainingJob>;
+  /** Cancels a queued or running job; one already ended rejects with 409. */
+  cancel(jobId: string, opts?: RequestOptions): Promise<ApiTrainingJob>;
+  /** The last log lines (its metric lines) of each rank of one round. */
+  logs(jobId: string, query?: TrainingLogsQuery, opts?: RequestOptions): Promise<ApiTrainingLogs>;
+  /**
+   * Polls until the job is succeeded, failed or cancelled, and returns it
+   * then; `onProgress` sees every poll. Outages are waited out.
+   */
+  wait(jobId: string, opts?: WaitForTrainingOptions & Pick<RequestOptions, 'timeoutMs'>): Promise<ApiTrainingJob>;
+}
+
 /** One request in flight: its combined signal, and how to name a failure. */
 interface Call {
   signal: AbortSignal;
@@ -109,6 +151,42 @@ export class InterfleetClient {
     this.fetchImpl = opts.fetch ?? globalThis.fetch;
     this.headers = { ...opts.headers };
   }
+
+  /** Training jobs: create, retrieve, cancel, logs, wait. */
+  readonly training: TrainingJobs = {
+    create: async (body, opts = {}) => {
+      const call = this.begin('create training job', checkTimeout(opts.timeoutMs ?? this.timeoutMs), opts.signal);
+      return this.readJson(call, await this.post(call, '/v1/training/jobs', body), apiTrainingJobSchema);
+    },
+    retrieve: async (jobId, opts = {}) => {
+      const call = this.begin(`get training job ${jobId}`, checkTimeout(opts.timeoutMs ?? this.timeoutMs), opts.signal);
+      const res = await this.send(call, `/v1/training/jobs/${encodeURIComponent(jobId)}`, { method: 'GET' });
+      return this.readJson(call, res, apiTrainingJobSchema);
+    },
+    cancel: async (jobId, opts = {}) => {
+      const timeoutMs = checkTimeout(opts.timeoutMs ?? this.timeoutMs);
+      const call = this.begin(`cancel training job ${jobId}`, timeoutMs, opts.signal);
+      const res = await this.send(call, `/v1/training/jobs/${encodeURIComponent(jobId)}/cancel`, { method: 'POST' });
+      return this.readJson(call, res, apiTrainingJobSchema);
+    },
+    logs: async (jobId, query = {}, opts = {}) => {
+      const timeoutMs = checkTimeout(opts.timeoutMs ?? this.timeoutMs);
+      const call = this.begin(`get logs of training job ${jobId}`, timeoutMs, opts.signal);
+      const search = new URLSearchParams();
+      for (const key of ['round', 'rank', 'tail'] as const) {
+        if (query[key] !== undefined) search.set(key, String(query[key]));
+      }
+      const qs = search.size > 0 ? `?${search.toString()}` : '';
+      const res = await this.send(call, `/v1/training/jobs/${encodeURIComponent(jobId)}/logs${qs}`, { method: 'GET' });
+      return this.readJson(call, res, apiTrainingLogsSchema);
+    },
+    wait: (jobId, opts = {}) => {
+      const { timeoutMs, ...wait } = opts;
+      const get = (signal: AbortSignal | undefined): Promise<ApiTrainingJob> =>
+        this.training.retrieve(jobId, { timeoutMs, signal });
+      return pollUntilFinal({ what: `training job ${jobId}`, get, isFinal: (job) => isFinal(job.status) }, wait);
+    },
+  };
 
   /** Runs one task on a pool; the output type follows the input's task. */
   async infer<I extends TaskRequest>(
@@ -223,7 +301,8 @@ export class InterfleetClient {
    */
   waitForBatch(batchId: string, opts: WaitForBatchOptions & Pick<RequestOptions, 'timeoutMs'> = {}): Promise<ApiBatch> {
     const { timeoutMs, ...wait } = opts;
-    return pollUntilFinal(batchId, (signal) => this.getBatch(batchId, { timeoutMs, signal }), wait);
+    const get = (signal: AbortSignal | undefined): Promise<ApiBatch> => this.getBatch(batchId, { timeoutMs, signal });
+    return pollUntilFinal({ what: `batch ${batchId}`, get, isFinal: (batch) => isTerminal(batch.status) }, wait);
   }
 
   private begin(what: string, timeoutMs: number, cancelSignal: AbortSignal | undefined): Call {

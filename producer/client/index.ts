@@ -16,9 +16,16 @@ export {
   type OutputOf,
   type InferResult,
   type ModelInfo,
+  type WaitForBatchOptions,
+  type WaitForTrainingOptions,
+  type TrainingJobs,
+  type TrainingLogsQuery,
 } from './client.ts';
 export { ChatStream } from './chat-stream.ts';
-export type { WaitForBatchOptions } from './wait-for-batch.ts';
+export type { WaitOptions } from './wait-until-final.ts';
+export type { ApiTrainingJob, ApiTrainingLogs } from './training-wire.ts';
+export type { TrainingJobParams } from '../../common/contracts/training.ts';
+export type { TrainingStatus } from '../../common/training/training-state.ts';
 export type { ApiBatch, BatchCreateParams, BatchList, BatchListQuery } from '../../common/contracts/batch-api.ts';
 export type { BatchStatus } from '../../common/batch/batch-state.ts';
 export { InterfleetApiError, isRetryable, type ClientErrorCode } from './errors.ts';

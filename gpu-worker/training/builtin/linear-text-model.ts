@@ -27,7 +27,8 @@
  *   <file>       each tensor as raw little-endian float32, row-major,
  *                exactly product(shape) × 4 bytes.
  *
- * (the layout average-tensors.ts reads, so a round's reduce averages it).
+ * `examples`: a rank's output, the lines it trained on in its round; a
+ * reduce's, the sum over its inputs (and the reduce's default weights).
  *
  * P(class c | text) = softmax_c(weights[c] · x + bias[c]).
  */
