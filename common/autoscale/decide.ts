@@ -108,7 +108,8 @@ export function decide(
   const current = s.replicas.desired;
 
   // Demand, capacity, forecast.
-  const capacity = nextCapacity(prev.capacity, s, policy);
+  const rtMissing = realtimeMissing(s, policy);
+  const capacity = nextCapacity(prev.capacity, s, rtMissing);
   const demandNow = realtimeDemandNow(s, policy);
   const demand = [
     ...prev.demand.filter((d) => now - d.at < policy.realtime.forecastWindowMs),
@@ -117,20 +118,22 @@ export function decide(
   const forecast = Math.max(demandNow, forecastAt(demand, forecastHorizon(demand, now, policy.startupMs)));
   const perReplicaRt = capacity.unitsPerSecond * policy.realtime.targetUtilization;
   let realtime = replicasFor(forecast, perReplicaRt);
-  const missing = realtimeMissing(s, policy) && s.queues.bulk.active === 0 && s.replicas.ready > 0;
+  const missing = rtMissing && s.queues.bulk.active === 0 && s.replicas.ready > 0;
   if (missing) realtime = Math.max(realtime, s.replicas.ready + 1);
 
   const costCap = costCapReplicas(policy);
   const ceiling = Math.min(policy.maxReplicas, costCap ?? Number.POSITIVE_INFINITY);
   const unitsPerRecord = s.bulk.unitsPerRecord ?? 1;
   const bulk = bulkNeed(
-    s.bulk.batches,
-    unitsPerRecord,
-    capacity.unitsPerSecond,
-    forecast,
-    s.replicas.ready,
-    realtime,
-    ceiling,
+    {
+      batches: s.bulk.batches,
+      unitsPerRecord,
+      capacity: capacity.unitsPerSecond,
+      realtimeUnits: forecast,
+      ready: s.replicas.ready,
+      base: realtime,
+      max: ceiling,
+    },
     policy,
     now,
   );

@@ -78,7 +78,7 @@ export function realtimeMissing(s: PoolSnapshot, policy: ResolvedPolicy): boolea
 /**
  * The per-replica capacity to plan with.
  *
- * The base is the policy's hint until a full replica reports its throughput, then an EWMA of those
+ * `missing`: realtimeMissing() of this snapshot. The base is the policy's hint until a full replica reports its throughput, then an EWMA of those
  * measurements. A real-time miss while real-time alone fills the replicas (a backlog waits, no bulk
  * chunk runs) is a measurement too: what they finished per replica is all they can do, so planning
  * takes at most that. The bound relaxes back toward the base pass by pass, so that one slow window
@@ -88,7 +88,7 @@ export function realtimeMissing(s: PoolSnapshot, policy: ResolvedPolicy): boolea
 export function nextCapacity(
   prev: AutoscaleState['capacity'],
   s: PoolSnapshot,
-  policy: ResolvedPolicy,
+  missing: boolean,
 ): AutoscaleState['capacity'] {
   let base = prev.base;
   if (s.capacity && s.capacity.unitsPerSecond > 0) {
@@ -99,12 +99,7 @@ export function nextCapacity(
   }
   const ready = s.replicas.ready;
   const backlog = s.queues.rt.wait + s.queues.rt.prioritized;
-  const saturated =
-    ready > 0 &&
-    backlog > 0 &&
-    s.queues.bulk.active === 0 &&
-    s.realtime.unitsPerSecond > 0 &&
-    realtimeMissing(s, policy);
+  const saturated = ready > 0 && backlog > 0 && s.queues.bulk.active === 0 && s.realtime.unitsPerSecond > 0 && missing;
   const planned =
     prev.source === 'objective_miss'
       ? prev.unitsPerSecond + CAPACITY_EWMA * (base.unitsPerSecond - prev.unitsPerSecond)
@@ -132,22 +127,29 @@ export interface BulkNeed {
   late: boolean;
 }
 
+/** What bulkNeed weighs: the open batches and the fleet they would run on. */
+export interface BulkSupply {
+  batches: readonly OpenBatch[];
+  unitsPerRecord: number;
+  /** Per-replica capacity (units/s). */
+  capacity: number;
+  /** Units/s real-time takes from the fleet all the while (its forecast). */
+  realtimeUnits: number;
+  /** Replicas ready now: they work from now; replicas above them only after the start-up. */
+  ready: number;
+  /** The fewest replicas to consider (what real-time alone asks for). */
+  base: number;
+  /** The most replicas allowed (maxReplicas or the cost cap). */
+  max: number;
+}
+
 /**
  * Earliest deadline first: for each prefix of the batches by deadline, the work in it must be done
  * by its last deadline (× deadlineSafety of the time left). `ready` replicas work from now, replicas
  * added above them only after startupMs, and real-time takes `realtimeUnits` of it all the while.
  */
-export function bulkNeed(
-  batches: readonly OpenBatch[],
-  unitsPerRecord: number,
-  capacity: number,
-  realtimeUnits: number,
-  ready: number,
-  base: number,
-  max: number,
-  policy: ResolvedPolicy,
-  now: number,
-): BulkNeed {
+export function bulkNeed(supply: BulkSupply, policy: ResolvedPolicy, now: number): BulkNeed {
+  const { batches, unitsPerRecord, capacity, realtimeUnits, ready, base, max } = supply;
   const ordered = [...batches].filter((b) => b.recordsLeft > 0).sort((a, b) => a.deadlineAt - b.deadlineAt);
   const prefixes: Array<{ units: number; seconds: number; id: string }> = [];
   let units = 0;

@@ -186,8 +186,9 @@ export class AutoscaleLoop {
     const dueMax = (at + 1) * 0x1000 - 1;
     const counts = (queue: Queue) => queue.getJobCounts('wait', 'prioritized', 'delayed', 'active');
     const due = (queue: Queue) => redis.zcount(queue.keys.delayed!, '-inf', dueMax);
-    const [raw, rt, bulk, train, rtDue, bulkDue, trainDue, oldest, replicas] = await Promise.all([
-      redis.hgetall(workersKey(prefix, pool)),
+    const live = redis.hgetall(workersKey(prefix, pool)).then((raw) => liveWorkers(raw, at));
+    const [heartbeats, rt, bulk, train, rtDue, bulkDue, trainDue, oldest, replicas] = await Promise.all([
+      live,
       counts(q.rt),
       counts(q.bulk),
       counts(q.train),
@@ -195,9 +196,8 @@ export class AutoscaleLoop {
       due(q.bulk),
       due(q.train),
       q.rt.getJobs(['wait'], 0, 0, true),
-      this.deps.actuator.observe(pool),
+      this.deps.actuator.observe(pool, live),
     ]);
-    const heartbeats = liveWorkers(raw, at);
     const gangs = this.deps.training(pool) ?? { slotsHeld: 0, waitingGangs: [] };
     const slotsPerReplica = Math.max(
       0,

@@ -231,9 +231,7 @@ describe('autoscaling pass', () => {
   });
 
   it('caps at maxReplicas, with the dry-run actuator counting replicas from heartbeats', async () => {
-    const env = setup(SCALE_UP, ({ loopRedis, prefix, clock }) =>
-      createDryRunActuator({ redis: loopRedis, prefix, now: () => clock.now }),
-    );
+    const env = setup(SCALE_UP, () => createDryRunActuator());
     await beat(env, heartbeat(env, 'w1'), heartbeat(env, 'w2', 0, 'starting'));
     await enqueue(env, 40); // 4 units/s → 6 replicas wanted
     expect(await onlyDecision(env)).toMatchObject({

@@ -134,20 +134,20 @@ describe('auth', () => {
   ])('%s: observes through the real client', async (_name, setup) => {
     const { cfg, opts } = setup();
     const a = createKubernetesActuator(cfg, { logger: logger(), env: {}, ...opts });
-    expect(await a.observe('default')).toEqual({ desired: 2, ready: 1 });
+    expect(await a.observe('default', Promise.resolve([]))).toEqual({ desired: 2, ready: 1 });
     expect(server.requests.map((r) => r.status)).toEqual([200, 200]);
   });
 
   it('sends the wrong token when told to use the stale context: 401, retryable', async () => {
     const a = createKubernetesActuator(k8sConfig({ kubeconfig: kubeconfig('stale') }), { logger: logger(), env: {} });
-    const err = await failure(a.observe('default'));
+    const err = await failure(a.observe('default', Promise.resolve([])));
     expect(err.message).toContain('HTTP 401');
     expect(err.retryable).toBe(true);
   });
 
   it('verifies the server against ca.crt: another CA fails as unreachable', async () => {
     const a = createKubernetesActuator(k8sConfig(), { logger: logger(), ...inCluster(otherCa.caCert) });
-    const err = await failure(a.observe('default'));
+    const err = await failure(a.observe('default', Promise.resolve([])));
     expect(err.message).toContain('Kubernetes API not reached');
     expect(err.retryable).toBe(true);
     expect(server.requests).toEqual([]);
@@ -177,9 +177,9 @@ describe('observe and scale', () => {
   it('reports spec.replicas of the scale and status.readyReplicas (0 when the API omits it)', async () => {
     const a = actuator();
     const d = server.deployments.get(objectKey(NS, DEPLOYMENT))!;
-    expect(await a.observe('default')).toEqual({ desired: 2, ready: 1 });
+    expect(await a.observe('default', Promise.resolve([]))).toEqual({ desired: 2, ready: 1 });
     d.readyReplicas = 0;
-    expect(await a.observe('default')).toEqual({ desired: 2, ready: 0 });
+    expect(await a.observe('default', Promise.resolve([]))).toEqual({ desired: 2, ready: 0 });
     expect(server.requests.map((r) => r.path)).toContain(scalePath);
   });
 
@@ -281,14 +281,14 @@ describe('errors', () => {
 
   it('names the verbs the Role needs on a 403', async () => {
     server.fail({ status: 403 });
-    const err = await failure(actuator().observe('default'));
+    const err = await failure(actuator().observe('default', Promise.resolve([])));
     expect(err.message).toMatch(/needs get and patch on deployments\/scale, get on deployments/);
   });
 
   it('gives up on an API server that never answers, retryable', async () => {
     server.fail({ status: 'hang', times: 2 });
     const started = Date.now();
-    const err = await failure(actuator({ requestTimeoutMs: 300 }).observe('default'));
+    const err = await failure(actuator({ requestTimeoutMs: 300 }).observe('default', Promise.resolve([])));
     expect(Date.now() - started).toBeLessThan(5000);
     expect(err.retryable).toBe(true);
   });
@@ -302,7 +302,7 @@ describe('errors', () => {
       'x',
     );
     const a = createKubernetesActuator(k8sConfig({ kubeconfig: file }), { logger: logger(), env: {} });
-    const err = await failure(a.observe('default'));
+    const err = await failure(a.observe('default', Promise.resolve([])));
     expect(err.retryable).toBe(true);
     expect(err.message).toContain('not reached');
   });

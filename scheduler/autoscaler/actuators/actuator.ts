@@ -10,6 +10,7 @@
  * chunks at a record and hands training ranks back (gpu-worker/worker.ts).
  */
 import type { ActuatorKind } from '../../../common/autoscale/policy.ts';
+import type { Heartbeat } from '../../../common/contracts/heartbeat.ts';
 
 export interface ReplicaCount {
   /** Replicas the pool has been given (a Deployment's spec.replicas; local processes not stopping). */
@@ -32,8 +33,12 @@ export class ActuatorError extends Error {
 
 export interface Actuator {
   readonly kind: ActuatorKind;
-  /** What the pool has now. */
-  observe(pool: string): Promise<ReplicaCount>;
+  /**
+   * What the pool has now. `live` is the pool's live heartbeats, which the loop reads in the same
+   * pass anyway: an actuator that counts replicas from them (dry-run) uses those rather than read
+   * them again; the others ignore it.
+   */
+  observe(pool: string, live: Promise<readonly Heartbeat[]>): Promise<ReplicaCount>;
   /**
    * Asks for `replicas`. Scaling in stops the idlest replicas first: `busy` gives the busy slots of each
    * live worker by worker id (from heartbeats), for actuators that pick which replica goes.

@@ -6,16 +6,13 @@
  * `spec.replicas`: they read the decision from the external scaler or from
  * /metrics (interfleet_autoscaler_desired_replicas) and apply it themselves.
  */
-import { liveWorkers } from '../../../common/contracts/heartbeat.ts';
-import type { RedisClient } from '../../../common/redis.ts';
-import { workersKey } from '../../../common/topology.ts';
 import type { Actuator, ReplicaCount } from './actuator.ts';
 
-export function createDryRunActuator(deps: { redis: RedisClient; prefix: string; now: () => number }): Actuator {
+export function createDryRunActuator(): Actuator {
   return {
     kind: 'dry-run',
-    async observe(pool: string): Promise<ReplicaCount> {
-      const live = liveWorkers(await deps.redis.hgetall(workersKey(deps.prefix, pool)), deps.now());
+    async observe(_pool, heartbeats): Promise<ReplicaCount> {
+      const live = await heartbeats;
       return {
         desired: live.filter((w) => w.state !== 'draining').length,
         ready: live.filter((w) => w.state === 'ready').length,

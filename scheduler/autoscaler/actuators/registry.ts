@@ -29,7 +29,7 @@ export async function createActuator(cfg: AutoscalerConfig, deps: ActuatorDeps):
   const kind = actuatorKind(cfg.actuator, deps);
   switch (kind) {
     case 'dry-run':
-      return createDryRunActuator(deps);
+      return createDryRunActuator();
     case 'local':
       if (!deps.localFleet) {
         throw new ActuatorError(

@@ -113,8 +113,8 @@ describe('createLocalActuator', () => {
     fleet.add('other', 'o1');
     const actuator = createLocalActuator(fleet);
     expect(actuator.kind).toBe('local');
-    expect(await actuator.observe('p')).toEqual({ desired: 2, ready: 1 });
-    expect(await actuator.observe('none')).toEqual({ desired: 0, ready: 0 });
+    expect(await actuator.observe('p', Promise.resolve([]))).toEqual({ desired: 2, ready: 1 });
+    expect(await actuator.observe('none', Promise.resolve([]))).toEqual({ desired: 0, ready: 0 });
     await actuator.close();
   });
 
@@ -125,7 +125,7 @@ describe('createLocalActuator', () => {
     await actuator.scale('p', 4, busyOf({ w1: 2 }));
     expect(fleet.started).toEqual(['p', 'p', 'p']);
     expect(fleet.stopped).toEqual([]);
-    expect(await actuator.observe('p')).toEqual({ desired: 4, ready: 1 });
+    expect(await actuator.observe('p', Promise.resolve([]))).toEqual({ desired: 4, ready: 1 });
 
     // From zero too (a pool woken by its first job).
     await actuator.scale('q', 1, new Map());
@@ -146,7 +146,7 @@ describe('createLocalActuator', () => {
     await actuator.scale('p', 3, slots);
     expect(fleet.stopped).toEqual([starting, idleNew]);
     expect(fleet.started).toEqual([]);
-    expect(await actuator.observe('p')).toEqual({ desired: 3, ready: 3 });
+    expect(await actuator.observe('p', Promise.resolve([]))).toEqual({ desired: 3, ready: 3 });
 
     await actuator.scale('p', 1, slots);
     expect(fleet.stopped).toEqual([starting, idleNew, idleOld, light]);
