@@ -45,6 +45,7 @@ import { AutoscaleLoop } from './autoscaler/autoscale-loop.ts';
 import type { LocalFleet } from './autoscaler/actuators/local.ts';
 import { createActuator } from './autoscaler/actuators/registry.ts';
 import { startKedaScaler, type KedaScaler } from './autoscaler/keda-scaler.ts';
+import { standbyDemand } from './autoscaler/standby-demand.ts';
 import { PolicySource } from './autoscaler/policy-source.ts';
 
 /** After a failed cron sync (Redis, or a schedule BullMQ refuses), the next try waits this long. */
@@ -305,10 +306,17 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
 
   try {
     if (config.autoscaler.keda.port >= 0) {
+      const fromLeader = standbyDemand({
+        redis,
+        prefix: config.redis.prefix,
+        everyMs: config.autoscaler.everyMs,
+        now,
+      });
       keda = await startKedaScaler({
         host: config.autoscaler.keda.host,
         port: config.autoscaler.keda.port,
-        demand: (pool) => (epoch > 0 ? autoscaleLoop.demand(pool) : undefined),
+        // The leader answers from memory; a standby serves the leader's last decision from Redis.
+        demand: (pool) => (epoch > 0 ? autoscaleLoop.demand(pool) : fromLeader(pool)),
         knownPool: (pool) => pools.has(pool),
         logger,
       });

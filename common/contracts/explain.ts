@@ -152,6 +152,15 @@ export const autoscaleExplanationSchema = z.object({
   }),
   capacity: z.object({ unitsPerSecond: z.number().min(0), source: z.string() }),
   bulk: z.object({ neededUnitsPerSecond: z.number().min(0), tightest: z.string().nullable() }),
+  /**
+   * What the KEDA external scaler and /metrics serve for the pool (null: nothing known yet this term).
+   * A standby scheduler serves it from this record (scheduler/autoscaler/standby-demand.ts); optional
+   * so that records of an older leader still parse.
+   */
+  served: z
+    .object({ desired: z.number().int().min(0), active: z.boolean() })
+    .nullable()
+    .optional(),
   costPerHour: z.number().min(0),
   /** Why the actuator did not apply the decision, if it did not. */
   actuatorError: z.string().optional(),

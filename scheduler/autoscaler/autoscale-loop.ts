@@ -171,7 +171,8 @@ export class AutoscaleLoop {
         'autoscaling decision',
       );
     }
-    const record = this.explanation(pool, policy, decision, { epoch, at, ready, missing, actuatorError });
+    const served = known ? (this.latest.get(pool) ?? null) : null;
+    const record = this.explanation(pool, policy, decision, { epoch, at, ready, missing, actuatorError, served });
     await this.deps.redis
       .set(explainKey(this.deps.prefix, 'autoscale', pool), JSON.stringify(record), 'PX', EXPLAIN_TTL_MS)
       .catch((err: unknown) => logger.debug({ err, pool }, 'autoscale explanation not written'));
@@ -269,7 +270,14 @@ export class AutoscaleLoop {
     pool: string,
     policy: ResolvedPolicy,
     d: AutoscaleDecision,
-    ctx: { epoch: number; at: number; ready: number; missing: string | undefined; actuatorError: string | undefined },
+    ctx: {
+      epoch: number;
+      at: number;
+      ready: number;
+      missing: string | undefined;
+      actuatorError: string | undefined;
+      served: PoolDemand | null;
+    },
   ): AutoscaleExplanation {
     return {
       pool,
@@ -283,6 +291,7 @@ export class AutoscaleLoop {
       capacity: d.capacity,
       bulk: { neededUnitsPerSecond: d.bulk.neededUnitsPerSecond, tightest: d.bulk.tightest ?? null },
       costPerHour: d.costPerHour,
+      served: ctx.served,
       ...(ctx.actuatorError !== undefined && { actuatorError: ctx.actuatorError }),
       history: this.history.get(pool) ?? [],
     };

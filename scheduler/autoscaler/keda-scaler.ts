@@ -11,8 +11,14 @@
  * StreamIsActive (trigger type `external-push`) pushes `active` at once and then whenever it changes.
  *
  * Errors are gRPC status codes that KEDA logs: INVALID_ARGUMENT (no `pool` in the metadata), NOT_FOUND
- * (a pool interfleet does not run), UNAVAILABLE (no decision yet: a standby scheduler, or before the first
- * pass). On an error KEDA's HPA keeps the current replica count, which is the hold we want on missing data.
+ * (a pool interfleet does not run), UNAVAILABLE (no recent decision: before the leader's first pass, or no
+ * leader for a while). On an error KEDA's HPA keeps the current replica count, which is the hold we want on
+ * missing data.
+ *
+ * Every scheduler replica answers, the standby too: KEDA holds one long-lived connection to whichever
+ * replica a Service gave it, so a standby that refused would leave the pool unscaled for as long as the
+ * connection lives. A standby answers the leader's last decision from its explain record in Redis
+ * (standby-demand.ts).
  *
  * grpc-js and the proto are loaded when the scaler starts, not on import: it is off by default
  * (`autoscaler.keda.port` -1) and loading grpc-js with proto-loader costs 16–18 MiB of RSS and
@@ -35,8 +41,8 @@ export interface KedaScalerOptions {
   host: string;
   /** 0 picks a free port. */
   port: number;
-  /** The last decision for a pool; undefined while there is none (standby, first pass). */
-  demand: (pool: string) => KedaDemand | undefined;
+  /** The last decision for a pool; undefined while there is none recent enough to serve. */
+  demand: (pool: string) => KedaDemand | undefined | Promise<KedaDemand | undefined>;
   knownPool: (pool: string) => boolean;
   logger: Logger;
   /** How often an open StreamIsActive re-reads `demand` (default 5000). */
@@ -99,18 +105,18 @@ export async function startKedaScaler(opts: KedaScalerOptions): Promise<KedaScal
   };
 
   /** The pool a ScaledObject names and its current demand, or the refusal KEDA gets. */
-  function lookup(ref: ScaledObjectRef | null): { pool: string; demand: KedaDemand } {
+  async function lookup(ref: ScaledObjectRef | null): Promise<{ pool: string; demand: KedaDemand }> {
     const who = ref ? `ScaledObject ${ref.namespace}/${ref.name}` : 'a request without a ScaledObjectRef';
     const pool = ref?.scalerMetadata.pool?.trim();
     if (!pool) throw new ScalerRefusal(status.INVALID_ARGUMENT, `${who}: trigger metadata has no "pool"`);
     if (!opts.knownPool(pool)) {
       throw new ScalerRefusal(status.NOT_FOUND, `${who}: pool "${pool}" is not configured in interfleet`);
     }
-    const demand = opts.demand(pool);
+    const demand = await opts.demand(pool);
     if (!demand) {
       throw new ScalerRefusal(
         status.UNAVAILABLE,
-        `${who}: no autoscaling decision for pool "${pool}" yet (standby scheduler or first pass); retry`,
+        `${who}: no recent autoscaling decision for pool "${pool}" (no leader yet, or its first pass); retry`,
       );
     }
     return { pool, demand };
@@ -125,13 +131,12 @@ export async function startKedaScaler(opts: KedaScalerOptions): Promise<KedaScal
     return refusal;
   }
 
-  function unary<Req, Res>(method: string, answer: (req: Req) => Res): Grpc.handleUnaryCall<Req, Res> {
+  function unary<Req, Res>(method: string, answer: (req: Req) => Promise<Res>): Grpc.handleUnaryCall<Req, Res> {
     return (call, callback) => {
-      try {
-        callback(null, answer(call.request));
-      } catch (err) {
-        callback(toStatus(err, method));
-      }
+      answer(call.request).then(
+        (res) => callback(null, res),
+        (err: unknown) => callback(toStatus(err, method)),
+      );
     };
   }
 
@@ -139,29 +144,40 @@ export async function startKedaScaler(opts: KedaScalerOptions): Promise<KedaScal
   const streams = new Map<Grpc.ServerWritableStream<ScaledObjectRef, IsActiveResponse>, () => void>();
 
   const streamIsActive: Grpc.handleServerStreamingCall<ScaledObjectRef, IsActiveResponse> = (call) => {
+    void openStream(call);
+  };
+
+  async function openStream(call: Grpc.ServerWritableStream<ScaledObjectRef, IsActiveResponse>): Promise<void> {
     let pool: string;
     let active: boolean;
     try {
       ({
         pool,
         demand: { active },
-      } = lookup(call.request));
+      } = await lookup(call.request));
     } catch (err) {
       call.emit('error', toStatus(err, 'StreamIsActive'));
       return;
     }
-    const poll = (): void => {
+    if (call.cancelled) return;
+    let polling = false;
+    const poll = async (): Promise<void> => {
+      if (polling) return; // a slow Redis read: no second one on top
+      polling = true;
       try {
-        const next = lookup(call.request).demand.active;
-        if (next !== active) call.write({ result: (active = next) });
+        const next = (await lookup(call.request)).demand.active;
+        if (streams.has(call) && next !== active) call.write({ result: (active = next) });
       } catch (err) {
         // No decision for a while (leadership moving): hold the last answer rather than guess.
         if (err instanceof ScalerRefusal && err.code === status.UNAVAILABLE) return;
+        if (!streams.has(call)) return;
         forget();
         call.emit('error', toStatus(err, 'StreamIsActive'));
+      } finally {
+        polling = false;
       }
     };
-    const timer = setInterval(poll, everyMs);
+    const timer = setInterval(() => void poll(), everyMs);
     const forget = (): void => {
       clearInterval(timer);
       streams.delete(call);
@@ -172,18 +188,20 @@ export async function startKedaScaler(opts: KedaScalerOptions): Promise<KedaScal
     // KEDA wants the current state on open, not only the next change.
     call.write({ result: active });
     logger.debug({ pool, active }, 'StreamIsActive opened');
-  };
+  }
 
   const server = new grpc.Server();
   server.addService(pkg.externalscaler.ExternalScaler.service, {
-    IsActive: unary('IsActive', (ref: ScaledObjectRef): IsActiveResponse => ({ result: lookup(ref).demand.active })),
-    StreamIsActive: streamIsActive,
-    GetMetricSpec: unary('GetMetricSpec', (ref: ScaledObjectRef) => ({
-      metricSpecs: [{ metricName: kedaMetricName(lookup(ref).pool), targetSize: 1, targetSizeFloat: 1 }],
+    IsActive: unary('IsActive', async (ref: ScaledObjectRef): Promise<IsActiveResponse> => ({
+      result: (await lookup(ref)).demand.active,
     })),
-    GetMetrics: unary('GetMetrics', (req: GetMetricsRequest) => {
+    StreamIsActive: streamIsActive,
+    GetMetricSpec: unary('GetMetricSpec', async (ref: ScaledObjectRef) => ({
+      metricSpecs: [{ metricName: kedaMetricName((await lookup(ref)).pool), targetSize: 1, targetSizeFloat: 1 }],
+    })),
+    GetMetrics: unary('GetMetrics', async (req: GetMetricsRequest) => {
       // KEDA sends back GetMetricSpec's name (less its `sN-` prefix); one metric per pool, so it is not checked.
-      const { pool, demand } = lookup(req.scaledObjectRef);
+      const { pool, demand } = await lookup(req.scaledObjectRef);
       const metricName = req.metricName || kedaMetricName(pool);
       return { metricValues: [{ metricName, metricValue: demand.desired, metricValueFloat: demand.desired }] };
     }),

@@ -18,6 +18,7 @@ import { silentLogger } from '../../common/logger.ts';
 import { explainKey, inboxKey, queueName, workersKey } from '../../common/topology.ts';
 import type { Actuator, ReplicaCount } from '../../scheduler/autoscaler/actuators/actuator.ts';
 import { createDryRunActuator } from '../../scheduler/autoscaler/actuators/dry-run.ts';
+import { standbyDemand } from '../../scheduler/autoscaler/standby-demand.ts';
 import { AutoscaleLoop, busySlots } from '../../scheduler/autoscaler/autoscale-loop.ts';
 import { PolicySource } from '../../scheduler/autoscaler/policy-source.ts';
 import { createSchedulerMetrics, type SchedulerMetrics } from '../../scheduler/metrics.ts';
@@ -247,6 +248,19 @@ describe('autoscaling pass', () => {
       decision: { reason: 'max_replicas' },
     });
     expect(env.loop.demand(POOL)).toEqual({ desired: 4, active: true });
+  });
+
+  it("serves a standby the leader's decision from its record, until the record is too old", async () => {
+    const env = setup(SCALE_UP, () => createDryRunActuator());
+    const standby = standbyDemand({ redis, prefix: env.prefix, everyMs: 5000, now: () => env.clock.now });
+    expect(await standby(POOL)).toBeUndefined(); // no leader has decided yet
+    await beat(env, heartbeat(env, 'w1'), heartbeat(env, 'w2', 0, 'starting'));
+    await enqueue(env, 40);
+    await onlyDecision(env);
+    expect(await standby(POOL)).toEqual({ desired: 4, active: true });
+    expect(await standby(POOL)).toEqual(env.loop.demand(POOL));
+    env.clock.now += 15_001; // three passes of 5 s missed: the leader is gone
+    expect(await standby(POOL)).toBeUndefined();
   });
 
   it('reads the age of the oldest waiting request, not the newest', async () => {

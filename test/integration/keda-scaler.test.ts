@@ -237,7 +237,7 @@ describe('KEDA external scaler', () => {
     const noPool = 'ScaledObject interfleet/gpu-worker-none: trigger metadata has no "pool"';
     const unknown = 'ScaledObject interfleet/gpu-worker-gone: pool "gone" is not configured in interfleet';
     const noDecision =
-      'ScaledObject interfleet/gpu-worker-standby: no autoscaling decision for pool "standby" yet (standby scheduler or first pass); retry';
+      'ScaledObject interfleet/gpu-worker-standby: no recent autoscaling decision for pool "standby" (no leader yet, or its first pass); retry';
     const cases = [
       { what: 'no pool in the metadata', ref: ref(), code: grpc.status.INVALID_ARGUMENT, details: noPool },
       {
