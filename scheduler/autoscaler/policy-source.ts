@@ -8,6 +8,11 @@
  * them). Only `pools[].autoscale` (and each pool's first-token objective,
  * which a policy may inherit) takes effect this way; a pool added to the file
  * needs a restart (its queues and workers are not set up), and is reported.
+ *
+ * The file is re-read on the first pass too: the config the process started
+ * with was read before this source existed, and a write in between would
+ * otherwise wait for the next one. A re-read that finds the same policies
+ * (that first pass, a `touch`) changes nothing and logs nothing.
  */
 import { statSync } from 'node:fs';
 import { resolvePolicy, type ResolvedPolicy } from '../../common/autoscale/policy.ts';
@@ -38,7 +43,8 @@ export class PolicySource {
   constructor(private readonly opts: PolicySourceOptions) {
     this.policies = resolveAll(opts.pools);
     this.file = opts.env.INTERFLEET_CONFIG || undefined;
-    this.seen = this.fingerprint();
+    // Not the file's fingerprint now: the policies above were read from it earlier (see the header).
+    this.seen = this.file ? 'not yet read here' : undefined;
   }
 
   /** The policies in force, after re-reading the file if it changed. */
@@ -76,6 +82,7 @@ export class PolicySource {
     const added = pools.filter((p) => !known.has(p.name)).map((p) => p.name);
     if (added.length > 0) logger.warn({ pools: added }, 'config file adds pools; they need a restart to be served');
     const next = resolveAll(pools.filter((p) => known.has(p.name)));
+    if (JSON.stringify(next) === JSON.stringify(this.policies)) return;
     metrics.autoscalerPolicyReloads.inc({ outcome: 'applied' });
     logger.info(
       { file: this.file, autoscaled: next.map((p) => p.pool.name), was: this.policies.map((p) => p.pool.name) },

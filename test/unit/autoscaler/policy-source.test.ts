@@ -73,6 +73,16 @@ describe('PolicySource', () => {
     expect(logs).toEqual([]);
   });
 
+  it('catches a change made between the start-up config read and the source being made', async () => {
+    write(config(4));
+    const env = { INTERFLEET_CONFIG: file, LOG_LEVEL: 'silent' };
+    const pools = loadConfig(env).pools; // the scheduler's start-up read
+    write(config(7)); // an SRE's edit lands before the autoscaler starts
+    const metrics = createSchedulerMetrics({});
+    const source = new PolicySource({ pools, env, logger: pino({ level: 'silent' }), metrics });
+    expect(summary(source)).toEqual([{ pool: 'chat', max: 7, objective: 800 }]);
+  });
+
   it('serves the new policy after the file changes, once, and counts the reload as applied', async () => {
     const { source, logs, reloads } = setup();
     const before = source.current();
