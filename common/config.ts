@@ -217,6 +217,13 @@ export const configSchema = z.object({
         .default('interfleet'),
       /** Cap on ioredis reconnect backoff (it grows to 20 s otherwise). */
       maxReconnectDelayMs: z.number().int().min(50).default(2000),
+      /**
+       * What each role does at start when Redis may evict keys (a maxmemory-policy other than
+       * noeviction drops queued jobs and batch state under memory pressure, silently): `warn` (an
+       * error-level log line), `refuse` (exit; the default when NODE_ENV=production, as in the image),
+       * or `off`.
+       */
+      evictionCheck: z.enum(['warn', 'refuse', 'off']).default('warn'),
     })
     .prefault({}),
   producer: z
@@ -334,6 +341,21 @@ export const configSchema = z.object({
        * (a pool with one starts at its policy's minReplicas, and the autoscaler takes it from there).
        */
       workers: z.number().int().min(0).max(64).default(2),
+      /**
+       * The private redis-server `npm start` starts when none answers at redis.url: persisted with
+       * an append-only file in `dataDir` (default: $XDG_STATE_HOME/interfleet/redis, else
+       * ~/.local/state/interfleet/redis), so that a stopped and restarted `npm start` finds every
+       * queued job and batch it had. `appendfsync`: `everysec` (default; a crash of the machine, not
+       * of Redis, loses up to about a second of acknowledged writes), `always` (fsync before each
+       * reply: nothing acknowledged is lost, at the cost bench:redis-durability measures), `no` (the
+       * OS decides).
+       */
+      redis: z
+        .object({
+          dataDir: z.string().min(1).optional(),
+          appendfsync: z.enum(['everysec', 'always', 'no']).default('everysec'),
+        })
+        .prefault({}),
     })
     .prefault({}),
   /** The autoscaling loop and its actuator; each pool's policy is `pools[].autoscale`. */
@@ -376,6 +398,9 @@ const envPaths: Record<string, { path: string[]; type: 'string' | 'number' | 'bo
   INTERFLEET_BATCH_CHUNK_LINES: { path: ['batch', 'chunkLines'], type: 'number' },
   INTERFLEET_BATCH_WINDOW: { path: ['batch', 'windowPerPool'], type: 'number' },
   INTERFLEET_LOCAL_WORKERS: { path: ['launcher', 'workers'], type: 'number' },
+  INTERFLEET_REDIS_DIR: { path: ['launcher', 'redis', 'dataDir'], type: 'string' },
+  INTERFLEET_REDIS_FSYNC: { path: ['launcher', 'redis', 'appendfsync'], type: 'string' },
+  INTERFLEET_REDIS_EVICTION_CHECK: { path: ['redis', 'evictionCheck'], type: 'string' },
   INTERFLEET_AUTOSCALER_ACTUATOR: { path: ['autoscaler', 'actuator'], type: 'string' },
   LOG_LEVEL: { path: ['log', 'level'], type: 'string' },
   GOOGLE_CLOUD_PROJECT: { path: ['storage', 'gcs', 'projectId'], type: 'string' },
@@ -423,6 +448,13 @@ export function parseConfig(env: NodeJS.ProcessEnv, fileText?: string, source = 
       throw new ConfigError([`${source}: expected a YAML mapping at the top level`]);
     }
     raw = doc as Record<string, unknown>;
+  }
+  // Production (the container image sets NODE_ENV) refuses an evicting Redis unless told otherwise.
+  if (env.NODE_ENV === 'production') {
+    const redis = raw.redis;
+    if (typeof redis !== 'object' || redis === null || !('evictionCheck' in redis)) {
+      setPath(raw, ['redis', 'evictionCheck'], 'refuse');
+    }
   }
   for (const [name, spec] of Object.entries(envPaths)) {
     const value = env[name];

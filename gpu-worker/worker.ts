@@ -13,6 +13,7 @@ import type { Config, PoolConfig } from '../common/config.ts';
 import type { Logger } from '../common/logger.ts';
 import { startProbeServer } from '../common/probe-server.ts';
 import { closeRedis, createRedis } from '../common/redis.ts';
+import { checkEviction } from '../common/redis-eviction.ts';
 import { createStorage } from '../common/storage/index.ts';
 import { cancelChannel } from '../common/topology.ts';
 import type { ModelBackend } from './backends/backend.ts';
@@ -54,6 +55,13 @@ export async function startWorker(config: Config, opts: WorkerOptions): Promise<
   const subscriber = createRedis(config.redis, 'blocking', { connectionName: `worker-cancel:${workerId}` });
   for (const client of [connection, replyRedis, subscriber]) {
     client.on('error', (err: Error) => logger.debug({ err }, 'redis connection error'));
+  }
+  try {
+    await checkEviction(connection, config.redis.evictionCheck, logger);
+  } catch (err) {
+    for (const client of [connection, replyRedis, subscriber]) client.disconnect();
+    await backend.close();
+    throw err;
   }
   const metrics = createWorkerMetrics({ role: 'gpu-worker' });
   // One per worker: both lanes share the engine, so "full" and its units are the worker's.

@@ -1,12 +1,18 @@
 /**
  * Finds a Redis for the single-machine default: the configured one if it
- * answers; else a private `redis-server` (temporary dir, free port, nothing
- * persisted) that is stopped on exit; else a precise message on how to get one.
+ * answers; else a private `redis-server` that is stopped on exit; else a
+ * precise message on how to get one.
+ *
+ * The launcher's private Redis keeps its data: an append-only file in a data
+ * directory that outlives the process (launcher.redis), so that a stopped and
+ * restarted `npm start` finds every queued job and batch it had. Benchmarks
+ * and tests ask for a throw-away one (a temporary dir, nothing persisted).
+ * Either way it runs with `maxmemory-policy noeviction` (common/redis-eviction.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 
@@ -14,6 +20,20 @@ export interface LocalRedis {
   url: string;
   /** Set when we started a private server. */
   stop?: () => Promise<void>;
+  /** Where a persisted private server keeps its data (undefined: throw-away or not ours). */
+  dataDir?: string;
+}
+
+/** A persisted private Redis: its data directory and how often its append-only file is fsynced. */
+export interface Persistence {
+  dataDir: string;
+  appendfsync: 'everysec' | 'always' | 'no';
+}
+
+/** $XDG_STATE_HOME/interfleet/redis, else ~/.local/state/interfleet/redis (state, not cache: it holds work). */
+export function defaultDataDir(env: NodeJS.ProcessEnv = process.env): string {
+  const state = env.XDG_STATE_HOME || join(env.HOME || homedir(), '.local', 'state');
+  return join(state, 'interfleet', 'redis');
 }
 
 export class NoRedisError extends Error {}
@@ -57,7 +77,7 @@ function hasBinary(name: string): Promise<boolean> {
   });
 }
 
-export async function ensureRedis(url: string): Promise<LocalRedis> {
+export async function ensureRedis(url: string, persist?: Persistence): Promise<LocalRedis> {
   if (await pingRedis(url)) return { url };
   if (!(await hasBinary('redis-server'))) {
     throw new NoRedisError(
@@ -68,7 +88,8 @@ export async function ensureRedis(url: string): Promise<LocalRedis> {
       ].join('\n'),
     );
   }
-  return startPrivateRedis();
+  const started = await startPrivateRedis(persist);
+  return { ...started, dataDir: persist?.dataDir };
 }
 
 /** A running private redis-server: its URL, its process id, and how to stop it (and remove its dir). */
@@ -79,13 +100,26 @@ export interface PrivateRedis {
 }
 
 /**
- * Starts a private `redis-server` (temporary dir, free loopback port, nothing
- * persisted) and waits until it answers. The launcher uses it when no Redis
- * answers; benchmarks use it for a Redis whose memory is theirs alone.
+ * Starts a private `redis-server` on a free loopback port and waits until it
+ * answers (a persisted one may first load its append-only file). Without
+ * `persist`: a temporary dir, nothing persisted, removed on stop (benchmarks
+ * use it for a Redis whose memory is theirs alone). With it: an append-only
+ * file in `persist.dataDir`, kept on stop; a second server on the same dir
+ * is refused (both would write one file).
  */
-export async function startPrivateRedis(): Promise<PrivateRedis> {
+export async function startPrivateRedis(persist?: Persistence): Promise<PrivateRedis> {
   const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'interfleet-redis-'));
+  let dir: string;
+  if (persist) {
+    dir = persist.dataDir;
+    mkdirSync(dir, { recursive: true });
+    refuseIfRunning(dir);
+  } else {
+    dir = mkdtempSync(join(tmpdir(), 'interfleet-redis-'));
+  }
+  const durability = persist
+    ? ['--appendonly', 'yes', '--appendfsync', persist.appendfsync, '--pidfile', join(dir, 'redis.pid')]
+    : ['--appendonly', 'no'];
   const child: ChildProcess = spawn(
     'redis-server',
     [
@@ -97,8 +131,9 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
       dir,
       '--save',
       '',
-      '--appendonly',
-      'no',
+      ...durability,
+      '--maxmemory-policy',
+      'noeviction',
       '--logfile',
       join(dir, 'redis.log'),
     ],
@@ -108,17 +143,40 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
   const stop = async (): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null) {
       const exited = new Promise((r) => child.once('exit', r));
+      // SIGTERM: Redis fsyncs its append-only file before it exits.
       child.kill('SIGTERM');
       await exited;
     }
-    rmSync(dir, { recursive: true, force: true });
+    if (!persist) rmSync(dir, { recursive: true, force: true });
   };
-  for (let i = 0; i < 50; i++) {
+  // Loading a large append-only file takes a while (Redis answers LOADING meanwhile).
+  const waitMs = persist ? 60_000 : 5000;
+  for (let waited = 0; waited < waitMs; waited += 100) {
+    if (child.exitCode !== null) break;
     if (await pingRedis(url, 200)) return { url, pid: child.pid!, stop };
     await new Promise((r) => setTimeout(r, 100));
   }
   await stop();
   throw new NoRedisError(
-    `started redis-server on port ${port}, but it did not answer within 5 s (see its log in ${dir})`,
+    `started redis-server on port ${port}, but it did not answer within ${waitMs / 1000} s (see its log in ${join(dir, 'redis.log')})`,
+  );
+}
+
+/** A live redis-server already keeps its pid file in `dir`: another `npm start` owns this data. */
+function refuseIfRunning(dir: string): void {
+  const pidFile = join(dir, 'redis.pid');
+  if (!existsSync(pidFile)) return;
+  const pid = Number(readFileSync(pidFile, 'utf8').trim());
+  if (!Number.isInteger(pid) || pid <= 0) return;
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return; // a stale pid file from a server that did not exit cleanly
+  }
+  throw new NoRedisError(
+    [
+      `A redis-server (pid ${pid}) is already running on the data directory ${dir}: another \`npm start\`?`,
+      'Stop it, or give this one its own directory (INTERFLEET_REDIS_DIR) or a Redis of its own (REDIS_URL).',
+    ].join('\n'),
   );
 }

@@ -10,7 +10,7 @@ import { runUntilSignal } from '../common/process.ts';
 import { startProducer } from '../producer/server.ts';
 import { startScheduler } from '../scheduler/scheduler.ts';
 import { LocalProcessFleet } from './local-fleet.ts';
-import { ensureRedis, NoRedisError } from './local-redis.ts';
+import { defaultDataDir, ensureRedis, NoRedisError } from './local-redis.ts';
 
 async function main(): Promise<void> {
   let config: Config;
@@ -28,7 +28,10 @@ async function main(): Promise<void> {
   const log = logger.child({ role: 'launcher' });
   let redis;
   try {
-    redis = await ensureRedis(config.redis.url);
+    redis = await ensureRedis(config.redis.url, {
+      dataDir: config.launcher.redis.dataDir ?? defaultDataDir(),
+      appendfsync: config.launcher.redis.appendfsync,
+    });
   } catch (err) {
     if (err instanceof NoRedisError) {
       console.error(err.message);
@@ -36,7 +39,9 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  if (redis.stop) log.info({ url: redis.url }, 'no Redis answered; started a private redis-server');
+  if (redis.stop) {
+    log.info({ url: redis.url, dataDir: redis.dataDir }, 'no Redis answered; started a private redis-server');
+  }
   config = { ...config, redis: { ...config.redis, url: redis.url } };
 
   // Every pool gets its workers (a pool without any never becomes ready); the scheduler's `local`
@@ -68,7 +73,7 @@ async function main(): Promise<void> {
     ...poolSizeLines(config),
     `  explain    npm run cli -- scheduler explain --url ${producer.url}`,
     `             npm run cli -- autoscale explain --url ${producer.url}`,
-    `  redis      ${redis.url}${redis.stop ? ' (private, removed on exit)' : ''}`,
+    `  redis      ${redis.url}${redis.stop ? ` (private; append-only file, fsync ${config.launcher.redis.appendfsync}, kept in ${redis.dataDir})` : ''}`,
     `  try        curl -s ${producer.url}/v1/chat/completions -H 'content-type: application/json' \\`,
     `               -d '{"model":"${config.pools[0]!.name}","messages":[{"role":"user","content":"Once upon a time"}]}'`,
     'Ctrl-C stops everything.',

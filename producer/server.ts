@@ -14,6 +14,7 @@ import type { Config } from '../common/config.ts';
 import type { Logger } from '../common/logger.ts';
 import { settleWithin } from '../common/process.ts';
 import { closeRedis, createRedis, waitForRedis, type RedisClient } from '../common/redis.ts';
+import { checkEviction } from '../common/redis-eviction.ts';
 import { createStorage } from '../common/storage/index.ts';
 import { batchControlQueue, inboxKey, queueDisplayName, queueName } from '../common/topology.ts';
 import { BatchService } from './batch/batch-service.ts';
@@ -64,6 +65,13 @@ export async function startProducer(config: Config, opts: ProducerOptions): Prom
   // BullMQ reads the server version when a Queue is built; without an offline
   // queue that must happen on a live connection, so wait for Redis first.
   await waitForRedisLogged(redis, logger);
+  try {
+    await checkEviction(redis, config.redis.evictionCheck, logger);
+  } catch (err) {
+    redis.disconnect();
+    blocking.disconnect();
+    throw err;
+  }
   const rtQueues = new Map(
     config.pools.map((p) => [p.name, new Queue(queueName('rt', p.name), { connection: redis, prefix })]),
   );

@@ -31,6 +31,7 @@ import type { Logger } from '../common/logger.ts';
 import { requestPreemption } from '../common/preemption.ts';
 import { startProbeServer } from '../common/probe-server.ts';
 import { closeRedis, createRedis } from '../common/redis.ts';
+import { checkEviction } from '../common/redis-eviction.ts';
 import { createStorage, type Storage } from '../common/storage/index.ts';
 import { batchControlQueue, queueName, workersKey } from '../common/topology.ts';
 import { BatchLoop } from './batch-loop.ts';
@@ -80,6 +81,12 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
   const candidateId = `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
   const logger = opts.logger.child({ role: 'scheduler', candidateId });
   const redis = createRedis(config.redis, 'worker', { connectionName: `scheduler:${candidateId}` });
+  try {
+    await checkEviction(redis, config.redis.evictionCheck, logger);
+  } catch (err) {
+    redis.disconnect();
+    throw err;
+  }
   const prefix = config.redis.prefix;
   const lease = new LeaderLease(redis, prefix, candidateId, config.scheduler.leaseTtlMs);
   const batchLoop = new BatchLoop({

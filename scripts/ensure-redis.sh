@@ -4,8 +4,9 @@
 #   export REDIS_URL="$(scripts/ensure-redis.sh)"
 #
 # 1. If REDIS_URL (default redis://127.0.0.1:6379) answers PING, that is the one.
-# 2. Otherwise, on a loopback URL only, start a private throw-away Redis
-#    (no persistence, bound to 127.0.0.1): installs redis-server with apt-get
+# 2. Otherwise, on a loopback URL only, start a private Redis bound to
+#    127.0.0.1, as durable as the launcher's (append-only file, fsync every
+#    second, maxmemory-policy noeviction) in its dir: installs redis-server with apt-get
 #    if it is missing (needs root), and uses the URL's port if it is free or
 #    else a free port nearby. The printed URL says which.
 #    Its pid file and log are under $ENSURE_REDIS_DIR (default a mktemp dir);
@@ -97,7 +98,8 @@ fi
 dir="${ENSURE_REDIS_DIR:-$(mktemp -d -t interfleet-redis.XXXXXX)}"
 mkdir -p "$dir"
 log "starting a private redis-server on 127.0.0.1:$port (pid file $dir/redis.pid)"
-redis-server --daemonize yes --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+redis-server --daemonize yes --port "$port" --bind 127.0.0.1 --save '' \
+  --appendonly yes --appendfsync everysec --maxmemory-policy noeviction \
   --dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" >&2
 
 new_url="redis://127.0.0.1:$port${db:+/$db}"

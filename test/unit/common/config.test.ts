@@ -14,6 +14,31 @@ describe('parseConfig', () => {
     expect(config.pools[0]!.lanes.realtime.concurrency).toBe(4);
   });
 
+  it.each([
+    ['a laptop', {}, '', 'warn'],
+    ['production (NODE_ENV, as in the image)', { NODE_ENV: 'production' }, '', 'refuse'],
+    ['production, told otherwise in the file', { NODE_ENV: 'production' }, 'redis:\n  evictionCheck: warn\n', 'warn'],
+    [
+      'production, told otherwise by the environment',
+      { NODE_ENV: 'production', INTERFLEET_REDIS_EVICTION_CHECK: 'off' },
+      '',
+      'off',
+    ],
+  ])('checks the eviction policy on %s: %s', (_what, env, file, mode) => {
+    expect(parseConfig(env, file).redis.evictionCheck).toBe(mode);
+  });
+
+  it("keeps the launcher's private Redis in a data directory, fsync every second unless told", () => {
+    expect(parseConfig({}).launcher.redis).toEqual({ appendfsync: 'everysec' });
+    expect(
+      parseConfig({ INTERFLEET_REDIS_DIR: '/var/lib/if', INTERFLEET_REDIS_FSYNC: 'always' }).launcher.redis,
+    ).toEqual({
+      dataDir: '/var/lib/if',
+      appendfsync: 'always',
+    });
+    expect(() => parseConfig({ INTERFLEET_REDIS_FSYNC: 'sometimes' })).toThrow(/launcher\.redis\.appendfsync/);
+  });
+
   it('lets the environment win over the file', () => {
     const config = parseConfig(
       { PORT: '9000', REDIS_URL: 'rediss://u:p@r:6380' },
