@@ -345,6 +345,31 @@ function checkOverlay(overlay: Overlay, config: InterfleetConfig | undefined): v
       problem(label(pdb), 'selector matches no workload');
     }
   }
+  // Availability: a voluntary disruption (node drain, upgrade) never takes a whole Deployment, and its
+  // pods spread over zones (GKE zones; OKE availability domains) so that losing one leaves the rest.
+  const pdbSelectors = byKind('PodDisruptionBudget').map((pdb) =>
+    asLabels(get(pdb.raw, 'spec', 'selector', 'matchLabels')),
+  );
+  for (const w of workloads.filter((o) => o.kind === 'Deployment')) {
+    const labels = podLabels(w);
+    if (!pdbSelectors.some((sel) => matches(sel, labels))) problem(label(w), 'no PodDisruptionBudget covers its pods');
+    const pod = asObj(get(w.raw, 'spec', 'template', 'spec'));
+    const spreads = asArr(pod.topologySpreadConstraints);
+    for (const c of spreads) {
+      if (!matches(asLabels(get(c, 'labelSelector', 'matchLabels')), labels)) {
+        problem(
+          label(w),
+          `topologySpreadConstraint on ${String(get(c, 'topologyKey'))} selects other pods than its own`,
+        );
+      }
+    }
+    if (!spreads.some((c) => get(c, 'topologyKey') === 'topology.kubernetes.io/zone')) {
+      problem(
+        label(w),
+        'its pods are not spread over zones (topologySpreadConstraints on topology.kubernetes.io/zone)',
+      );
+    }
+  }
   for (const hpa of byKind('HorizontalPodAutoscaler')) {
     const ref = asObj(get(hpa.raw, 'spec', 'scaleTargetRef'));
     const target = workloads.find((w) => w.kind === ref.kind && w.metadata.name === ref.name);
