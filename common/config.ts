@@ -267,6 +267,8 @@ export const configSchema = z.object({
       /** /metrics and /healthz port; 0 picks a free one, -1 turns it off. */
       metricsPort: z.number().int().min(-1).max(65535).default(9100),
       metricsHost: z.string().default('127.0.0.1'),
+      /** Trained models (sentiment `model`) a worker keeps loaded at once, least recently used out first. */
+      trainedModelCacheSize: z.number().int().min(1).max(1024).default(4),
     })
     .prefault({}),
   scheduler: z
@@ -358,6 +360,23 @@ export const configSchema = z.object({
         .prefault({}),
     })
     .prefault({}),
+  /** What happens when a training job ends: its completion webhook (scheduler/training-finisher.ts). */
+  training: z
+    .object({
+      webhook: z
+        .object({
+          /** HMAC-SHA256 key of the X-Interfleet-Signature header; jobs may name a webhook_url only when set. */
+          secret: z.string().min(16, 'training.webhook.secret is at least 16 characters').optional(),
+          /** Tries before the delivery is recorded as failed. */
+          maxAttempts: z.number().int().min(1).max(20).default(5),
+          /** Wait before the second try; doubled after each failed one. */
+          backoffMs: z.number().int().min(0).default(1000),
+          /** Most time one try may take. */
+          timeoutMs: z.number().int().min(100).default(5000),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
   /** The autoscaling loop and its actuator; each pool's policy is `pools[].autoscale`. */
   autoscaler: autoscalerConfigSchema,
   /** Storage adapters for file://, gs:// and oci:// (batch input and output). */
@@ -401,6 +420,7 @@ const envPaths: Record<string, { path: string[]; type: 'string' | 'number' | 'bo
   INTERFLEET_REDIS_DIR: { path: ['launcher', 'redis', 'dataDir'], type: 'string' },
   INTERFLEET_REDIS_FSYNC: { path: ['launcher', 'redis', 'appendfsync'], type: 'string' },
   INTERFLEET_REDIS_EVICTION_CHECK: { path: ['redis', 'evictionCheck'], type: 'string' },
+  INTERFLEET_WEBHOOK_SECRET: { path: ['training', 'webhook', 'secret'], type: 'string' },
   INTERFLEET_AUTOSCALER_ACTUATOR: { path: ['autoscaler', 'actuator'], type: 'string' },
   LOG_LEVEL: { path: ['log', 'level'], type: 'string' },
   GOOGLE_CLOUD_PROJECT: { path: ['storage', 'gcs', 'projectId'], type: 'string' },

@@ -116,6 +116,8 @@ export function trainingKeys(prefix: string, pool: string) {
     open: `${base}:open`,
     /** Highest scheduler epoch that admitted (or claimed) gangs of this pool. */
     fence: `${base}:fence`,
+    /** Sorted set: ended gangs whose results (manifest, webhook) are not settled yet (score: when they ended). */
+    finishing: `${base}:finishing`,
     /** Hash: spec, status, round and the round's counters. */
     state: (jobId: string) => `${base}:job:${jobId}`,
     /** Hash: `<round>:<rank>` → JSON record of that rank's run. */
@@ -136,4 +138,14 @@ export function rankJobId(jobId: string, round: number, rank: number): string {
 /** The reduce job of a round (`rounds` mode): one per round, so that adding it again is a no-op. */
 export function reduceJobId(jobId: string, round: number): string {
   return `${jobId}-r${round}-reduce`;
+}
+
+/** The results job of an ended training job (manifest, evaluation, registration): one per job. */
+export function finishJobId(jobId: string): string {
+  return `${jobId}-finish`;
+}
+
+/** Hash: trained model name → JSON TrainedModel (the registry `sentiment` requests name models from). */
+export function trainedModelsKey(prefix: string): string {
+  return `${prefix}:{trained-models}`;
 }

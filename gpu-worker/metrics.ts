@@ -48,6 +48,13 @@ export function createWorkerMetrics(defaultLabels: Record<string, string>) {
       labelNames: ['pool', 'lane'] as const,
       registers: [registry],
     }),
+    trainingReduceSeconds: new Histogram({
+      name: 'interfleet_worker_training_reduce_seconds',
+      help: "Time a round's reduce took on this worker: pulling the ranks' outputs, averaging, uploading the model.",
+      labelNames: ['pool'] as const,
+      buckets: chunkBuckets,
+      registers: [registry],
+    }),
     bulkChunks: new Counter({
       name: 'interfleet_bulk_chunks_total',
       help:

@@ -1,5 +1,8 @@
 /** The scheduler's Prometheus metrics: what the leader decided for each pool, and why. */
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Seconds a training round takes, first rank start to last rank end: a second to hours. */
+const roundBuckets = [0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14_400];
 
 export function createSchedulerMetrics(defaultLabels: Record<string, string>) {
   const registry = new Registry();
@@ -75,6 +78,39 @@ export function createSchedulerMetrics(defaultLabels: Record<string, string>) {
       name: 'interfleet_scheduler_training_slots_held',
       help: 'Training slots held by admitted gangs (their ranks not yet ended) after the last pass.',
       labelNames: ['pool'] as const,
+      registers: [registry],
+    }),
+    // Results of ended jobs (training-finisher.ts). Labels are pool and status only: a job id or a
+    // model name as a label would grow a series per job.
+    trainingJobsEnded: new Counter({
+      name: 'interfleet_scheduler_training_jobs_ended_total',
+      help: 'Training jobs that ended, by final status (succeeded, failed, cancelled).',
+      labelNames: ['pool', 'status'] as const,
+      registers: [registry],
+    }),
+    trainingRoundsCompleted: new Counter({
+      name: 'interfleet_scheduler_training_rounds_completed_total',
+      help: 'Rounds the ended training jobs completed (counted when a job ends).',
+      labelNames: ['pool'] as const,
+      registers: [registry],
+    }),
+    trainingRoundSeconds: new Histogram({
+      name: 'interfleet_scheduler_training_round_seconds',
+      help: "A completed round's time from its first rank's start to its last rank's end (observed when its job ends).",
+      labelNames: ['pool'] as const,
+      buckets: roundBuckets,
+      registers: [registry],
+    }),
+    trainingLastEvalAccuracy: new Gauge({
+      name: 'interfleet_scheduler_training_last_eval_accuracy',
+      help: "Held-out accuracy of the pool's most recently finished job that named an eval split.",
+      labelNames: ['pool'] as const,
+      registers: [registry],
+    }),
+    trainingWebhookDeliveries: new Counter({
+      name: 'interfleet_scheduler_training_webhook_attempts_total',
+      help: 'Completion webhook attempts, by outcome (delivered, retry, failed: the last attempt failed).',
+      labelNames: ['pool', 'outcome'] as const,
       registers: [registry],
     }),
     autoscalerDesired: new Gauge({

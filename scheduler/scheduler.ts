@@ -42,6 +42,7 @@ import { syncCronSchedules } from './cron-schedules.ts';
 import { removeWorkers, StaleLeaderError } from './fenced-writes.ts';
 import { LeaderLease } from './leader-lease.ts';
 import { TrainingLoop } from './training-loop.ts';
+import { TrainingFinisher } from './training-finisher.ts';
 import { AutoscaleLoop } from './autoscaler/autoscale-loop.ts';
 import type { LocalFleet } from './autoscaler/actuators/local.ts';
 import { createActuator } from './autoscaler/actuators/registry.ts';
@@ -115,7 +116,24 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
     now,
     preempt: (pool, count, reason) => requestPreemption(redis, prefix, pool, count, reason, now()),
   });
-  const trainingLoop = new TrainingLoop({ redis, prefix, pools: config.pools, metrics, logger, now });
+  const finisher = new TrainingFinisher({
+    redis,
+    prefix,
+    pools: config.pools,
+    webhook: config.training.webhook,
+    metrics,
+    logger,
+    now,
+  });
+  const trainingLoop = new TrainingLoop({
+    redis,
+    prefix,
+    pools: config.pools,
+    metrics,
+    logger,
+    now,
+    onEnded: (gang) => finisher.begin(gang),
+  });
   // Created (and a misconfigured actuator refused) before the lease is campaigned for.
   const actuator = await createActuator(config.autoscaler, {
     redis,
@@ -187,7 +205,12 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
     });
   const balancePass = (): Promise<void> => asLeader('balance pass', () => budgetLoop.pass(epoch));
   // Training gang admission (training-loop.ts), on the batch pass's period.
-  const trainingPass = (): Promise<void> => asLeader('training pass', () => trainingLoop.pass(epoch));
+  // Then the results of ended jobs: manifest and completion webhook (training-finisher.ts).
+  const trainingPass = (): Promise<void> =>
+    asLeader('training pass', async () => {
+      await trainingLoop.pass(epoch);
+      await finisher.pass();
+    });
   const autoscalePass = (): Promise<void> => asLeader('autoscaling pass', () => autoscaleLoop.pass(epoch));
 
   const housekeeping = async (): Promise<void> => {
@@ -302,6 +325,7 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
     await running;
     await batchLoop.close();
     await trainingLoop.close();
+    await finisher.close();
     await autoscaleLoop.close();
     await budgetLoop.close();
     await probes?.app?.close();

@@ -81,6 +81,8 @@ export interface TrainingLoopDeps {
   now: () => number;
   /** Least time between two checks of a running gang's rank jobs (default 5 s). */
   reconcileEveryMs?: number;
+  /** Told of each ended gang before it is closed (its results are due: training-finisher.ts). */
+  onEnded?: (gang: TrainingState) => Promise<void>;
 }
 
 /** The training part of a pool's demand, for the autoscaler (PoolSnapshot.training). */
@@ -302,6 +304,7 @@ export class TrainingLoop {
         await this.deps.redis.publish(cancelChannel(this.deps.prefix), id);
       }
     }
+    await this.deps.onEnded?.(gang);
     await this.store.close(spec.pool, spec.id);
     for (const key of this.reconciled.keys()) if (key.startsWith(`${spec.id}:`)) this.reconciled.delete(key);
     this.deps.logger.info({ jobId: spec.id, pool: spec.pool, status, reason: gang.reason }, 'training job closed');

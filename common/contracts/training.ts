@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { submissionPrioritySchema } from './api.ts';
 // The URI module alone: the client SDK may import contracts and must not load the cloud SDKs.
 import { parseStorageUri } from '../storage/uri.ts';
+import { trainedModelNameSchema } from './trained-models.ts';
 
 /** Largest gang and most rounds one job may ask for: bounds on the per-rank records kept in Redis. */
 export const maxGangSize = 256;
@@ -109,6 +110,15 @@ export const trainingJobBodySchema = z.strictObject(
       .min(1, 'max_attempts is 1 to 10')
       .max(10, 'max_attempts is 1 to 10')
       .default(1),
+    /** A held-out split (object or prefix, lines as the built-in trainer reads them) the final model is evaluated on. */
+    eval_uri: uriField('eval_uri').optional(),
+    /** Registers the final model under this name when the job succeeds (GET /v1/trained-models/:name). */
+    model_name: trainedModelNameSchema.optional(),
+    /** POSTed the job when it ends, signed (see the README's Training: completion webhook). */
+    webhook_url: z
+      .url({ protocol: /^https?$/, error: 'webhook_url must be an http:// or https:// URL' })
+      .max(2048, 'webhook_url is at most 2048 characters')
+      .optional(),
   },
   {
     error: (iss) => (iss.code === 'unrecognized_keys' ? `unsupported field(s): ${iss.keys.join(', ')}` : undefined),
@@ -144,6 +154,10 @@ export const trainingSpecSchema = z.object({
   priority: z.number().int(),
   attempts: z.number().int().min(1),
   createdAt: z.number().int(),
+  /** Results (trained-models.ts): the held-out split, the registry name, the completion webhook (absent: none). */
+  evalUri: z.string().nullish(),
+  modelName: z.string().nullish(),
+  webhookUrl: z.string().nullish(),
 });
 export type TrainingSpec = z.infer<typeof trainingSpecSchema>;
 
@@ -167,6 +181,12 @@ export function initUriFor(spec: TrainingSpec, round: number, rank: number): str
 
 export const RANK_JOB_NAME = 'rank';
 export const REDUCE_JOB_NAME = 'reduce';
+/** The results of an ended job (checksum, evaluation, manifest, registration), run by a worker. */
+export const FINISH_JOB_NAME = 'finish';
+
+/** The `finish` job on `train.<pool>`: the worker reads everything else from the job's state. */
+export const finishJobSchema = z.object({ jobId: trainingJobIdSchema, pool: z.string() });
+export type FinishJob = z.infer<typeof finishJobSchema>;
 
 /** One rank of one round on `train.<pool>`: what the worker needs, no more. */
 export const rankJobSchema = z.object({

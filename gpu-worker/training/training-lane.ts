@@ -30,6 +30,9 @@ import { join } from 'node:path';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { programAllowed } from '../../common/config.ts';
 import {
+  FINISH_JOB_NAME,
+  finishJobSchema,
+  type FinishJob,
   RANK_JOB_NAME,
   rankJobSchema,
   REDUCE_JOB_NAME,
@@ -71,6 +74,10 @@ export interface TrainingLaneDeps {
   programs: readonly string[];
   /** Where the ranks' working directories are made (default: the OS temporary directory). */
   workRoot?: string;
+  /** Runs an ended job's results (finish-job.ts); without it, finish jobs fail. */
+  finish?: (job: FinishJob, signal: AbortSignal) => Promise<unknown>;
+  /** Told how long each reduce took, in seconds (the worker's metrics). */
+  onReduced?: (seconds: number) => void;
 }
 
 /** The heartbeat's view of a lane, under the training lane's own name. */
@@ -79,6 +86,7 @@ export type TrainingLane = Omit<Lane, 'name'> & { readonly name: 'training' };
 export type RankJobResult =
   | { status: 'succeeded'; metrics: Record<string, number>; checkpointUri: string }
   | { status: 'reduced'; modelUri: string }
+  | { status: 'finished' }
   | { status: 'skipped' | 'superseded' | 'stopped' };
 
 /** Most often a running rank writes its progress and log lines to Redis. */
@@ -247,6 +255,7 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
     const jobLog = log.child({ jobId: job.id, trainingJob: reduce.jobId, round: reduce.round, reduce: true });
     const aborted = signal ?? new AbortController().signal;
     const dirs = await makeRankDirs(`${reduce.jobId}-r${reduce.round}-reduce`, deps.workRoot);
+    const reduceStarted = performance.now();
     running++;
     try {
       const inputs: string[] = [];
@@ -261,6 +270,7 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
       await averageModelDirs(inputs, dirs.output);
       const pushed = await pushDir(storage, dirs.output, reduce.outputUri, aborted);
       const moved = await store.finishReduce(pool, reduce.jobId, reduce.round, Date.now());
+      deps.onReduced?.((performance.now() - reduceStarted) / 1000);
       jobLog.info({ pushed, moved, model: reduce.outputUri }, 'round reduced');
       return { status: 'reduced', modelUri: reduce.outputUri };
     } catch (err) {
@@ -277,6 +287,12 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
   };
 
   const processor = async (job: Job, token?: string, signal?: AbortSignal): Promise<RankJobResult> => {
+    if (job.name === FINISH_JOB_NAME) {
+      const parsed = finishJobSchema.safeParse(job.data);
+      if (!parsed.success || !deps.finish) throw new UnrecoverableError('bad_request: not a finish job this lane runs');
+      await deps.finish(parsed.data, signal ?? new AbortController().signal);
+      return { status: 'finished' };
+    }
     if (job.name === REDUCE_JOB_NAME) {
       const parsed = reduceJobSchema.safeParse(job.data);
       if (parsed.success) return runReduce(job, parsed.data, token, signal);

@@ -7,6 +7,7 @@
  */
 import { z } from 'zod';
 import { trainingStatuses } from '../../common/training/training-state.ts';
+import { trainingManifestSchema, webhookDeliverySchema } from '../../common/contracts/trained-models.ts';
 
 const seconds = z.number().nullable();
 
@@ -55,6 +56,14 @@ export const apiTrainingJobSchema = z.object({
   created_at: seconds,
   admitted_at: seconds,
   ended_at: seconds,
+  eval_uri: z.string().nullable(),
+  model_name: z.string().nullable(),
+  webhook_url: z.string().nullable(),
+  /** The job's manifest, once written after it ended (metrics per round, evaluation, artifact and checksum). */
+  manifest: trainingManifestSchema.nullable(),
+  manifest_error: z.string().nullable(),
+  /** The completion webhook's delivery record. */
+  webhook: webhookDeliverySchema.nullable(),
   /** Every rank that started, round then rank order. */
   ranks: z.array(apiTrainingRankSchema),
 });

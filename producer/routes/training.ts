@@ -17,6 +17,7 @@ import {
 } from '../../common/contracts/training.ts';
 import { FleetError } from '../../common/errors.ts';
 import type { RedisClient } from '../../common/redis.ts';
+import { TrainingResultsStore, type JobResults } from '../../common/training/training-results.ts';
 import {
   newTrainingJobId,
   TrainingStore,
@@ -37,7 +38,11 @@ function modelsOf(state: TrainingState): Array<{ round: number; uri: string }> {
 }
 
 /** The API's view of a gang: snake_case, times in UNIX seconds, ranks in round then rank order. */
-export function toApiTrainingJob(state: TrainingState, ranks: readonly RankEntry[]) {
+export function toApiTrainingJob(
+  state: TrainingState,
+  ranks: readonly RankEntry[],
+  results: JobResults = { manifest: null, resultsError: null, webhook: null },
+) {
   const { spec } = state;
   return {
     id: spec.id,
@@ -67,6 +72,15 @@ export function toApiTrainingJob(state: TrainingState, ranks: readonly RankEntry
     created_at: seconds(spec.createdAt),
     admitted_at: seconds(state.admittedAt),
     ended_at: seconds(state.endedAt),
+    eval_uri: spec.evalUri ?? null,
+    model_name: spec.modelName ?? null,
+    webhook_url: spec.webhookUrl ?? null,
+    /** Written once the job has ended (a worker's results job): metrics per round, evaluation, artifact. */
+    manifest: results.manifest,
+    /** Why the results job failed for good (then there is no manifest). */
+    manifest_error: results.resultsError,
+    /** The completion webhook's delivery: pending, delivered or failed, with attempts and the last error. */
+    webhook: results.webhook,
     ranks: ranks.map((r) => ({
       round: r.round,
       rank: r.rank,
@@ -101,12 +115,14 @@ export const trainingRoutes =
   (config: Config, redis: RedisClient, now: () => number = Date.now): FastifyPluginAsyncZod =>
   async (app) => {
     const store = new TrainingStore(redis, config.redis.prefix);
+    const results = new TrainingResultsStore(redis, config.redis.prefix);
 
     const read = async (id: string) => {
       const pool = await store.poolOf(id);
       const state = pool === undefined ? undefined : await store.get(pool, id);
       if (!state) throw notFound(id);
-      return toApiTrainingJob(state, await store.ranks(state.spec.pool, id));
+      const [ranks, res] = await Promise.all([store.ranks(state.spec.pool, id), results.get(state.spec.pool, id)]);
+      return toApiTrainingJob(state, ranks, res);
     };
 
     app.post('/v1/training/jobs', { schema: { body: trainingJobBodySchema } }, async (request) => {
@@ -137,6 +153,14 @@ export const trainingRoutes =
       for (const uri of dataUris) checkRoots(config, uri, 'data_uri');
       checkRoots(config, body.checkpoint_uri, 'checkpoint_uri');
       if (body.init_uri !== undefined) checkRoots(config, body.init_uri, 'init_uri');
+      if (body.eval_uri !== undefined) checkRoots(config, body.eval_uri, 'eval_uri');
+      if (body.webhook_url !== undefined && config.training.webhook.secret === undefined) {
+        throw new FleetError(
+          'bad_request',
+          'webhook_url: this fleet has no webhook secret to sign deliveries with (training.webhook.secret, env INTERFLEET_WEBHOOK_SECRET)',
+          { param: 'webhook_url' },
+        );
+      }
       const createdAt = now();
       const spec: TrainingSpec = {
         id: newTrainingJobId(createdAt),
@@ -156,6 +180,9 @@ export const trainingRoutes =
         priority: body.priority,
         attempts: body.max_attempts,
         createdAt,
+        evalUri: body.eval_uri ?? null,
+        modelName: body.model_name ?? null,
+        webhookUrl: body.webhook_url ?? null,
       };
       await store.create(spec);
       request.log.info({ trainingJob: spec.id, pool: spec.pool, workers: spec.workers }, 'training job queued');
