@@ -18,6 +18,12 @@ import { createStorage } from '../common/storage/index.ts';
 import { cancelChannel } from '../common/topology.ts';
 import type { ModelBackend } from './backends/backend.ts';
 import { createBackend } from './backends/registry.ts';
+import { withTrainedModels } from './backends/trained-sentiment.ts';
+import { TrainedModelCache } from './trained-model-cache.ts';
+import { FinishError, runFinishJob } from './training/finish-job.ts';
+import { TrainedModelRegistry } from '../common/training/trained-model-registry.ts';
+import { TrainingResultsStore } from '../common/training/training-results.ts';
+import { UnrecoverableError } from 'bullmq';
 import { startBulkLane } from './bulk/bulk-lane.ts';
 import { startHeartbeat } from './heartbeat.ts';
 import { createWorkerMetrics } from './metrics.ts';
@@ -49,8 +55,18 @@ export async function startWorker(config: Config, opts: WorkerOptions): Promise<
   let state: Heartbeat['state'] | 'closed' = 'starting';
 
   const concurrency = pool.lanes.realtime.concurrency;
-  const backend = opts.backend ?? (await createBackend(pool, { concurrency }));
   const connection = createRedis(config.redis, 'worker', { connectionName: `worker:${workerId}` });
+  const registry = new TrainedModelRegistry(connection, config.redis.prefix);
+  // Sentiment requests naming a trained model are served beside the pool's backend (trained-sentiment.ts).
+  const backend = withTrainedModels(
+    opts.backend ?? (await createBackend(pool, { concurrency })),
+    new TrainedModelCache({
+      registry,
+      storage: createStorage(config.storage),
+      capacity: config.worker.trainedModelCacheSize,
+      logger,
+    }),
+  );
   const replyRedis = createRedis(config.redis, 'worker', { connectionName: `worker-replies:${workerId}` });
   const subscriber = createRedis(config.redis, 'blocking', { connectionName: `worker-cancel:${workerId}` });
   for (const client of [connection, replyRedis, subscriber]) {
@@ -104,6 +120,7 @@ export async function startWorker(config: Config, opts: WorkerOptions): Promise<
 
   // Training concurrency 0: no training lane.
   if (pool.lanes.training.concurrency > 0) {
+    const trainingStore = new TrainingStore(connection, config.redis.prefix);
     const training = startTrainingLane({
       prefix: config.redis.prefix,
       pool: pool.name,
@@ -112,8 +129,24 @@ export async function startWorker(config: Config, opts: WorkerOptions): Promise<
       programs: pool.lanes.training.programs,
       connection,
       storage: createStorage(config.storage),
-      store: new TrainingStore(connection, config.redis.prefix),
+      store: trainingStore,
       logger,
+      finish: (job, signal) =>
+        runFinishJob(
+          {
+            storage: createStorage(config.storage),
+            store: trainingStore,
+            results: new TrainingResultsStore(connection, config.redis.prefix),
+            registry,
+            logger,
+            now: Date.now,
+          },
+          job,
+          signal,
+        ).catch((err: unknown) => {
+          throw err instanceof FinishError ? new UnrecoverableError(err.message) : err;
+        }),
+      onReduced: (seconds) => metrics.trainingReduceSeconds.observe({ pool: pool.name }, seconds),
     });
     lanes.push(training);
   }

@@ -32,6 +32,8 @@ import { fleetRoutes } from './routes/fleet.ts';
 import { schedulerExplainRoute } from './routes/scheduler-explain.ts';
 import { inferRoute } from './routes/infer.ts';
 import { trainingRoutes } from './routes/training.ts';
+import { trainedModelsRoutes } from './routes/trained-models.ts';
+import { TrainedModelRegistry } from '../common/training/trained-model-registry.ts';
 import { trainingLogsRoutes } from './routes/training-logs.ts';
 
 export interface RunningProducer {
@@ -124,9 +126,10 @@ export async function startProducer(config: Config, opts: ProducerOptions): Prom
     api.setValidatorCompiler(validatorCompiler);
     api.setSerializerCompiler(serializerCompiler);
     await api.register(chatCompletionsRoute(service));
-    await api.register(inferRoute(service));
+    await api.register(inferRoute(service, new TrainedModelRegistry(redis, config.redis.prefix)));
     await api.register(batchRoutes(batches));
     await api.register(trainingRoutes(config, redis));
+    await api.register(trainedModelsRoutes(config, redis));
     await api.register(trainingLogsRoutes(config, redis));
   });
   await app.register(fleetRoutes(config, redis));

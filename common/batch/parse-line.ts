@@ -54,7 +54,9 @@ function fastInferLine(json: unknown, batch: Batch): ParsedLine | undefined {
   if (body.model !== undefined && (body.model !== batch.model || batch.model === '')) return undefined;
   const input = body.input;
   if (!isObject(input) || typeof input.text !== 'string' || input.text.length < 1) return undefined;
-  if (input.task === 'sentiment') return { ok: true, customId, input: { task: 'sentiment', text: input.text } };
+  // A line naming a trained model is left to zod, which keeps (and checks) the name.
+  if (input.task === 'sentiment' && input.model === undefined)
+    return { ok: true, customId, input: { task: 'sentiment', text: input.text } };
   // An explicit maxSentences is left to zod: its bounds live in the schema alone.
   if (input.task !== 'summarize' || input.maxSentences !== undefined) return undefined;
   return { ok: true, customId, input: { task: 'summarize', text: input.text, maxSentences: DEFAULT_MAX_SENTENCES } };

@@ -4,6 +4,7 @@
  * queue (which carries them) and the gpu-worker (which runs them).
  */
 import { z } from 'zod';
+import { trainedModelNameSchema } from './trained-models.ts';
 
 export const taskKinds = ['chat', 'sentiment', 'summarize'] as const;
 export type TaskKind = (typeof taskKinds)[number];
@@ -31,6 +32,8 @@ export const chatInputSchema = z.object({
 export const sentimentInputSchema = z.object({
   task: z.literal('sentiment'),
   text: z.string().min(1, 'text must not be empty'),
+  /** A trained model's name (GET /v1/trained-models); absent: the pool's own classifier (the lexicon). */
+  model: trainedModelNameSchema.optional(),
 });
 
 export const summarizeInputSchema = z.object({

@@ -6,19 +6,45 @@
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { inferRequestSchema, TIMEOUT_HEADER } from '../../common/contracts/api.ts';
 import { FleetError } from '../../common/errors.ts';
+import type { TrainedModelRegistry } from '../../common/training/trained-model-registry.ts';
 import { callerGone, errorBody } from '../http-errors.ts';
 import type { RealtimeService } from '../realtime-service.ts';
 import { streamReplies } from '../sse.ts';
 import { parseTimeoutHeader } from './timeout-header.ts';
 
+const sentimentLabels = ['positive', 'negative', 'neutral'];
+
+/** A sentiment input naming a trained model: refused here when the name is unknown or its classes are not sentiment labels. */
+async function checkTrainedModel(models: Pick<TrainedModelRegistry, 'get'>, name: string): Promise<void> {
+  let model;
+  try {
+    model = await models.get(name);
+  } catch (err) {
+    throw new FleetError('unavailable', `the trained model registry could not be read: ${String(err)}`, { cause: err });
+  }
+  if (!model)
+    throw new FleetError('model_not_found', `No trained model named '${name}' (GET /v1/trained-models lists them)`, {
+      param: 'input.model',
+    });
+  const odd = (model.classes ?? []).filter((c) => !sentimentLabels.includes(c));
+  if (model.classes === null || odd.length > 0)
+    throw new FleetError(
+      'bad_request',
+      `trained model '${name}' has classes ${JSON.stringify(model.classes)}; the sentiment task needs positive, negative or neutral`,
+      { param: 'input.model' },
+    );
+}
+
 export const inferRoute =
-  (service: RealtimeService): FastifyPluginAsyncZod =>
+  (service: RealtimeService, models?: Pick<TrainedModelRegistry, 'get'>): FastifyPluginAsyncZod =>
   async (app) => {
     app.post('/v1/infer', { schema: { body: inferRequestSchema } }, async (request, reply) => {
       const body = request.body;
       if (body.stream && body.input.task !== 'chat') {
         throw new FleetError('bad_request', 'stream is only supported for task chat', { param: 'stream' });
       }
+      if (body.input.task === 'sentiment' && body.input.model !== undefined && models)
+        await checkTrainedModel(models, body.input.model);
       const pending = await service.submit({
         pool: body.model,
         input: body.input,
