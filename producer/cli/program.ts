@@ -6,6 +6,7 @@
 import { Command } from 'commander';
 import { autoscaleCommand } from './autoscale-commands.ts';
 import { batchCommand, type CliContext } from './batch-commands.ts';
+import { modelsCommand } from './models-commands.ts';
 import { schedulerCommand } from './scheduler-commands.ts';
 import { trainCommand } from './train-commands.ts';
 
@@ -17,6 +18,7 @@ export function buildProgram(ctx: CliContext, env: NodeJS.ProcessEnv = process.e
     .option('--url <url>', 'the producer API (env INTERFLEET_URL)', env.INTERFLEET_URL || DEFAULT_URL)
     .addCommand(batchCommand(ctx))
     .addCommand(trainCommand(ctx))
+    .addCommand(modelsCommand(ctx))
     .addCommand(schedulerCommand(ctx))
     .addCommand(autoscaleCommand(ctx))
     .showHelpAfterError();

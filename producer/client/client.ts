@@ -40,6 +40,9 @@ import {
   apiTrainingLogsSchema,
   type ApiTrainingJob,
   type ApiTrainingLogs,
+  apiTrainedModelListSchema,
+  apiTrainedModelSchema,
+  type ApiTrainedModel,
 } from './training-wire.ts';
 import { pollUntilFinal, type WaitOptions } from './wait-until-final.ts';
 import { isTerminal } from '../../common/batch/batch-state.ts';
@@ -92,6 +95,8 @@ export interface ChatParams {
 }
 export type ChatOptions = RequestOptions & ChatParams;
 export type SummarizeOptions = RequestOptions & { maxSentences?: number };
+/** `trainedModel`: a registered trained model answers instead of the pool's own classifier. */
+export type SentimentOptions = RequestOptions & { trainedModel?: string };
 
 export interface ModelInfo {
   /** The pool name, used as `model` in requests. */
@@ -207,9 +212,30 @@ export class InterfleetClient {
     return { ...body, output: body.output as OutputOf<I> };
   }
 
-  async sentiment(model: string, text: string, opts: RequestOptions = {}): Promise<SentimentOutput> {
-    return (await this.infer(model, { task: 'sentiment', text }, opts)).output;
+  async sentiment(model: string, text: string, opts: SentimentOptions = {}): Promise<SentimentOutput> {
+    const { trainedModel, ...request } = opts;
+    return (
+      await this.infer(
+        model,
+        { task: 'sentiment', text, ...(trainedModel !== undefined && { model: trainedModel }) },
+        request,
+      )
+    ).output;
   }
+
+  /** Trained models registered by finished jobs (`model_name`); an unknown name rejects with status 404. */
+  readonly trainedModels = {
+    list: async (opts: RequestOptions = {}): Promise<ApiTrainedModel[]> => {
+      const call = this.begin('list trained models', checkTimeout(opts.timeoutMs ?? this.timeoutMs), opts.signal);
+      const res = await this.send(call, '/v1/trained-models', { method: 'GET' });
+      return (await this.readJson(call, res, apiTrainedModelListSchema)).data;
+    },
+    retrieve: async (name: string, opts: RequestOptions = {}): Promise<ApiTrainedModel> => {
+      const call = this.begin(`get trained model ${name}`, checkTimeout(opts.timeoutMs ?? this.timeoutMs), opts.signal);
+      const res = await this.send(call, `/v1/trained-models/${encodeURIComponent(name)}`, { method: 'GET' });
+      return this.readJson(call, res, apiTrainedModelSchema);
+    },
+  };
 
   async summarize(model: string, text: string, opts: SummarizeOptions = {}): Promise<SummarizeOutput> {
     const { maxSentences, ...request } = opts;

@@ -12,6 +12,7 @@ export {
   type ChatOptions,
   type ChatParams,
   type SummarizeOptions,
+  type SentimentOptions,
   type TaskRequest,
   type OutputOf,
   type InferResult,
@@ -23,7 +24,7 @@ export {
 } from './client.ts';
 export { ChatStream } from './chat-stream.ts';
 export type { WaitOptions } from './wait-until-final.ts';
-export type { ApiTrainingJob, ApiTrainingLogs } from './training-wire.ts';
+export type { ApiTrainingJob, ApiTrainingLogs, ApiTrainedModel } from './training-wire.ts';
 export type { TrainingJobParams } from '../../common/contracts/training.ts';
 export type { TrainingStatus } from '../../common/training/training-state.ts';
 export type { ApiBatch, BatchCreateParams, BatchList, BatchListQuery } from '../../common/contracts/batch-api.ts';

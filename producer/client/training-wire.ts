@@ -7,7 +7,11 @@
  */
 import { z } from 'zod';
 import { trainingStatuses } from '../../common/training/training-state.ts';
-import { trainingManifestSchema, webhookDeliverySchema } from '../../common/contracts/trained-models.ts';
+import {
+  trainedModelSchema,
+  trainingManifestSchema,
+  webhookDeliverySchema,
+} from '../../common/contracts/trained-models.ts';
 
 const seconds = z.number().nullable();
 
@@ -89,3 +93,8 @@ export const apiTrainingLogsSchema = z.object({
   ),
 });
 export type ApiTrainingLogs = z.infer<typeof apiTrainingLogsSchema>;
+
+/** `GET /v1/trained-models/:name`: a registered model. */
+export const apiTrainedModelSchema = trainedModelSchema.extend({ object: z.literal('trained_model') });
+export type ApiTrainedModel = z.infer<typeof apiTrainedModelSchema>;
+export const apiTrainedModelListSchema = z.object({ object: z.literal('list'), data: z.array(apiTrainedModelSchema) });

@@ -27,6 +27,8 @@ import { createSentimentClassifier } from '../../gpu-worker/backends/embedded-se
 import { SIGNATURE_HEADER, verifyWebhook } from '../../common/training/webhook-signature.ts';
 import { freePort } from '../../launcher/local-redis.ts';
 import { apiTrainingJobSchema } from '../../producer/client/training-wire.ts';
+import { InterfleetClient } from '../../producer/client/index.ts';
+import { buildProgram } from '../../producer/cli/program.ts';
 import { deleteKeys, REDIS_URL } from '../helpers/fleet.ts';
 import { until } from '../helpers/until.ts';
 
@@ -266,6 +268,19 @@ describe.skipIf(!existsSync(dataDir))('train → serve on npm start', () => {
       }),
     );
     expect(accuracy(served)).toBe(evaluation.accuracy);
+    // The SDK and the CLI name it too.
+    const client = new InterfleetClient({ baseUrl: url });
+    expect((await client.sentiment('default', heldOut[0]!.text, { trainedModel: 'uci-sentiment' })).label).toBe(
+      served[0],
+    );
+    let printed = '';
+    await buildProgram({
+      stdout: { write: (t: string) => (printed += t) },
+      client: (u) => new InterfleetClient({ baseUrl: u }),
+      now: Date.now,
+      setExitCode: () => undefined,
+    }).parseAsync(['node', 'interfleet', 'models', 'list', '--url', url]);
+    expect(printed).toMatch(new RegExp(`^uci-sentiment +${evaluation.accuracy.toFixed(3)} on ${heldOut.length} `, 'm'));
     const lexiconServed = await api('/v1/infer', {
       model: 'default',
       input: { task: 'sentiment', text: heldOut[0]!.text },
