@@ -60,14 +60,15 @@ export const apiTrainingJobSchema = z.object({
   created_at: seconds,
   admitted_at: seconds,
   ended_at: seconds,
-  eval_uri: z.string().nullable(),
-  model_name: z.string().nullable(),
-  webhook_url: z.string().nullable(),
+  // The results fields default to null: a server from before them leaves them out.
+  eval_uri: z.string().nullable().default(null),
+  model_name: z.string().nullable().default(null),
+  webhook_url: z.string().nullable().default(null),
   /** The job's manifest, once written after it ended (metrics per round, evaluation, artifact and checksum). */
-  manifest: trainingManifestSchema.nullable(),
-  manifest_error: z.string().nullable(),
+  manifest: trainingManifestSchema.nullable().default(null),
+  manifest_error: z.string().nullable().default(null),
   /** The completion webhook's delivery record. */
-  webhook: webhookDeliverySchema.nullable(),
+  webhook: webhookDeliverySchema.nullable().default(null),
   /** Every rank that started, round then rank order. */
   ranks: z.array(apiTrainingRankSchema),
 });
