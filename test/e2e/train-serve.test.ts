@@ -159,6 +159,13 @@ const accuracy = (labels: readonly string[]): number =>
 
 describe.skipIf(!existsSync(dataDir))('train → serve on npm start', () => {
   it('trains with 3 workers, evaluates, registers, delivers the webhook, and serves the model by name', async () => {
+    // One worker to start with: the gang of 3 must make the autoscaler grow the pool.
+    const replicas = await until(async () => {
+      const r = (await api('/v1/scheduler/explain?pool=default')).json.pools[0]?.autoscale?.replicas as
+        Json | undefined;
+      return r?.ready === 1 ? r : undefined;
+    }, 20_000);
+    expect(replicas).toMatchObject({ desired: 1, ready: 1 });
     const started = Date.now();
     const created = await api('/v1/training/jobs', {
       pool: 'default',
@@ -189,6 +196,9 @@ describe.skipIf(!existsSync(dataDir))('train → serve on npm start', () => {
       throw new Error(`training did not finish: ${last}\n${output.slice(-3000)}`, { cause: err });
     });
     const trainedIn = (Date.now() - started) / 1000;
+    // Every round ran its 3 ranks on 3 different workers.
+    for (const round of [1, 2, 3])
+      expect(new Set(job.ranks.filter((r) => r.round === round).map((r) => r.worker)).size).toBe(3);
 
     // The manifest: in the job and in storage beside the checkpoints, the same.
     const manifest: TrainingManifest = trainingManifestSchema.parse(job.manifest);
@@ -347,6 +357,9 @@ describe.skipIf(!existsSync(dataDir))('train → serve on npm start', () => {
       1,
     );
     expect(metricValue(metrics, 'interfleet_scheduler_training_last_eval_accuracy', {})).toBe(evaluation.accuracy);
+    expect(metricValue(metrics, 'interfleet_autoscaler_decisions_total', { reason: 'training_gangs' })).toBeGreaterThan(
+      0,
+    );
     expect(metrics).not.toContain(id);
 
     launcher.kill('SIGINT');
