@@ -13,47 +13,27 @@
  *                          classes win over the params), else from zero weights
  *   INTERFLEET_OUTPUT_DIR  the trained model is written there (linear-text-model.ts's directory format)
  *   INTERFLEET_PARAMS      hyperparameters as JSON (or INTERFLEET_HYPERPARAMS); see `paramsSchema`
- *   RANK, WORLD_SIZE, INTERFLEET_ROUND   integers, for the log and the shuffling seed
+ *   RANK, WORLD_SIZE, INTERFLEET_ROUND   integers, for the log, the shuffling seed and (the round) the
+ *                          learning rate's schedule (train-linear.ts)
  *
  * stdout: one JSON metric per line: `loss` per epoch (mean training cross-entropy, `step` = epoch),
- * then `train_accuracy`, `eval_loss` and `eval_accuracy` (on the held-out lines; absent when none are)
- * and `examples` (training lines). Exit 0; 2 on a bad environment or params; 3 when there is no
- * training example; 1 on anything else; the reason on stderr.
+ * then `train_accuracy`, `eval_loss` and `eval_accuracy` (on the held-out lines; absent when none are),
+ * `examples` (training lines) and `train_seconds` (featurizing and SGD, without the process's start and
+ * file I/O). Exit 0; 2 on a bad environment or params; 3 when there is no training example; 1 on anything
+ * else; the reason on stderr.
  */
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { z } from 'zod';
+import { newModel, readModelDir, writeModelDir, type LinearTextModel } from './linear-text-model.ts';
 import {
-  featurize,
-  hashString,
-  newModel,
-  readModelDir,
-  softmax,
-  writeModelDir,
-  type LinearTextModel,
-} from './linear-text-model.ts';
-
-const paramsSchema = z.strictObject({
-  learning_rate: z.number().positive().default(0.5),
-  epochs: z.number().int().min(0).max(1000).default(5),
-  l2: z.number().min(0).max(1).default(1e-4),
-  features: z
-    .number()
-    .int()
-    .min(2)
-    .max(2 ** 24)
-    .default(2 ** 18),
-  ngrams: z.number().int().min(1).max(5).default(2),
-  seed: z.number().int().default(0),
-  batch_size: z.number().int().min(1).default(32),
-  holdout: z.number().min(0).max(0.5).default(0.1),
-  labels: z
-    .array(z.string().min(1))
-    .min(2)
-    .refine((l) => new Set(l).size === l.length, { message: 'labels must be distinct' })
-    .optional(),
-});
-type Params = z.infer<typeof paramsSchema>;
+  heldOut,
+  paramsSchema,
+  parseContent,
+  trainRank,
+  type MetricLine,
+  type Params,
+  type Parsed,
+} from './train-linear.ts';
 
 /** A failure with the exit code the contract gives it. */
 class ExitError extends Error {
@@ -63,11 +43,6 @@ class ExitError extends Error {
   ) {
     super(message);
   }
-}
-
-interface Example {
-  text: string;
-  label: string;
 }
 
 interface Env {
@@ -127,47 +102,6 @@ function readEnv(env: NodeJS.ProcessEnv): Env {
 
 // ---- data ----
 
-interface Parsed {
-  examples: Example[];
-  blank: number;
-  malformed: number;
-}
-
-/** One line as an example, or undefined when it is not one. */
-function parseLine(line: string): Example | undefined {
-  if (line.trimStart().startsWith('{')) {
-    let json: unknown;
-    try {
-      json = JSON.parse(line);
-    } catch {
-      return undefined;
-    }
-    const { text, label } = (json ?? {}) as { text?: unknown; label?: unknown };
-    const labelText = typeof label === 'number' && Number.isFinite(label) ? String(label) : label;
-    if (typeof text !== 'string' || typeof labelText !== 'string') return undefined;
-    return text.trim() && labelText.trim() ? { text: text.trim(), label: labelText.trim() } : undefined;
-  }
-  const tab = line.lastIndexOf('\t');
-  if (tab < 0) return undefined;
-  const text = line.slice(0, tab).trim();
-  const label = line.slice(tab + 1).trim();
-  return text && label ? { text, label } : undefined;
-}
-
-function parseContent(content: string, into: Parsed): void {
-  const lines = content.split(/\r\n|\n|\r/);
-  if (lines.at(-1) === '') lines.pop();
-  for (const line of lines) {
-    if (line.trim() === '') {
-      into.blank++;
-      continue;
-    }
-    const example = parseLine(line);
-    if (example) into.examples.push(example);
-    else into.malformed++;
-  }
-}
-
 /** Every regular file under `dir`, in path order (so that a shard always reads the same). */
 async function filesUnder(dir: string): Promise<string[]> {
   const files: string[] = [];
@@ -220,159 +154,9 @@ async function initialModel(env: Env, labelsSeen: string[]): Promise<{ model: Li
   return { model: newModel({ features: params.features, ngrams: params.ngrams, classes }), from: 'zero weights' };
 }
 
-// ---- features ----
-
-/** Featurized examples in compressed rows: example i's features are [offsets[i], offsets[i + 1]). */
-interface Dataset {
-  size: number;
-  offsets: Uint32Array;
-  indices: Uint32Array;
-  values: Float32Array;
-  labels: Int32Array;
-}
-
-function toDataset(examples: Example[], model: LinearTextModel): Dataset {
-  const classOf = new Map(model.classes.map((c, i) => [c, i]));
-  const rows = examples.map((e) => featurize(e.text, model.features, model.ngrams));
-  const offsets = new Uint32Array(rows.length + 1);
-  rows.forEach((r, i) => (offsets[i + 1] = offsets[i]! + r.indices.length));
-  const indices = new Uint32Array(offsets[rows.length]!);
-  const values = new Float32Array(indices.length);
-  rows.forEach((r, i) => {
-    indices.set(r.indices, offsets[i]);
-    values.set(r.values, offsets[i]);
-  });
-  const labels = Int32Array.from(examples, (e) => classOf.get(e.label)!);
-  return { size: examples.length, offsets, indices, values, labels };
-}
-
-/** Whether a line is held out for evaluation: by its hash, so the same line always is, on any rank. */
-const heldOut = (e: Example, fraction: number): boolean => hashString(`${e.text}\t${e.label}`) / 2 ** 32 < fraction;
-
-// ---- training ----
-
-/** mulberry32: a small deterministic PRNG in [0, 1). */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-
-function shuffle(order: Uint32Array, next: () => number): void {
-  for (let i = order.length - 1; i > 0; i--) {
-    const j = Math.floor(next() * (i + 1));
-    const t = order[i]!;
-    order[i] = order[j]!;
-    order[j] = t;
-  }
-}
-
-/**
- * The weights being trained, feature-major (w[j * C + c]) so that an
- * example's few features touch contiguous memory, and scaled: the true
- * weights are `scale` × w, so L2 decay is one multiplication per step
- * instead of a pass over every weight.
- */
-class Sgd {
-  private readonly w: Float64Array;
-  private readonly bias: Float64Array;
-  private scale = 1;
-  private readonly c: number;
-  private readonly logits: Float64Array;
-
-  constructor(private readonly model: LinearTextModel) {
-    const { features } = model;
-    this.c = model.classes.length;
-    this.w = new Float64Array(features * this.c);
-    for (let c = 0; c < this.c; c++)
-      for (let j = 0; j < features; j++) this.w[j * this.c + c] = model.weights[c * features + j]!;
-    this.bias = Float64Array.from(model.bias);
-    this.logits = new Float64Array(this.c);
-  }
-
-  /** Class probabilities of example i (in a buffer reused by the next call). */
-  probabilities(data: Dataset, i: number): Float64Array {
-    const { w, c: classes, logits } = this;
-    logits.fill(0);
-    for (let k = data.offsets[i]!; k < data.offsets[i + 1]!; k++) {
-      const base = data.indices[k]! * classes;
-      const v = data.values[k]!;
-      for (let c = 0; c < classes; c++) logits[c]! += w[base + c]! * v;
-    }
-    for (let c = 0; c < classes; c++) logits[c] = logits[c]! * this.scale + this.bias[c]!;
-    return softmax(logits);
-  }
-
-  /** One pass over `order` in mini-batches; the mean cross-entropy before each batch's step. */
-  epoch(data: Dataset, order: Uint32Array, p: Params): number {
-    const classes = this.c;
-    const grad = new Float64Array(p.batch_size * classes);
-    let loss = 0;
-    for (let start = 0; start < order.length; start += p.batch_size) {
-      const batch = order.subarray(start, start + p.batch_size);
-      batch.forEach((i, b) => {
-        const probs = this.probabilities(data, i);
-        const y = data.labels[i]!;
-        loss -= Math.log(Math.max(probs[y]!, 1e-15));
-        for (let c = 0; c < classes; c++) grad[b * classes + c] = probs[c]! - (c === y ? 1 : 0);
-      });
-      this.step(data, batch, grad, p);
-    }
-    return loss / order.length;
-  }
-
-  private step(data: Dataset, batch: Uint32Array, grad: Float64Array, p: Params): void {
-    const { w, c: classes } = this;
-    const rate = p.learning_rate / batch.length;
-    this.scale *= 1 - p.learning_rate * p.l2;
-    if (this.scale < 1e-6) this.rescale();
-    const perScale = rate / this.scale;
-    batch.forEach((i, b) => {
-      for (let k = data.offsets[i]!; k < data.offsets[i + 1]!; k++) {
-        const base = data.indices[k]! * classes;
-        const v = data.values[k]! * perScale;
-        for (let c = 0; c < classes; c++) w[base + c]! -= grad[b * classes + c]! * v;
-      }
-      for (let c = 0; c < classes; c++) this.bias[c]! -= grad[b * classes + c]! * rate;
-    });
-  }
-
-  private rescale(): void {
-    for (let k = 0; k < this.w.length; k++) this.w[k]! *= this.scale;
-    this.scale = 1;
-  }
-
-  evaluate(data: Dataset): { loss: number; accuracy: number } {
-    let loss = 0;
-    let correct = 0;
-    for (let i = 0; i < data.size; i++) {
-      const probs = this.probabilities(data, i);
-      const y = data.labels[i]!;
-      loss -= Math.log(Math.max(probs[y]!, 1e-15));
-      let best = 0;
-      for (let c = 1; c < probs.length; c++) if (probs[c]! > probs[best]!) best = c;
-      if (best === y) correct++;
-    }
-    return { loss: loss / data.size, accuracy: correct / data.size };
-  }
-
-  /** The trained model, back in the directory's layout ([classes, features], float32). */
-  result(examples: number): LinearTextModel {
-    const { features } = this.model;
-    const weights = new Float32Array(this.c * features);
-    for (let c = 0; c < this.c; c++)
-      for (let j = 0; j < features; j++) weights[c * features + j] = this.w[j * this.c + c]! * this.scale;
-    return { ...this.model, weights, bias: Float32Array.from(this.bias), examples };
-  }
-}
-
 // ---- the program ----
 
-const metric = (line: { metric: string; value: number; step?: number }): void => {
+const metric = (line: MetricLine): void => {
   process.stdout.write(`${JSON.stringify(line)}\n`);
 };
 const note = (text: string): void => {
@@ -411,23 +195,12 @@ async function main(): Promise<void> {
   );
 
   const started = performance.now();
-  const trainSet = toDataset(train, model);
-  const sgd = new Sgd(model);
-  const next = random(hashString(`${params.seed}:${env.rank}:${env.round}`));
-  const order = Uint32Array.from({ length: trainSet.size }, (_, i) => i);
-  for (let epoch = 1; epoch <= params.epochs; epoch++) {
-    shuffle(order, next);
-    metric({ metric: 'loss', value: sgd.epoch(trainSet, order, params), step: epoch });
-  }
-  metric({ metric: 'train_accuracy', value: sgd.evaluate(trainSet).accuracy });
-  if (evaluation.length > 0) {
-    const scored = sgd.evaluate(toDataset(evaluation, model));
-    metric({ metric: 'eval_loss', value: scored.loss });
-    metric({ metric: 'eval_accuracy', value: scored.accuracy });
-  }
-  metric({ metric: 'examples', value: train.length });
-  note(`featurized and trained ${params.epochs} epoch(s) in ${Math.round(performance.now() - started)} ms`);
-  await writeModelDir(env.outputDir, sgd.result(train.length));
+  const trained = trainRank({ model, train, evaluation, params, rank: env.rank, round: env.round, onMetric: metric });
+  // Featurizing and SGD, without the process's start and its file I/O: the compute the bench sets beside the rest.
+  const seconds = (performance.now() - started) / 1000;
+  metric({ metric: 'train_seconds', value: seconds });
+  note(`featurized and trained ${params.epochs} epoch(s) in ${Math.round(seconds * 1000)} ms`);
+  await writeModelDir(env.outputDir, trained);
 }
 
 main().catch((err: unknown) => {
