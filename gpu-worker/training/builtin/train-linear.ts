@@ -17,9 +17,9 @@ import { z } from 'zod';
 import { featurize, hashString, softmax, type LinearTextModel } from './linear-text-model.ts';
 
 export const paramsSchema = z.strictObject({
-  learning_rate: z.number().positive().default(0.5),
-  lr_decay: z.number().min(0).default(0),
-  epochs: z.number().int().min(0).max(1000).default(5),
+  learning_rate: z.number().positive().default(4),
+  lr_decay: z.number().min(0).default(0.3),
+  epochs: z.number().int().min(0).max(1000).default(8),
   l2: z.number().min(0).max(1).default(1e-4),
   features: z
     .number()

@@ -351,7 +351,7 @@ describe('text-classifier program', () => {
         expect(metrics.filter((m) => m.metric === 'loss').map((m) => m.step)).toEqual(
           Array.from({ length: epochs }, (_, i) => i + 1),
         );
-        for (const name of ['train_accuracy', 'eval_accuracy', 'eval_loss', 'examples'])
+        for (const name of ['train_accuracy', 'eval_accuracy', 'eval_loss', 'examples', 'train_seconds'])
           expect(metrics.find((m) => m.metric === name)?.value, name).toEqual(expect.any(Number));
       }
       const model = await fresh(`r${round}-model`);
@@ -392,7 +392,10 @@ describe('text-classifier program', () => {
       ),
     );
     for (const run of runs) expect(run.code, run.stderr).toBe(0);
-    expect(runs[0]!.stdout).toBe(runs[1]!.stdout);
+    // Every metric but the time it took.
+    const learned = (stdout: string) => stdout.split('\n').filter((l) => !l.includes('"train_seconds"'));
+    expect(learned(runs[0]!.stdout)).toEqual(learned(runs[1]!.stdout));
+    expect(metricsOf(runs[0]!.stdout).find((m) => m.metric === 'train_seconds')?.value).toBeGreaterThan(0);
     expect(await readFile(join(outs[0]!, 'weights.f32'))).toEqual(await readFile(join(outs[1]!, 'weights.f32')));
   });
 
