@@ -6,7 +6,7 @@
  *
  * - Data: the UCI sentiment sentences, split by test/helpers/training-quality.ts (seed
  *   BENCH_SEED, 1): the test split (~20 %) is held out of every job. The
- *   timing jobs train on the rest repeated BENCH_REPEAT (10) times, so that a
+ *   timing jobs train on the rest repeated BENCH_REPEAT (40) times, so that a
  *   round's compute is seconds, not milliseconds (repeats add compute, not
  *   knowledge); the quality jobs on the rest as it is.
  * - Timing job: BENCH_ROUNDS (7) rounds, N ranks, the trainer's default
@@ -64,7 +64,9 @@ import { roundBreakdowns, type RoundBreakdown, type RoundTimes } from './trainin
 const CORES = os.availableParallelism();
 const WORKERS = (process.env.BENCH_WORKERS ?? '1,2,4').split(',').map(Number);
 const SEED = Number(process.env.BENCH_SEED ?? '1');
-const REPEAT = Number(process.env.BENCH_REPEAT ?? '10');
+const REPEAT = Number(process.env.BENCH_REPEAT ?? '40');
+/** worker.heartbeatMs, when set (the product's default otherwise). */
+const HEARTBEAT_MS = process.env.BENCH_HEARTBEAT_MS;
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? '7');
 const QUALITY_ROUNDS = Number(process.env.BENCH_QUALITY_ROUNDS ?? '5');
 const QUALITY_SEEDS = (process.env.BENCH_QUALITY_SEEDS ?? '1,2,3,4,5').split(',').map(Number);
@@ -200,8 +202,9 @@ const pct = (x: number) => `${fmt(x * 100, 1)} %`;
 async function main(): Promise<void> {
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'interfleet-bench-training-'));
   const configFile = path.join(tmp, 'interfleet.yaml');
-  writeFileSync(configFile, 'pools:\n  - name: default\n');
-  const config = parseConfig({}, 'pools:\n  - name: default\n');
+  const yaml = `pools:\n  - name: default\n${HEARTBEAT_MS ? `worker:\n  heartbeatMs: ${HEARTBEAT_MS}\n` : ''}`;
+  writeFileSync(configFile, yaml);
+  const config = parseConfig({}, yaml);
   const params = paramsSchema.parse({ seed: SEED });
   console.log(
     `bench:training — ${CORES} cores (${os.cpus()[0]?.model.trim() ?? '?'}), load average ${os
@@ -210,7 +213,7 @@ async function main(): Promise<void> {
       .join(' ')}, node ${process.version}, ${new Date().toISOString()}`,
   );
   console.log(
-    `config: the product's defaults — leader passes every ${config.batch.admitEveryMs} ms (batch.admitEveryMs: admission and the reduce's queueing), heartbeats every ${config.worker.heartbeatMs} ms, one training slot per worker; trainer params ${JSON.stringify(params)}`,
+    `config: the product's defaults${HEARTBEAT_MS ? ' but worker.heartbeatMs' : ''} — leader passes every ${config.batch.admitEveryMs} ms (batch.admitEveryMs: admission and the reduce's queueing), heartbeats every ${config.worker.heartbeatMs} ms, one training slot per worker; trainer params ${JSON.stringify(params)}`,
   );
   console.log(
     `cores: NOT pinned; Redis, producer, scheduler, this process and ${WORKERS.join('/')} worker(s) share ${CORES} cores with whatever else runs on the machine: with more workers than cores, ranks contend for them`,
