@@ -102,6 +102,7 @@ export async function startWorker(config: Config, opts: WorkerOptions): Promise<
       workerId,
       concurrency: pool.lanes.training.concurrency,
       programs: pool.lanes.training.programs,
+      locks: pool.lanes.training,
       connection,
       storage: createStorage(config.storage),
       store: new TrainingStore(connection, config.redis.prefix),

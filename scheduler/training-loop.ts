@@ -28,9 +28,16 @@
  * message runs to its end; its slot counts as used through the heartbeats.
  *
  * Reconciliation, at most every `reconcileEveryMs` per running gang: a rank
- * with no final record whose job is gone is added again; one whose job
- * failed without the worker settling it (its worker died and the stalled
- * check gave up on it) fails the gang with the job's reason.
+ * with no final record whose job is gone is added again, and one whose job
+ * completed without settling it is run again (nothing else would); one whose
+ * job failed without the worker settling it (its worker died more often than
+ * lanes.training.maxStalledCount) fails the gang with the job's reason. A
+ * rank or reduce whose worker died needs nothing here: its lock lapses and the
+ * stalled check of the pool's training lanes puts the job back on the queue
+ * (lanes.training.lockDurationMs); the rank runs again in a fresh directory
+ * from the round's starting checkpoint. A new leader keeps no state of its
+ * own: it reads the gangs, and a reduce that was due is added again (a no-op
+ * while its job exists).
  *
  * After each pool's pass the leader writes its explanation record
  * (training-explain.ts) and sets the training metrics, while the pool has open
@@ -318,11 +325,27 @@ export class TrainingLoop {
       this.deps.logger.info({ jobId: spec.id, round }, 'round done; reduce job added');
       return;
     }
-    if ((await job.getState()) !== 'failed') return;
+    const jobState = await job.getState();
+    if (jobState === 'completed') {
+      // It finished, yet the gang still waits on it (this very pass read it reducing): run it again.
+      const current = await this.store.get(spec.pool, spec.id);
+      if (current?.status === 'reducing' && current.round === round) {
+        await job.retry('completed');
+        this.deps.logger.warn({ jobId: spec.id, round }, 'reduce job completed without moving the gang; run again');
+      }
+      return;
+    }
+    if (jobState !== 'failed') return;
     const reason = `reduce of round ${round} failed: ${job.failedReason ?? 'its job failed'}`;
     if (await this.store.failReduce(spec.pool, spec.id, round, reason, now)) {
       this.deps.logger.warn({ jobId: spec.id, round, reason }, 'reduce failed; gang failed');
     }
+  }
+
+  /** Whether rank `rank` of `round` has its final record (read again: it may have settled since). */
+  private async settled(spec: TrainingSpec, round: number, rank: number): Promise<boolean> {
+    const state = (await this.store.roundRanks(spec.pool, spec.id, round, spec.workers)).get(rank)?.state;
+    return state === 'succeeded' || state === 'failed';
   }
 
   private async reconcile(gang: TrainingState, now: number): Promise<void> {
@@ -339,9 +362,14 @@ export class TrainingLoop {
       const state = records.get(rank)?.state;
       if (state === 'succeeded' || state === 'failed') continue;
       const job = await queue.getJob(rankJobId(spec.id, round, rank));
+      const jobState = job ? await job.getState() : undefined;
       if (!job) {
         missing.push(rank);
-      } else if ((await job.getState()) === 'failed') {
+      } else if (jobState === 'completed' && !(await this.settled(spec, round, rank))) {
+        // Completed without settling its rank (stopped, yet its gang runs on): nothing would ever run it again.
+        await job.retry('completed');
+        this.deps.logger.warn({ jobId: spec.id, round, rank }, 'rank job completed unsettled; run again');
+      } else if (jobState === 'failed') {
         const reason = `rank ${rank} lost: ${job.failedReason ?? 'its job failed'}`;
         await this.store.settleRank(
           spec.pool,

@@ -28,7 +28,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
-import { programAllowed } from '../../common/config.ts';
+import { programAllowed, type TrainingLaneConfig } from '../../common/config.ts';
 import {
   RANK_JOB_NAME,
   rankJobSchema,
@@ -71,6 +71,8 @@ export interface TrainingLaneDeps {
   programs: readonly string[];
   /** Where the ranks' working directories are made (default: the OS temporary directory). */
   workRoot?: string;
+  /** How fast a rank lost with its worker runs again (pools[].lanes.training; config.ts has the defaults). */
+  locks: Pick<TrainingLaneConfig, 'lockDurationMs' | 'stalledIntervalMs' | 'maxStalledCount'>;
 }
 
 /** The heartbeat's view of a lane, under the training lane's own name. */
@@ -301,6 +303,9 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
     prefix: deps.prefix,
     concurrency: deps.concurrency,
     name: workerId,
+    lockDuration: deps.locks.lockDurationMs,
+    stalledInterval: deps.locks.stalledIntervalMs,
+    maxStalledCount: deps.locks.maxStalledCount,
   });
   worker.on('error', (err) => log.error({ err }, 'training worker error'));
 
