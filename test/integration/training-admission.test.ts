@@ -192,7 +192,7 @@ describe('training state', () => {
 });
 
 describe('training loop reconciliation', () => {
-  it("adds a running gang's missing rank job again, and fails the gang for a rank job that failed unsettled", async () => {
+  it("adds a running gang's missing rank job again, runs again one that completed unsettled, and fails the gang for one that failed unsettled", async () => {
     const config = testConfig(yaml());
     const prefix = config.redis.prefix;
     const redis = new Redis(REDIS_URL);
@@ -249,6 +249,18 @@ describe('training loop reconciliation', () => {
     await queue.remove(rankJobId(id, 1, 1));
     await loop.pass(3);
     expect(await queue.getJob(rankJobId(id, 1, 1))).toBeDefined();
+
+    // Rank jobs that complete without settling their rank (stopped while the gang runs on) run again.
+    const stopperConnection = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+    const stopper = new Worker(queueName('train', 'p'), () => Promise.resolve({ status: 'stopped' }), {
+      connection: stopperConnection,
+      prefix,
+    });
+    await until(async () => ((await queue.getJobCountByTypes('completed')) === 2 ? true : undefined));
+    await stopper.close();
+    stopperConnection.disconnect();
+    await loop.pass(3);
+    expect(await queue.getJobCountByTypes('waiting')).toBe(2);
 
     // Both rank jobs fail without a worker settling them (as when BullMQ gives up on a dead worker's job).
     const blocking = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
