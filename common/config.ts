@@ -74,6 +74,14 @@ const trainingLaneSchema = z.object({
   stalledIntervalMs: z.number().int().min(250).default(5_000),
   /** Times a rank or reduce may be lost with its worker and run again; once more and its job fails (so does the gang). */
   maxStalledCount: z.number().int().min(0).max(100).default(3),
+  /**
+   * Gang mode: the address rank 0 publishes for its peers (MASTER_ADDR). Absent: the POD_IP
+   * environment variable (the downward API's status.podIP on OKE), else the host's first
+   * non-loopback IPv4 address, else 127.0.0.1 (gpu-worker/training/rendezvous.ts).
+   */
+  advertiseHost: z.string().min(1, 'advertiseHost must not be empty').optional(),
+  /** Gang mode: how long a rank waits for rank 0's address before it fails (and the gang restarts). */
+  rendezvousTimeoutMs: z.number().int().min(100).default(600_000),
 });
 export type TrainingLaneConfig = z.infer<typeof trainingLaneSchema>;
 

@@ -161,14 +161,23 @@ export class TrainingLoop {
     const ids = await this.store.openIds(pool.name);
     const gangs = ids.length > 0 ? await this.openGangs(pool.name, ids, epoch) : [];
     const now = this.deps.now();
+    // Heartbeats once per pass, for a pool with gangs: who is alive (reconcile) and what is free (admission).
+    const fleet =
+      gangs.length > 0 || pool.trainingQuota !== undefined ? await this.trainingSlots(pool.name, now) : undefined;
     const open: TrainingState[] = [];
-    for (const g of gangs) {
+    for (const found of gangs) {
+      let g = found;
+      if (g.stopRestart !== null) await this.stopRun(g, g.stopRestart);
       if (isFinal(g.status)) {
         await this.windUp(g);
         continue;
       }
+      if (g.status === 'running' && (await this.reconcile(g, now, fleet?.live ?? new Set()))) {
+        // It restarted or failed: the next pass stops the run it left, or winds it up.
+        g = (await this.store.get(pool.name, g.spec.id)) ?? g;
+        if (isFinal(g.status)) continue;
+      }
       open.push(g);
-      if (g.status === 'running') await this.reconcile(g, now);
       if (g.status === 'reducing') await this.reduce(g, now);
     }
     // Nothing to admit nor to explain: a pool without training costs this pass one ZRANGE.
@@ -179,7 +188,7 @@ export class TrainingLoop {
     }
 
     // Read even with nothing waiting: the explanation says what is free.
-    const { slots, inFlight } = await this.trainingSlots(pool.name, now);
+    const { slots, inFlight } = fleet ?? (await this.trainingSlots(pool.name, now));
     const snapshot = gangSnapshot(open, { slots, inFlight, quota: pool.trainingQuota });
     const pass = decideGangs(snapshot);
     this.demands.set(pool.name, {
@@ -214,17 +223,21 @@ export class TrainingLoop {
     return gangs;
   }
 
-  /** Training slots of the pool's ready workers, and the ranks they say run on them. */
-  private async trainingSlots(pool: string, now: number): Promise<{ slots: number; inFlight: number }> {
+  /** Training slots of the pool's ready workers, the ranks they say run on them, and every live worker. */
+  private async trainingSlots(
+    pool: string,
+    now: number,
+  ): Promise<{ slots: number; inFlight: number; live: Set<string> }> {
     let slots = 0;
     let inFlight = 0;
     const raw = await this.deps.redis.hgetall(workersKey(this.deps.prefix, pool));
-    for (const w of liveWorkers(raw, now).filter((h) => h.state === 'ready')) {
+    const live = liveWorkers(raw, now);
+    for (const w of live.filter((h) => h.state === 'ready')) {
       const lane = w.lanes.find((l) => l.name === 'training');
       slots += lane?.concurrency ?? 0;
       inFlight += lane?.inFlight ?? 0;
     }
-    return { slots, inFlight };
+    return { slots, inFlight, live: new Set(live.map((w) => w.workerId)) };
   }
 
   /** Metrics and the explanation record of a pool's pass; the record is best effort. */
@@ -279,18 +292,56 @@ export class TrainingLoop {
       spec,
       round,
       Array.from({ length: spec.workers }, (_, rank) => rank),
+      gang.restarts,
     );
-    this.reconciled.set(`${spec.id}:${round}`, now);
+    this.reconciled.set(`${spec.id}:${round}:${gang.restarts}`, now);
     this.deps.logger.info({ jobId: spec.id, pool: spec.pool, round, workers: spec.workers }, 'admitted a gang');
   }
 
-  private async addRanks(spec: TrainingSpec, round: number, ranks: readonly number[]): Promise<void> {
+  /** Rank jobs of run `restart` of the round; in gang mode each resumes from its own checkpoint of the round before. */
+  private async addRanks(spec: TrainingSpec, round: number, ranks: readonly number[], restart: number): Promise<void> {
+    const previous =
+      spec.mode === 'gang' && round > 1
+        ? await this.store.roundRanks(spec.pool, spec.id, round - 1, spec.workers)
+        : new Map<number, { checkpointUri: string }>();
     await this.queue(spec.pool).addBulk(
       ranks.map((rank) => ({
         name: RANK_JOB_NAME,
-        data: rankJobFor(spec, round, rank),
-        opts: { ...rankJobOpts, attempts: spec.attempts, jobId: rankJobId(spec.id, round, rank) },
+        data: rankJobFor(spec, round, rank, restart, previous.get(rank)?.checkpointUri),
+        // Gang mode: no retry of a rank alone (its peers would wait on a rendezvous); the gang restarts.
+        opts: {
+          ...rankJobOpts,
+          attempts: spec.mode === 'gang' ? 1 : spec.attempts,
+          jobId: rankJobId(spec.id, round, rank, restart),
+        },
       })),
+    );
+  }
+
+  /** Rank jobs of `restart`, a run of the gang's round that is over: queued ones removed, running ones asked to stop. */
+  private async stopRanks(spec: TrainingSpec, round: number, restart: number, ranks: readonly number[]): Promise<void> {
+    const queue = this.queue(spec.pool);
+    for (const rank of ranks) {
+      const id = rankJobId(spec.id, round, rank, restart);
+      // A running rank's job is locked and stays; its lane kills the command on this message.
+      await queue.remove(id);
+      await this.deps.redis.publish(cancelChannel(this.deps.prefix), id);
+    }
+  }
+
+  /** A gang restarted (gang mode): the run it left is stopped, once. */
+  private async stopRun(gang: TrainingState, restart: number): Promise<void> {
+    const { spec, round } = gang;
+    await this.stopRanks(
+      spec,
+      round,
+      restart,
+      Array.from({ length: spec.workers }, (_, rank) => rank),
+    );
+    await this.store.stopped(spec.pool, spec.id, restart);
+    this.deps.logger.warn(
+      { jobId: spec.id, round, restart, reason: gang.restartReason },
+      'gang restarting from its checkpoint; the run before stopped',
     );
   }
 
@@ -299,15 +350,11 @@ export class TrainingLoop {
     const { spec, round, status } = gang;
     if (status !== 'succeeded') {
       const records = await this.store.roundRanks(spec.pool, spec.id, round, spec.workers);
-      const queue = this.queue(spec.pool);
-      for (let rank = 0; rank < spec.workers; rank++) {
+      const open = Array.from({ length: spec.workers }, (_, rank) => rank).filter((rank) => {
         const state = records.get(rank)?.state;
-        if (state === 'succeeded' || state === 'failed') continue;
-        const id = rankJobId(spec.id, round, rank);
-        // A running rank's job is locked and stays; its lane kills the command on this message.
-        await queue.remove(id);
-        await this.deps.redis.publish(cancelChannel(this.deps.prefix), id);
-      }
+        return state !== 'succeeded' && state !== 'failed';
+      });
+      await this.stopRanks(spec, round, gang.restarts, open);
     }
     await this.store.close(spec.pool, spec.id);
     for (const key of this.reconciled.keys()) if (key.startsWith(`${spec.id}:`)) this.reconciled.delete(key);
@@ -348,20 +395,36 @@ export class TrainingLoop {
     return state === 'succeeded' || state === 'failed';
   }
 
-  private async reconcile(gang: TrainingState, now: number): Promise<void> {
-    const { spec, round } = gang;
-    const key = `${spec.id}:${round}`;
+  /**
+   * A running gang's ranks against their jobs (and, in gang mode, their workers' heartbeats); true
+   * when it moved the gang (restarted or failed it).
+   */
+  private async reconcile(gang: TrainingState, now: number, live: ReadonlySet<string>): Promise<boolean> {
+    const { spec, round, restarts } = gang;
+    const key = `${spec.id}:${round}:${restarts}`;
     const every = this.deps.reconcileEveryMs ?? 5000;
     const last = this.reconciled.get(key) ?? gang.admittedAt ?? 0;
-    if (now - last < every) return;
+    if (now - last < every) return false;
     this.reconciled.set(key, now);
     const records = await this.store.roundRanks(spec.pool, spec.id, round, spec.workers);
+    // Gang mode: a rank whose worker stopped beating is lost, and so is the gang's run; its peers would
+    // wait on it until their own timeouts (a dead rank's job comes back only when its lock lapses).
+    if (spec.mode === 'gang') {
+      const lost = [...records].find(([, r]) => r.state === 'running' && r.restart === restarts && !live.has(r.worker));
+      if (lost) {
+        const [rank, r] = lost;
+        const reason = `rank ${rank} of round ${round} lost: its worker ${r.worker} stopped sending heartbeats`;
+        const moved = await this.store.restartGang(spec.pool, spec.id, round, restarts, reason, now);
+        this.deps.logger.warn({ jobId: spec.id, round, rank, moved, reason }, 'gang rank lost');
+        if (moved !== 'ignored') return true;
+      }
+    }
     const queue = this.queue(spec.pool);
     const missing: number[] = [];
     for (let rank = 0; rank < spec.workers; rank++) {
       const state = records.get(rank)?.state;
       if (state === 'succeeded' || state === 'failed') continue;
-      const job = await queue.getJob(rankJobId(spec.id, round, rank));
+      const job = await queue.getJob(rankJobId(spec.id, round, rank, restarts));
       const jobState = job ? await job.getState() : undefined;
       if (!job) {
         missing.push(rank);
@@ -371,7 +434,7 @@ export class TrainingLoop {
         this.deps.logger.warn({ jobId: spec.id, round, rank }, 'rank job completed unsettled; run again');
       } else if (jobState === 'failed') {
         const reason = `rank ${rank} lost: ${job.failedReason ?? 'its job failed'}`;
-        await this.store.settleRank(
+        const settled = await this.store.settleRank(
           spec.pool,
           spec.id,
           round,
@@ -384,20 +447,23 @@ export class TrainingLoop {
             exitCode: null,
             reason,
             metrics: {},
-            checkpointUri: checkpointUriFor(spec.checkpointPrefix, round, rank),
+            checkpointUri: checkpointUriFor(spec.checkpointPrefix, round, rank, spec.mode === 'gang' ? restarts : 0),
+            restart: restarts,
           },
           now,
+          restarts,
         );
-        this.deps.logger.warn({ jobId: spec.id, round, rank, reason }, 'rank job failed unsettled; gang failed');
-        return;
+        this.deps.logger.warn({ jobId: spec.id, round, rank, reason, settled }, 'rank job failed unsettled');
+        return settled === 'gang_failed' || settled === 'gang_restarting';
       }
     }
     if (missing.length > 0) {
-      await this.addRanks(spec, round, missing);
+      await this.addRanks(spec, round, missing, restarts);
       this.deps.logger.warn(
         { jobId: spec.id, round, ranks: missing },
         'rank jobs of a running gang were missing; added',
       );
     }
+    return false;
   }
 }

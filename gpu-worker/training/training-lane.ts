@@ -42,12 +42,13 @@ import type { Logger } from '../../common/logger.ts';
 import { settleWithin } from '../../common/process.ts';
 import type { RedisClient } from '../../common/redis.ts';
 import { queueName } from '../../common/topology.ts';
-import type { TrainingStore } from '../../common/training/training-state.ts';
+import type { Master, TrainingStore } from '../../common/training/training-state.ts';
 import type { Lane } from '../realtime-lane.ts';
 import type { Storage } from '../../common/storage/index.ts';
 import { averageModelDirs } from './builtin/average-tensors.ts';
 import { resolveProgram } from './builtin-programs.ts';
 import { makeRankDirs, pullPrefix, pullShard, pushDir, removeRankDirs } from './rank-files.ts';
+import { awaitMaster, freePort } from './rendezvous.ts';
 import { failureReason, rankEnv, runCommand, type RunResult } from './run-command.ts';
 
 const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
@@ -59,7 +60,7 @@ export interface TrainingLaneDeps {
   /** Ranks at once (≥ 1). */
   concurrency: number;
   connection: RedisClient;
-  store: Pick<TrainingStore, 'startRank' | 'settleRank' | 'finishReduce'>;
+  store: Pick<TrainingStore, 'startRank' | 'settleRank' | 'finishReduce' | 'publishMaster' | 'master'>;
   logger: Logger;
   /** After SIGTERM, how long a command has before SIGKILL (default 2 s). */
   killAfterMs?: number;
@@ -71,8 +72,13 @@ export interface TrainingLaneDeps {
   programs: readonly string[];
   /** Where the ranks' working directories are made (default: the OS temporary directory). */
   workRoot?: string;
-  /** How fast a rank lost with its worker runs again (pools[].lanes.training; config.ts has the defaults). */
-  locks: Pick<TrainingLaneConfig, 'lockDurationMs' | 'stalledIntervalMs' | 'maxStalledCount'>;
+  /** How fast a rank lost with its worker runs again, how long a gang's rank waits for rank 0 (pools[].lanes.training). */
+  settings: Pick<
+    TrainingLaneConfig,
+    'lockDurationMs' | 'stalledIntervalMs' | 'maxStalledCount' | 'rendezvousTimeoutMs'
+  >;
+  /** Gang mode: the address rank 0 publishes (rendezvous.ts advertisedHost). */
+  advertiseHost: string;
 }
 
 /** The heartbeat's view of a lane, under the training lane's own name. */
@@ -144,14 +150,36 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
     throw new DelayedError();
   };
 
+  /**
+   * Gang mode: rank 0 publishes a free port of this host; the others wait for it. Undefined when the
+   * gang no longer runs this run of the round (rank 0 found it so when publishing).
+   */
+  const meet = async (rank: RankJob, signal: AbortSignal): Promise<Master | undefined> => {
+    const where = { pool, jobId: rank.jobId, round: rank.round, restart: rank.restart };
+    if (rank.rank !== 0) {
+      return awaitMaster(store, where, { signal, timeoutMs: deps.settings.rendezvousTimeoutMs });
+    }
+    const master = { round: rank.round, restart: rank.restart, addr: deps.advertiseHost, port: await freePort() };
+    return (await store.publishMaster(pool, rank.jobId, master)) ? master : undefined;
+  };
+
   const runRank = async (job: Job, rank: RankJob, token?: string, signal?: AbortSignal): Promise<RankJobResult> => {
     const jobLog = log.child({ jobId: job.id, trainingJob: rank.jobId, round: rank.round, rank: rank.rank });
     const startedAt = Date.now();
-    const base = { worker: workerId, startedAt, checkpointUri: rank.checkpointUri };
-    const start = await store.startRank(pool, rank.jobId, rank.round, rank.rank, { ...base, state: 'running' });
+    const base = { worker: workerId, startedAt, checkpointUri: rank.checkpointUri, restart: rank.restart };
+    const { restart } = rank;
+    const start = await store.startRank(
+      pool,
+      rank.jobId,
+      rank.round,
+      rank.rank,
+      { ...base, state: 'running' },
+      restart,
+    );
     if (start !== 'run') {
+      // gang_restarting / gang_failed: it had started before in this run of its gang, which is lost.
       jobLog.info({ start }, 'rank not run');
-      return { status: start === 'not_running' ? 'skipped' : 'superseded' };
+      return { status: start === 'already_ended' ? 'superseded' : 'skipped' };
     }
     const metricsSoFar: Record<string, number> = {};
     const settle = (outcome: 'succeeded' | 'failed', reason: string | null, exitCode: number | null, endedAt: number) =>
@@ -162,6 +190,7 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
         rank.rank,
         { ...base, state: outcome, endedAt, exitCode, reason, metrics: metricsSoFar },
         endedAt,
+        restart,
       );
     const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
     /** A failure: for good on the last attempt (or when no retry can help), else BullMQ retries it. */
@@ -197,13 +226,29 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
         return await fail(`${what}: pulling its files failed: ${errText(err)}`, null, false);
       }
 
+      let master: Master | undefined;
+      if (rank.mode === 'gang') {
+        try {
+          master = await meet(rank, aborted);
+        } catch (err) {
+          if (aborted.aborted && aborted.reason === DRAINING) return await requeue(job, token, jobLog);
+          if (aborted.aborted) return { status: 'stopped' };
+          return await fail(`${what}: rendezvous failed: ${errText(err)}`, null, true);
+        }
+        if (!master) {
+          jobLog.info('rank not run: its gang no longer runs this round');
+          return { status: 'skipped' };
+        }
+        jobLog.debug({ master }, 'rendezvous');
+      }
+
       const progress = progressWriter(job, rank, metricsSoFar);
       const program = resolveProgram(rank.command, rank.args);
       let result: RunResult;
       try {
         result = await runCommand({
           ...program,
-          env: rankEnv(rank, deps.env ?? process.env, dirs),
+          env: rankEnv(rank, deps.env ?? process.env, dirs, master),
           cwd: dirs.work,
           signal: aborted,
           onMetric: (metric, line) => progress.add(metric, line),
@@ -303,9 +348,9 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
     prefix: deps.prefix,
     concurrency: deps.concurrency,
     name: workerId,
-    lockDuration: deps.locks.lockDurationMs,
-    stalledInterval: deps.locks.stalledIntervalMs,
-    maxStalledCount: deps.locks.maxStalledCount,
+    lockDuration: deps.settings.lockDurationMs,
+    stalledInterval: deps.settings.stalledIntervalMs,
+    maxStalledCount: deps.settings.maxStalledCount,
   });
   worker.on('error', (err) => log.error({ err }, 'training worker error'));
 

@@ -10,6 +10,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { findPool, programAllowed, type Config } from '../../common/config.ts';
 import {
+  defaultMaxRestarts,
   modelUriFor,
   trainingJobBodySchema,
   trainingJobIdSchema,
@@ -50,6 +51,10 @@ export function toApiTrainingJob(state: TrainingState, ranks: readonly RankEntry
     workers: spec.workers,
     priority: spec.priority,
     max_attempts: spec.attempts,
+    /** Gang mode: restarts allowed, made so far, and why the last one was. */
+    max_restarts: spec.maxRestarts ?? 0,
+    restarts: state.restarts,
+    restart_reason: state.restartReason,
     command: spec.command,
     args: spec.args,
     data_uri: spec.dataUris ?? [spec.dataUri],
@@ -155,6 +160,7 @@ export const trainingRoutes =
         rounds: body.rounds,
         priority: body.priority,
         attempts: body.max_attempts,
+        maxRestarts: body.max_restarts ?? (body.mode === 'gang' ? defaultMaxRestarts : 0),
         createdAt,
       };
       await store.create(spec);

@@ -169,7 +169,6 @@ describe('training state', () => {
     expect(await store.admit('p', spec.id, 1, 1, 5)).toBe('admitted');
     expect(await store.admit('p', spec.id, 1, 1, 5)).toBe('conflict');
     expect(await store.startRank('p', spec.id, 1, 0, rec('running'))).toBe('run');
-    expect(await store.startRank('p', spec.id, 1, 0, rec('running'))).toBe('run'); // a retry
     expect(await store.settleRank('p', spec.id, 1, 0, rec('succeeded'), 6)).toBe('recorded');
     expect(await store.settleRank('p', spec.id, 1, 0, rec('succeeded'), 6)).toBe('already');
     expect(await store.startRank('p', spec.id, 1, 0, rec('running'))).toBe('already_ended');
@@ -188,6 +187,58 @@ describe('training state', () => {
       [2, 1, 'failed'],
     ]);
     expect((await store.cancel('p', spec.id, 'x', 12)).moved).toBe(false);
+  });
+});
+
+describe('gang restarts', () => {
+  it('a rank started twice or failed restarts the gang for its round, ignores the run before, and fails with none left', async () => {
+    const config = testConfig(yaml());
+    const redis = new Redis(REDIS_URL);
+    cleanups.push(async () => {
+      await deleteKeys(redis, config.redis.prefix);
+      redis.disconnect();
+    });
+    const store = new TrainingStore(redis, config.redis.prefix);
+    const spec = { ...storeSpec('train_00000000000000000004', { rounds: 1, createdAt: 1 }), maxRestarts: 1 };
+    await store.create(spec);
+    const rec = (state: 'running' | 'failed', restart = 0) => ({
+      state,
+      worker: 'w',
+      startedAt: 1,
+      checkpointUri: 'file:///c/',
+      restart,
+      ...(state === 'failed' ? { reason: 'rank 1 of round 1: exit code 3' } : {}),
+    });
+    expect(await store.admit('p', spec.id, 1, 1, 5)).toBe('admitted');
+    expect(await store.startRank('p', spec.id, 1, 0, rec('running'))).toBe('run');
+    expect(await store.startRank('p', spec.id, 1, 1, rec('running'))).toBe('run');
+    // Rank 0 starts again in the same run (its worker was lost): the gang restarts, its records cleared.
+    expect(await store.startRank('p', spec.id, 1, 0, rec('running'))).toBe('gang_restarting');
+    expect(await store.get('p', spec.id)).toMatchObject({
+      status: 'queued',
+      round: 1,
+      restarts: 1,
+      stopRestart: 0,
+      restartReason: 'rank 0 of round 1 started again: its run was lost (its worker died or drained)',
+    });
+    expect(await store.ranks('p', spec.id)).toEqual([]);
+    await store.stopped('p', spec.id, 0);
+    expect((await store.get('p', spec.id))?.stopRestart).toBeNull();
+    expect(await store.admit('p', spec.id, 1, 1, 6)).toBe('admitted');
+    // The run before is over: its ranks neither start nor settle, nor publish an address.
+    expect(await store.startRank('p', spec.id, 1, 1, rec('running'))).toBe('not_running');
+    expect(await store.settleRank('p', spec.id, 1, 1, rec('failed'), 7)).toBe('ignored');
+    expect(await store.publishMaster('p', spec.id, { round: 1, restart: 0, addr: 'h', port: 1 })).toBe(false);
+    expect(await store.publishMaster('p', spec.id, { round: 1, restart: 1, addr: 'h', port: 2 })).toBe(true);
+    expect(await store.master('p', spec.id)).toEqual({ round: 1, restart: 1, addr: 'h', port: 2 });
+    expect(await store.startRank('p', spec.id, 1, 1, rec('running', 1), 1)).toBe('run');
+    // No restart left: a failure fails the gang, with the restarts in its reason.
+    expect(await store.settleRank('p', spec.id, 1, 1, rec('failed', 1), 8, 1)).toBe('gang_failed');
+    expect(await store.get('p', spec.id)).toMatchObject({
+      status: 'failed',
+      reason: 'rank 1 of round 1: exit code 3 (after 1 gang restarts, max_restarts 1)',
+    });
+    expect((await store.ranks('p', spec.id)).map((r) => [r.rank, r.state, r.restart])).toEqual([[1, 'failed', 1]]);
   });
 });
 
@@ -330,7 +381,7 @@ describe('training gang admission', () => {
   it('a rank that fails fails its gang with the reason, and the other rank is stopped', async () => {
     const env = await setup();
     // Rank 0 waits at the barrier for rank 1, which fails: rank 0 must be stopped, not left to time out.
-    const { json: job } = await env.post(gang(2, { failRank: 1, barrierMs: 15_000 }).body);
+    const { json: job } = await env.post({ ...gang(2, { failRank: 1, barrierMs: 15_000 }).body, max_restarts: 0 });
     const failed = await tickUntil(env, async () => {
       const j = await env.get(job.id);
       return j.status === 'failed' ? j : undefined;
