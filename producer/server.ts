@@ -118,7 +118,7 @@ export async function startProducer(config: Config, opts: ProducerOptions): Prom
     await api.register(chatCompletionsRoute(service));
     await api.register(inferRoute(service));
     await api.register(batchRoutes(batches));
-    await api.register(trainingRoutes(config, redis));
+    await api.register(trainingRoutes(config, redis, createStorage(config.storage)));
     await api.register(trainingLogsRoutes(config, redis));
   });
   await app.register(fleetRoutes(config, redis));

@@ -168,6 +168,9 @@ export class TrainingLoop {
     for (const found of gangs) {
       let g = found;
       if (g.stopRestart !== null) await this.stopRun(g, g.stopRestart);
+      if (!isFinal(g.status) && g.spec.deadline !== undefined && now >= g.spec.deadline) {
+        g = await this.expire(g, g.spec.deadline, now);
+      }
       if (isFinal(g.status)) {
         await this.windUp(g);
         continue;
@@ -343,6 +346,17 @@ export class TrainingLoop {
       { jobId: spec.id, round, restart, reason: gang.restartReason },
       'gang restarting from its checkpoint; the run before stopped',
     );
+  }
+
+  /** An open gang past its deadline fails (then winds up like any failed gang); the state it is in now. */
+  private async expire(gang: TrainingState, deadline: number, now: number): Promise<TrainingState> {
+    const { spec } = gang;
+    const where = gang.status === 'queued' ? `queued for round ${gang.round}` : `${gang.status} round ${gang.round}`;
+    const reason = `deadline ${new Date(deadline).toISOString()} passed (${where} of ${spec.rounds})`;
+    if (await this.store.expire(spec.pool, spec.id, reason, now)) {
+      this.deps.logger.warn({ jobId: spec.id, reason }, 'training job past its deadline; failed');
+    }
+    return (await this.store.get(spec.pool, spec.id)) ?? gang;
   }
 
   /** A final gang: queued ranks removed, running ones asked to stop (failed, cancelled), then closed. */

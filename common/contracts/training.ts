@@ -121,6 +121,13 @@ export const trainingJobBodySchema = z
        * --max-restarts); once more and the job fails. Default 3 in gang mode; `rounds` mode retries a
        * failed rank alone (max_attempts) and takes only 0.
        */
+      /**
+       * When the job must be over (ISO 8601 with a zone, e.g. 2026-12-08T06:00:00Z): one still open
+       * then fails, `deadline … passed`, and its running ranks are stopped. One in the past is refused.
+       */
+      deadline: z.iso
+        .datetime({ offset: true, error: 'deadline is an ISO 8601 date-time with a zone, e.g. 2026-12-08T06:00:00Z' })
+        .optional(),
       max_restarts: z
         .number({ error: 'max_restarts must be a number' })
         .int('max_restarts must be an integer')
@@ -182,6 +189,8 @@ export const trainingSpecSchema = z.object({
   attempts: z.number().int().min(1),
   /** Gang restarts allowed (gang mode); absent (specs stored before restarts existed): none. */
   maxRestarts: z.number().int().min(0).optional(),
+  /** When the job must be over (UNIX ms); absent: never. */
+  deadline: z.number().int().optional(),
   createdAt: z.number().int(),
 });
 export type TrainingSpec = z.infer<typeof trainingSpecSchema>;

@@ -176,7 +176,9 @@ return 1
 
 /*
  * KEYS[1] state, KEYS[2] ranks. ARGV[1] round, ARGV[2] rank, ARGV[3] the final record (JSON),
- * ARGV[4] succeeded|failed, ARGV[5] reason, ARGV[6] now, ARGV[7] the gang run (restarts).
+ * ARGV[4] succeeded|failed, ARGV[5] reason, ARGV[6] now, ARGV[7] the gang run (restarts),
+ * ARGV[8] '1' when a failure is final (no gang restart can help: the program may not run, the data
+ * cannot be read).
  * Returns -1 ignored (the gang is not running this round, or not this run of it), 0 already
  * settled, 1 recorded, 2 the gang failed, 3 the round ended and the next one is queued, 4 the gang
  * succeeded, 5 the round ended and its reduce is due (rounds mode), 6 the gang restarts (gang mode).
@@ -191,7 +193,7 @@ local cur = redis.call('HGET', KEYS[2], field)
 if cur and cjson.decode(cur)['state'] ~= 'running' then return 0 end
 redis.call('HSET', KEYS[2], field, ARGV[3])
 if not cur then redis.call('HINCRBY', KEYS[1], 'round_started', 1) end
-if ARGV[4] == 'failed' and st[5] == 'gang' then
+if ARGV[4] == 'failed' and st[5] == 'gang' and ARGV[8] ~= '1' then
   return restart_or_fail(KEYS[1], KEYS[2], ARGV[1], ARGV[5], ARGV[6])
 end
 if ARGV[4] == 'failed' then
@@ -277,6 +279,17 @@ return 1
 /* KEYS[1] state. ARGV[1] a run. Forgets that it is to be stopped, if it still is the one. */
 const STOPPED = `
 if redis.call('HGET', KEYS[1], 'stop_restart') == ARGV[1] then redis.call('HDEL', KEYS[1], 'stop_restart') end
+return 1
+`;
+
+/*
+ * KEYS[1] state. ARGV[1] reason, ARGV[2] now. An open gang whose deadline passed fails.
+ * Returns 1 failed, 0 it was already final.
+ */
+const EXPIRE = `
+local cur = redis.call('HGET', KEYS[1], 'status')
+if cur ~= 'queued' and cur ~= 'running' and cur ~= 'reducing' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'failed', 'reason', ARGV[1], 'ended_at', ARGV[2], 'waiting', '')
 return 1
 `;
 
@@ -451,6 +464,8 @@ export class TrainingStore {
     record: RankRecordInput,
     now: number,
     restart = 0,
+    /** A failure no gang restart can help (gang mode fails at once). */
+    final = false,
   ): Promise<SettleRankResult> {
     const k = this.keys(pool);
     const rec = rankRecordSchema.parse(record);
@@ -467,6 +482,7 @@ export class TrainingStore {
       rec.reason ?? '',
       now,
       restart,
+      final ? 1 : 0,
     );
     return settleResults[String(r)]!;
   }
@@ -480,6 +496,11 @@ export class TrainingStore {
   /** The reduce of `round` failed for good: so does the gang. */
   async failReduce(pool: string, jobId: string, round: number, reason: string, now: number): Promise<boolean> {
     return Number(await this.redis.eval(FAIL_REDUCE, 1, this.keys(pool).state(jobId), round, reason, now)) === 1;
+  }
+
+  /** Fails an open gang whose deadline passed; false when it was final already. */
+  async expire(pool: string, jobId: string, reason: string, now: number): Promise<boolean> {
+    return Number(await this.redis.eval(EXPIRE, 1, this.keys(pool).state(jobId), reason, now)) === 1;
   }
 
   /** Cancels a queued or running gang; the status it found, and whether it moved. */

@@ -44,7 +44,7 @@ import type { RedisClient } from '../../common/redis.ts';
 import { queueName } from '../../common/topology.ts';
 import type { Master, TrainingStore } from '../../common/training/training-state.ts';
 import type { Lane } from '../realtime-lane.ts';
-import type { Storage } from '../../common/storage/index.ts';
+import { isStorageError, type Storage } from '../../common/storage/index.ts';
 import { averageModelDirs } from './builtin/average-tensors.ts';
 import { resolveProgram } from './builtin-programs.ts';
 import { makeRankDirs, pullPrefix, pullShard, pushDir, removeRankDirs } from './rank-files.ts';
@@ -182,7 +182,13 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
       return { status: start === 'already_ended' ? 'superseded' : 'skipped' };
     }
     const metricsSoFar: Record<string, number> = {};
-    const settle = (outcome: 'succeeded' | 'failed', reason: string | null, exitCode: number | null, endedAt: number) =>
+    const settle = (
+      outcome: 'succeeded' | 'failed',
+      reason: string | null,
+      exitCode: number | null,
+      endedAt: number,
+      final = false,
+    ) =>
       store.settleRank(
         pool,
         rank.jobId,
@@ -191,12 +197,16 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
         { ...base, state: outcome, endedAt, exitCode, reason, metrics: metricsSoFar },
         endedAt,
         restart,
+        final,
       );
     const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-    /** A failure: for good on the last attempt (or when no retry can help), else BullMQ retries it. */
-    const fail = async (reason: string, exitCode: number | null, forGood: boolean): Promise<never> => {
-      if (forGood || lastAttempt) {
-        const settled = await settle('failed', reason, exitCode, Date.now());
+    /**
+     * A failure: for good on the last attempt (or when no retry can help), else BullMQ retries it.
+     * `final`: no gang restart can help either (gang mode fails at once).
+     */
+    const fail = async (reason: string, exitCode: number | null, forGood: boolean, final = false): Promise<never> => {
+      if (forGood || final || lastAttempt) {
+        const settled = await settle('failed', reason, exitCode, Date.now(), final);
         jobLog.warn({ settled, reason }, 'rank failed for good');
         throw new UnrecoverableError(reason);
       }
@@ -206,7 +216,7 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
     const what = `rank ${rank.rank} of round ${rank.round}`;
     // Checked here as well as by the API: the pool's list may have changed since the job was submitted.
     if (!programAllowed(programs, rank.command)) {
-      return fail(`${what}: command '${rank.command}' is not among this pool's training programs`, null, true);
+      return fail(`${what}: command '${rank.command}' is not among this pool's training programs`, null, true, true);
     }
 
     const aborted = signal ?? new AbortController().signal;
@@ -223,7 +233,9 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
       } catch (err) {
         if (aborted.aborted && aborted.reason === DRAINING) return await requeue(job, token, jobLog);
         if (aborted.aborted) return { status: 'stopped' };
-        return await fail(`${what}: pulling its files failed: ${errText(err)}`, null, false);
+        // Data that is not there or not ours to read fails the job at once; a storage hiccup is retried.
+        const lasting = isStorageError(err) && !err.retryable;
+        return await fail(`${what}: pulling its files failed: ${errText(err)}`, null, lasting, lasting);
       }
 
       let master: Master | undefined;
@@ -264,7 +276,12 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
         return { status: 'stopped' };
       }
       if (result.exitCode !== 0)
-        return await fail(`${what}: ${failureReason(result)}`, result.exitCode, !!result.spawnError);
+        return await fail(
+          `${what}: ${failureReason(result)}`,
+          result.exitCode,
+          !!result.spawnError,
+          !!result.spawnError,
+        );
       try {
         const pushed = await pushDir(storage, dirs.output, rank.checkpointUri, aborted);
         jobLog.debug({ pushed }, 'rank output uploaded');

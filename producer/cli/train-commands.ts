@@ -146,6 +146,7 @@ export function formatTrainingJob(job: ApiTrainingJob): string {
   ];
   if (job.init_uri !== null) rows.push(['init', job.init_uri]);
   rows.push(['checkpoint', job.checkpoint_uri], ['created', iso(job.created_at)]);
+  if (job.deadline !== null) rows.push(['deadline', iso(job.deadline)]);
   if (job.admitted_at !== null) rows.push(['admitted', iso(job.admitted_at)]);
   if (job.ended_at !== null) rows.push(['ended', iso(job.ended_at)]);
   if (job.waiting_reason) rows.push(['waiting', waitingText(job)]);

@@ -42,6 +42,8 @@ export const apiTrainingJobSchema = z.object({
   max_restarts: z.number().int().default(0),
   restarts: z.number().int().default(0),
   restart_reason: z.string().nullable().default(null),
+  /** When the job must be over (UNIX seconds); null: no deadline. */
+  deadline: seconds.default(null),
   command: z.string(),
   args: z.array(z.string()),
   data_uri: z.array(z.string()),

@@ -5,7 +5,7 @@
  * training-rank.mjs, which checkpoints into a file:// prefix. Each test has
  * its own key prefix.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -464,5 +464,114 @@ describe('training gang admission', () => {
     expect(['waiting', 'delayed']).toContain(await back.getState());
     expect(back.attemptsMade).toBe(0);
     expect((await env.get(job.id)).status).toBe('running');
+  });
+});
+
+describe('bad training job definitions', () => {
+  it('answers 400 with the field for each, and nothing is half-started', async () => {
+    const env = await setup();
+    const { body } = gang(1);
+    const data = join(dir, 'defs-data');
+    await mkdir(join(data, 'empty'), { recursive: true });
+    await writeFile(join(data, 'train.tsv'), 'good\t1\nbad\t0\n');
+    const bad = async (b: Record<string, unknown>) => {
+      const r = await env.post(b);
+      return [r.status, (r.json as unknown as { error: { message: string } }).error.message];
+    };
+    const past = new Date(Date.now() - 60_000).toISOString();
+    const cases: Array<[Record<string, unknown>, number, string]> = [
+      [{ workers: 0 }, 400, 'invalid request: workers: workers is at least 1'],
+      [
+        { data_uri: undefined },
+        400,
+        'invalid request: data_uri: data_uri is required: a storage URI (file://, gs:// or oci://)',
+      ],
+      [
+        { command: '/bin/sh' },
+        400,
+        `command: '/bin/sh' is not among pool 'p''s training programs (lanes.training.programs: ${process.execPath})`,
+      ],
+      [{ deadline: past }, 400, `deadline: ${past} is in the past`],
+      [
+        { deadline: 'tomorrow' },
+        400,
+        'invalid request: deadline: deadline is an ISO 8601 date-time with a zone, e.g. 2026-12-08T06:00:00Z',
+      ],
+      [
+        { max_attempts: 2 },
+        400,
+        'invalid request: max_attempts: max_attempts must be 1 in gang mode: a failed rank restarts the whole gang (max_restarts)',
+      ],
+      [
+        { mode: 'rounds', max_restarts: 1 },
+        400,
+        'invalid request: max_restarts: max_restarts is for gang mode: in rounds mode a failed rank is retried alone (max_attempts)',
+      ],
+      // An unreadable bucket: what the workers would pull is checked before anything is queued.
+      [
+        { shard: 'lines', data_uri: pathToFileURL(join(data, 'missing.tsv')).href },
+        400,
+        `data_uri: ${pathToFileURL(join(data, 'missing.tsv')).href} cannot be read (not_found)`,
+      ],
+      [
+        { shard: 'lines', data_uri: `${pathToFileURL(join(data, 'empty')).href}/` },
+        400,
+        `data_uri: no objects under ${pathToFileURL(join(data, 'empty')).href}/`,
+      ],
+      [
+        {
+          shard: 'lines',
+          data_uri: [pathToFileURL(join(data, 'train.tsv')).href, pathToFileURL(join(data, 'gone.tsv')).href],
+        },
+        400,
+        `data_uri.1: ${pathToFileURL(join(data, 'gone.tsv')).href} cannot be read (not_found)`,
+      ],
+      [
+        { init_uri: `${pathToFileURL(join(data, 'empty')).href}/` },
+        400,
+        `init_uri: no objects under ${pathToFileURL(join(data, 'empty')).href}/`,
+      ],
+    ];
+    for (const [over, status, message] of cases) {
+      const [s, m] = await bad({ ...body, ...over });
+      expect([s, m], JSON.stringify(over)).toEqual([status, expect.stringContaining(message)]);
+    }
+    // Nothing was recorded nor queued.
+    expect(await env.store.openIds('p')).toEqual([]);
+    expect(await env.fleet.redis.hlen(`${env.fleet.prefix}:{training-index}:pools`)).toBe(0);
+    expect(await env.train.count()).toBe(0);
+  });
+
+  it('a job still open at its deadline fails with the reason and its running rank is stopped', async () => {
+    const env = await setup();
+    const deadline = new Date(Date.now() + 1500).toISOString();
+    const { json: job } = await env.post({ ...gang(1, { sleepMs: 30_000 }).body, deadline });
+    expect(job).toMatchObject({ status: 'queued', deadline: Math.floor(Date.parse(deadline) / 1000) });
+    const failed = await tickUntil(env, async () => {
+      const j = await env.get(job.id);
+      return j.status === 'failed' ? j : undefined;
+    });
+    expect(failed.error).toBe(`deadline ${deadline} passed (running round 1 of 1)`);
+    const rank = await tickUntil(env, async () => {
+      const j = await env.train.getJob(rankJobId(job.id, 1, 0));
+      return j?.finishedOn ? j : undefined;
+    });
+    expect(rank.returnvalue).toEqual({ status: 'stopped' });
+  });
+
+  it('data that cannot be read when a rank pulls it fails the job with the reason, without gang restarts', async () => {
+    const env = await setup();
+    const file = join(dir, 'vanishing.tsv');
+    await writeFile(file, 'good\t1\n');
+    const { json: job } = await env.post({ ...gang(1).body, shard: 'lines', data_uri: pathToFileURL(file).href });
+    expect(job.status).toBe('queued');
+    await rm(file);
+    const failed = await tickUntil(env, async () => {
+      const j = await env.get(job.id);
+      return j.status === 'failed' ? j : undefined;
+    });
+    expect(failed.error).toContain(`rank 0 of round 1: pulling its files failed:`);
+    expect(failed.error).toContain('vanishing.tsv');
+    expect((failed as unknown as { restarts: number }).restarts).toBe(0);
   });
 });
