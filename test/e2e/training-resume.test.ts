@@ -9,6 +9,9 @@
  * again). Either way the job must succeed with each round's model written once
  * from the one before, the job's round never skipping or going back, and the
  * lost rank run again in a fresh directory from the round's starting model.
+ * In gang mode (test/fixtures/training-gang.mjs) the loss of one rank's
+ * worker stops the whole gang, which meets again and resumes from the round's
+ * checkpoints.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -24,6 +27,7 @@ import { until } from '../helpers/until.ts';
 import { Redis } from 'ioredis';
 
 const fixture = resolve(import.meta.dirname, '../fixtures/training-counter.mjs');
+const gangFixture = resolve(import.meta.dirname, '../fixtures/training-gang.mjs');
 
 // Locks of 2 s checked every second: a lost rank runs again within about 3 s.
 const yaml = `
@@ -44,6 +48,8 @@ interface ApiJob {
   status: string;
   round: number;
   error: string | null;
+  restarts: number;
+  restart_reason: string | null;
   models: { round: number; uri: string }[];
   ranks: { round: number; rank: number; status: string; worker: string; checkpoint_uri: string }[];
 }
@@ -237,5 +243,65 @@ describe('training resumes after loss (real processes)', () => {
     for (const k of [0, 1]) expect((await readdir(marks)).filter((f) => f.startsWith(`r2-k${k}-`))).toHaveLength(2);
     const pids = new Set(second.map((p) => p.pid));
     for (const r of done.ranks.filter((x) => x.round >= 2)) expect(pids.has(pidOf(r.worker))).toBe(true);
+  }, 150_000);
+
+  it('gang mode: kill -9 of a rank’s worker stops the whole gang, which meets again and resumes from its checkpoints', async () => {
+    const env = await setup();
+    const workers = [env.start('worker'), env.start('worker')];
+    await Promise.all([env.start('scheduler'), ...workers].map((p) => p.ready()));
+    const marks = join(env.work, 'marks');
+    const ckpt = join(env.work, 'ckpt');
+    await mkdir(marks);
+    const res = await fetch(`${env.producer.url}/v1/training/jobs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        pool: 'p',
+        command: process.execPath,
+        args: [gangFixture],
+        data_uri: 'file:///unused/',
+        shard: 'none',
+        mode: 'gang',
+        workers: 2,
+        rounds: 2,
+        checkpoint_uri: `${pathToFileURL(ckpt).href}/`,
+        params: { markDir: marks, holdMs: 60_000, holdRound: 2 },
+      }),
+    });
+    const { id } = (await res.json()) as ApiJob;
+    // Round 2's first run has met and holds: its rank 1's worker dies.
+    const held = await until(async () => {
+      const met = (await readdir(marks)).filter((f) => f.startsWith('r2-') && f.includes('-g0-'));
+      return met.length === 2 ? met : undefined;
+    }, 60_000);
+    const lost = (await env.get(id)).ranks.find((r) => r.round === 2 && r.rank === 1)!;
+    await workers.find((w) => w.pid === pidOf(lost.worker))!.kill();
+    // The program it ran is not the worker's child any more (its own process group): gone with the pod on OKE.
+    process.kill(
+      Number(
+        held
+          .find((f) => f.startsWith('r2-k1-'))!
+          .split('-')
+          .at(-1),
+      ),
+      'SIGKILL',
+    );
+    await env.start('worker').ready();
+
+    const done = await until(async () => {
+      const j = await env.get(id);
+      return ['succeeded', 'failed'].includes(j.status) ? j : undefined;
+    }, 90_000);
+    expect(done.error, env.roles.map((r) => r.output()).join('\n')).toBeNull();
+    expect(done.status).toBe('succeeded');
+    expect(done.restarts).toBe(1);
+    // Whichever saw the loss first: the leader (no heartbeat) or the rank's job run again after its lock lapsed.
+    expect(done.restart_reason).toMatch(
+      /^rank 1 of round 2 (lost: its worker .* stopped sending heartbeats|started again: its run was lost .*)$/,
+    );
+    // The second run met again, from round 1's checkpoints, writing beside the first.
+    const zero = JSON.parse(await readFile(join(ckpt, 'round-2', 'restart-1', 'rank-0', 'model.json'), 'utf8'));
+    expect(zero).toMatchObject({ round: 2, restart: 1, peers: [1], step: 2 });
+    expect((await readdir(marks)).filter((f) => f.startsWith('r2-') && f.includes('-g1-'))).toHaveLength(2);
   }, 150_000);
 });

@@ -341,6 +341,73 @@ describe('training loop reconciliation', () => {
   });
 });
 
+describe('gang loss seen by the leader', () => {
+  it('a running rank whose worker stopped beating restarts the gang, and the next pass stops the run it left', async () => {
+    const config = testConfig(yaml());
+    const prefix = config.redis.prefix;
+    const redis = new Redis(REDIS_URL);
+    const loop = new TrainingLoop({
+      redis,
+      prefix,
+      pools: [{ name: 'p', trainingQuota: undefined }],
+      metrics: createSchedulerMetrics({}),
+      logger: silentLogger(),
+      now: Date.now,
+      reconcileEveryMs: 0,
+    });
+    const connection = redis.duplicate();
+    const queue = new Queue(queueName('train', 'p'), { connection, prefix });
+    cleanups.push(async () => {
+      await loop.close();
+      await queue.close();
+      connection.disconnect();
+      await deleteKeys(redis, prefix);
+      redis.disconnect();
+    });
+    const now = Date.now();
+    const beat = { pool: 'p', host: 'h', pid: 1, backend: 'echo', state: 'ready', startedAt: now, seenAt: now };
+    await redis.hset(
+      workersKey(prefix, 'p'),
+      'alive',
+      JSON.stringify({
+        ...beat,
+        workerId: 'alive',
+        lanes: [{ name: 'training', concurrency: 2, inFlight: 0 }],
+        expiresAt: now + 60_000,
+      }),
+    );
+    const store = new TrainingStore(redis, prefix);
+    const id = 'train_00000000000000000005';
+    await store.create({ ...storeSpec(id, { rounds: 1, createdAt: now }), maxRestarts: 1 });
+    await loop.pass(1);
+    const rec = (worker: string) => ({
+      state: 'running' as const,
+      worker,
+      startedAt: now,
+      checkpointUri: 'file:///c/',
+    });
+    expect(await store.startRank('p', id, 1, 0, rec('alive'))).toBe('run');
+    expect(await store.startRank('p', id, 1, 1, rec('gone'))).toBe('run');
+    await loop.pass(1);
+    // Restarted, and (the slots being free) the second run admitted in the same pass.
+    expect(await store.get('p', id)).toMatchObject({
+      status: 'running',
+      restarts: 1,
+      stopRestart: 0,
+      restartReason: 'rank 1 of round 1 lost: its worker gone stopped sending heartbeats',
+    });
+    expect(await store.ranks('p', id)).toEqual([]);
+    // The next pass stops the first run (its queued jobs removed); the second has ids of its own.
+    await loop.pass(1);
+    expect((await store.get('p', id))?.stopRestart).toBeNull();
+    expect(await queue.getJob(rankJobId(id, 1, 0))).toBeUndefined();
+    expect((await queue.getJob(rankJobId(id, 1, 1, 1)))?.data).toMatchObject({
+      restart: 1,
+      checkpointUri: 'file:///c/round-1/restart-1/rank-1/',
+    });
+  });
+});
+
 describe('training gang admission', () => {
   it('a gang of 3 on 2 × 1 slots waits whole with its reason; a gang of 2 runs both rounds at once', async () => {
     const env = await setup();
