@@ -26,136 +26,132 @@ const uriField = (name: string) =>
   });
 
 /** `POST /v1/training/jobs`. Unknown fields are refused by name. */
-export const trainingJobBodySchema = z
-  .strictObject(
-    {
-      /** The pool whose training lanes run it. */
-      pool: z.string({ error: 'pool is required: the name of a configured pool' }).min(1, 'pool must not be empty'),
-      tenant: z
-        .string()
-        .min(1, 'tenant must not be empty')
-        .max(64, 'tenant is at most 64 characters')
-        .default('default'),
-      /** The program, run without a shell (an absolute path, or a name looked up in the worker's PATH). */
-      command: z
-        .string({ error: 'command is required: the program each rank runs' })
-        .min(1, 'command must not be empty')
-        .max(1024, 'command is at most 1024 characters')
-        .refine((c) => !c.includes('\0'), 'command may not contain NUL'),
-      /** Its arguments, passed as they are (no shell: nothing is expanded or split). */
-      args: z
-        .array(
-          z
-            .string({ error: 'args are strings' })
-            .max(8192, 'each argument is at most 8192 characters')
-            .refine((a) => !a.includes('\0'), 'arguments may not contain NUL'),
-          { error: 'args must be an array of strings' },
-        )
-        .max(256, 'at most 256 args')
-        .default([]),
-      /**
-       * Where the job's data is: one storage URI or several (1 to 64); a URI ending in `/` is a prefix
-       * (every object under it). Each rank's shard is pulled into its working directory before its
-       * program starts (see `shard`); the first URI is also in INTERFLEET_DATA_URI.
-       */
-      data_uri: z.union(
-        [
-          uriField('data_uri'),
-          z
-            .array(uriField('data_uri'))
-            .min(1, 'data_uri lists at least one URI')
-            .max(64, 'data_uri lists at most 64 URIs'),
-        ],
-        {
-          error: (iss) =>
-            iss.input === undefined
-              ? 'data_uri is required: a storage URI (file://, gs:// or oci://)'
-              : 'data_uri must be a storage URI or an array of them',
-        },
-      ),
-      /**
-       * How the data is split between ranks: `lines` (default) gives rank k the k-th of N byte ranges
-       * of every object, cut on line boundaries; `objects` gives rank k every N-th object (by URI
-       * order); `none` pulls nothing (the program reads INTERFLEET_DATA_URI itself).
-       */
-      shard: z.enum(['lines', 'objects', 'none'], { error: 'shard is lines, objects or none' }).default('lines'),
-      /**
-       * `gang`: every round is N ranks run at once, each rank resuming from its own checkpoint of the
-       * round before. `rounds`: each round's N ranks start from the round's model, and once all have
-       * succeeded a reduce (the average of their float32 tensors) writes the next round's model.
-       */
-      mode: z.enum(['gang', 'rounds'], { error: 'mode is gang or rounds' }).default('gang'),
-      /** A checkpoint (prefix) to start round 1 from; without it round 1 starts from nothing. */
-      init_uri: uriField('init_uri').optional(),
-      /** Prefix under which each rank checkpoints, `<prefix>round-<r>/rank-<k>/` (INTERFLEET_CHECKPOINT_URI). */
-      checkpoint_uri: uriField('checkpoint_uri'),
-      /** Handed to the command as JSON (INTERFLEET_PARAMS); at most 16 KiB once serialised. */
-      params: z
-        .record(z.string(), z.unknown(), { error: 'params must be a JSON object' })
-        .refine((p) => JSON.stringify(p).length <= 16_384, 'params is at most 16 KiB as JSON')
-        .default({}),
-      /** Gang size N: the ranks that must run at once. */
-      workers: z
-        .number({ error: 'workers must be a number' })
-        .int('workers must be an integer')
-        .min(1, 'workers is at least 1')
-        .max(maxGangSize, `workers is at most ${maxGangSize}`),
-      rounds: z
-        .number({ error: 'rounds must be a number' })
-        .int('rounds must be an integer')
-        .min(1, 'rounds is at least 1')
-        .max(maxRounds, `rounds is at most ${maxRounds}`)
-        .default(1),
-      /** Higher first among a pool's waiting gangs; then older first. */
-      priority: submissionPrioritySchema,
-      /** Runs a rank may take before it fails for good (and its gang with it). */
-      max_attempts: z
-        .number({ error: 'max_attempts must be a number' })
-        .int('max_attempts must be an integer')
-        .min(1, 'max_attempts is 1 to 10')
-        .max(10, 'max_attempts is 1 to 10')
-        .default(1),
-      /**
-       * `gang` mode: how often the whole gang may be stopped and restarted from the round's starting
-       * checkpoint after one of its ranks failed or was lost with its worker (torchrun's
-       * --max-restarts); once more and the job fails. Default 3 in gang mode; `rounds` mode retries a
-       * failed rank alone (max_attempts) and takes only 0.
-       */
-      /**
-       * When the job must be over (ISO 8601 with a zone, e.g. 2026-12-08T06:00:00Z): one still open
-       * then fails, `deadline … passed`, and its running ranks are stopped. One in the past is refused.
-       */
-      deadline: z.iso
-        .datetime({ offset: true, error: 'deadline is an ISO 8601 date-time with a zone, e.g. 2026-12-08T06:00:00Z' })
-        .optional(),
-      max_restarts: z
-        .number({ error: 'max_restarts must be a number' })
-        .int('max_restarts must be an integer')
-        .min(0, `max_restarts is 0 to ${maxRestarts}`)
-        .max(maxRestarts, `max_restarts is 0 to ${maxRestarts}`)
-        .optional(),
-    },
-    {
-      error: (iss) => (iss.code === 'unrecognized_keys' ? `unsupported field(s): ${iss.keys.join(', ')}` : undefined),
-    },
-  )
-  .superRefine((body, ctx) => {
-    // A gang's ranks run together: retrying one alone would leave its peers waiting on a rendezvous.
-    if (body.mode === 'gang' && body.max_attempts > 1) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['max_attempts'],
-        message: 'max_attempts must be 1 in gang mode: a failed rank restarts the whole gang (max_restarts)',
-      });
-    }
-    if (body.mode === 'rounds' && (body.max_restarts ?? 0) > 0) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['max_restarts'],
-        message: 'max_restarts is for gang mode: in rounds mode a failed rank is retried alone (max_attempts)',
-      });
-    }
-  });
+const trainingJobFields = z.strictObject(
+  {
+    /** The pool whose training lanes run it. */
+    pool: z.string({ error: 'pool is required: the name of a configured pool' }).min(1, 'pool must not be empty'),
+    tenant: z.string().min(1, 'tenant must not be empty').max(64, 'tenant is at most 64 characters').default('default'),
+    /** The program, run without a shell (an absolute path, or a name looked up in the worker's PATH). */
+    command: z
+      .string({ error: 'command is required: the program each rank runs' })
+      .min(1, 'command must not be empty')
+      .max(1024, 'command is at most 1024 characters')
+      .refine((c) => !c.includes('\0'), 'command may not contain NUL'),
+    /** Its arguments, passed as they are (no shell: nothing is expanded or split). */
+    args: z
+      .array(
+        z
+          .string({ error: 'args are strings' })
+          .max(8192, 'each argument is at most 8192 characters')
+          .refine((a) => !a.includes('\0'), 'arguments may not contain NUL'),
+        { error: 'args must be an array of strings' },
+      )
+      .max(256, 'at most 256 args')
+      .default([]),
+    /**
+     * Where the job's data is: one storage URI or several (1 to 64); a URI ending in `/` is a prefix
+     * (every object under it). Each rank's shard is pulled into its working directory before its
+     * program starts (see `shard`); the first URI is also in INTERFLEET_DATA_URI.
+     */
+    data_uri: z.union(
+      [
+        uriField('data_uri'),
+        z
+          .array(uriField('data_uri'))
+          .min(1, 'data_uri lists at least one URI')
+          .max(64, 'data_uri lists at most 64 URIs'),
+      ],
+      {
+        error: (iss) =>
+          iss.input === undefined
+            ? 'data_uri is required: a storage URI (file://, gs:// or oci://)'
+            : 'data_uri must be a storage URI or an array of them',
+      },
+    ),
+    /**
+     * How the data is split between ranks: `lines` (default) gives rank k the k-th of N byte ranges
+     * of every object, cut on line boundaries; `objects` gives rank k every N-th object (by URI
+     * order); `none` pulls nothing (the program reads INTERFLEET_DATA_URI itself).
+     */
+    shard: z.enum(['lines', 'objects', 'none'], { error: 'shard is lines, objects or none' }).default('lines'),
+    /**
+     * `gang`: every round is N ranks run at once, each rank resuming from its own checkpoint of the
+     * round before. `rounds`: each round's N ranks start from the round's model, and once all have
+     * succeeded a reduce (the average of their float32 tensors) writes the next round's model.
+     */
+    mode: z.enum(['gang', 'rounds'], { error: 'mode is gang or rounds' }).default('gang'),
+    /** A checkpoint (prefix) to start round 1 from; without it round 1 starts from nothing. */
+    init_uri: uriField('init_uri').optional(),
+    /** Prefix under which each rank checkpoints, `<prefix>round-<r>/rank-<k>/` (INTERFLEET_CHECKPOINT_URI). */
+    checkpoint_uri: uriField('checkpoint_uri'),
+    /** Handed to the command as JSON (INTERFLEET_PARAMS); at most 16 KiB once serialised. */
+    params: z
+      .record(z.string(), z.unknown(), { error: 'params must be a JSON object' })
+      .refine((p) => JSON.stringify(p).length <= 16_384, 'params is at most 16 KiB as JSON')
+      .default({}),
+    /** Gang size N: the ranks that must run at once. */
+    workers: z
+      .number({ error: 'workers must be a number' })
+      .int('workers must be an integer')
+      .min(1, 'workers is at least 1')
+      .max(maxGangSize, `workers is at most ${maxGangSize}`),
+    rounds: z
+      .number({ error: 'rounds must be a number' })
+      .int('rounds must be an integer')
+      .min(1, 'rounds is at least 1')
+      .max(maxRounds, `rounds is at most ${maxRounds}`)
+      .default(1),
+    /** Higher first among a pool's waiting gangs; then older first. */
+    priority: submissionPrioritySchema,
+    /** Runs a rank may take before it fails for good (and its gang with it). */
+    max_attempts: z
+      .number({ error: 'max_attempts must be a number' })
+      .int('max_attempts must be an integer')
+      .min(1, 'max_attempts is 1 to 10')
+      .max(10, 'max_attempts is 1 to 10')
+      .default(1),
+    /**
+     * `gang` mode: how often the whole gang may be stopped and restarted from the round's starting
+     * checkpoint after one of its ranks failed or was lost with its worker (torchrun's
+     * --max-restarts); once more and the job fails. Default 3 in gang mode; `rounds` mode retries a
+     * failed rank alone (max_attempts) and takes only 0.
+     */
+    max_restarts: z
+      .number({ error: 'max_restarts must be a number' })
+      .int('max_restarts must be an integer')
+      .min(0, `max_restarts is 0 to ${maxRestarts}`)
+      .max(maxRestarts, `max_restarts is 0 to ${maxRestarts}`)
+      .optional(),
+    /**
+     * When the job must be over (ISO 8601 with a zone, e.g. 2026-12-08T06:00:00Z): one still open
+     * then fails, `deadline … passed`, and its running ranks are stopped. One in the past is refused.
+     */
+    deadline: z.iso
+      .datetime({ offset: true, error: 'deadline is an ISO 8601 date-time with a zone, e.g. 2026-12-08T06:00:00Z' })
+      .optional(),
+  },
+  {
+    error: (iss) => (iss.code === 'unrecognized_keys' ? `unsupported field(s): ${iss.keys.join(', ')}` : undefined),
+  },
+);
+/** `POST /v1/training/jobs`, with the checks across fields. */
+export const trainingJobBodySchema = trainingJobFields.superRefine((body, ctx) => {
+  // A gang's ranks run together: retrying one alone would leave its peers waiting on a rendezvous.
+  if (body.mode === 'gang' && body.max_attempts > 1) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['max_attempts'],
+      message: 'max_attempts must be 1 in gang mode: a failed rank restarts the whole gang (max_restarts)',
+    });
+  }
+  if (body.mode === 'rounds' && (body.max_restarts ?? 0) > 0) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['max_restarts'],
+      message: 'max_restarts is for gang mode: in rounds mode a failed rank is retried alone (max_attempts)',
+    });
+  }
+});
 /** The gang restarts a job gets when it names none (gang mode). */
 export const defaultMaxRestarts = 3;
 export type TrainingJobBody = z.output<typeof trainingJobBodySchema>;
