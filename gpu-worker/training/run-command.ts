@@ -125,6 +125,8 @@ export interface RunOptions {
   /** Each metric line, with its text. */
   onMetric: (metric: MetricLine, line: string) => void;
   killAfterMs: number;
+  /** Once spawned: its pid, which is also its process group's. */
+  onStart?: (pid: number) => void;
 }
 
 export interface RunResult {
@@ -148,6 +150,7 @@ export function runCommand(opts: RunOptions): Promise<RunResult> {
       detached: true,
       shell: false,
     });
+    if (child.pid !== undefined) opts.onStart?.(child.pid);
     const signalGroup = (sig: NodeJS.Signals): void => {
       if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
       try {

@@ -26,6 +26,7 @@
  * PROGRESS_EVERY_MS.
  */
 import { mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { programAllowed, type TrainingLaneConfig } from '../../common/config.ts';
@@ -48,6 +49,7 @@ import { isStorageError, type Storage } from '../../common/storage/index.ts';
 import { averageModelDirs } from './builtin/average-tensors.ts';
 import { resolveProgram } from './builtin-programs.ts';
 import { makeRankDirs, pullPrefix, pullShard, pushDir, removeRankDirs } from './rank-files.ts';
+import { sweepOrphans, writeOwner } from './orphans.ts';
 import { awaitMaster, freePort } from './rendezvous.ts';
 import { failureReason, rankEnv, runCommand, type RunResult } from './run-command.ts';
 
@@ -221,6 +223,7 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
 
     const aborted = signal ?? new AbortController().signal;
     const dirs = await makeRankDirs(`${rank.jobId}-r${rank.round}-k${rank.rank}`, deps.workRoot);
+    await writeOwner(dirs.work, { worker: process.pid });
     running++;
     try {
       try {
@@ -265,6 +268,10 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
           signal: aborted,
           onMetric: (metric, line) => progress.add(metric, line),
           killAfterMs,
+          onStart: (group) =>
+            void writeOwner(dirs.work, { worker: process.pid, group }).catch((err: unknown) =>
+              jobLog.warn({ err }, 'rank owner not recorded'),
+            ),
         });
       } finally {
         await progress.end();
@@ -311,6 +318,7 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
     const jobLog = log.child({ jobId: job.id, trainingJob: reduce.jobId, round: reduce.round, reduce: true });
     const aborted = signal ?? new AbortController().signal;
     const dirs = await makeRankDirs(`${reduce.jobId}-r${reduce.round}-reduce`, deps.workRoot);
+    await writeOwner(dirs.work, { worker: process.pid });
     running++;
     try {
       const inputs: string[] = [];
@@ -370,6 +378,12 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
     maxStalledCount: deps.settings.maxStalledCount,
   });
   worker.on('error', (err) => log.error({ err }, 'training worker error'));
+  // What a worker killed on this host left: its ranks' commands still running, their directories.
+  void sweepOrphans(deps.workRoot ?? tmpdir())
+    .then((swept) => {
+      if (swept.dirs > 0) log.warn(swept, 'removed rank directories (and killed commands) of dead workers');
+    })
+    .catch((err: unknown) => log.warn({ err }, 'orphaned rank directories not swept'));
 
   return {
     name: 'training',

@@ -181,6 +181,15 @@ async function round2Running(env: Env, id: string, marks: string): Promise<ApiJo
   }, 60_000);
 }
 
+const running = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
 const pidOf = (workerId: string): number => Number(/-(\d+)-[0-9a-f]{8}$/.exec(workerId)![1]);
 
 describe('training resumes after loss (real processes)', () => {
@@ -196,9 +205,17 @@ describe('training resumes after loss (real processes)', () => {
     const lost = job.ranks.find((r) => r.round === 2 && r.rank === 1)!;
     const victim = workers.find((w) => w.pid === pidOf(lost.worker))!;
     expect(victim).toBeDefined();
+    const orphan = Number(
+      (await readdir(marks))
+        .find((f) => f.startsWith('r2-k1-'))!
+        .split('-')
+        .at(-1),
+    );
     await victim.kill();
-    // Its pod is replaced, as a Deployment would.
+    // Its pod is replaced, as a Deployment would; the command the dead one left does not linger (it ends, or the
+    // new worker's sweep kills it: the gang test below holds its command long enough to need the sweep).
     await env.start('worker').ready();
+    await until(async () => (running(orphan) ? undefined : true), 10_000);
 
     const seen = await path;
     const done = await env.get(id);
@@ -276,17 +293,15 @@ describe('training resumes after loss (real processes)', () => {
     }, 60_000);
     const lost = (await env.get(id)).ranks.find((r) => r.round === 2 && r.rank === 1)!;
     await workers.find((w) => w.pid === pidOf(lost.worker))!.kill();
-    // The program it ran is not the worker's child any more (its own process group): gone with the pod on OKE.
-    process.kill(
-      Number(
-        held
-          .find((f) => f.startsWith('r2-k1-'))!
-          .split('-')
-          .at(-1),
-      ),
-      'SIGKILL',
-    );
+    // Its program runs on in its own process group (on OKE it goes with the pod): the new worker kills it.
     await env.start('worker').ready();
+    const orphan = Number(
+      held
+        .find((f) => f.startsWith('r2-k1-'))!
+        .split('-')
+        .at(-1),
+    );
+    await until(async () => (running(orphan) ? undefined : true), 10_000);
 
     const done = await until(async () => {
       const j = await env.get(id);
