@@ -61,7 +61,29 @@ const trainingLaneSchema = z.object({
    * a training job runs its command on the GPU workers. `*` allows any (trusted submitters only).
    */
   programs: z.array(z.string().min(1, 'a program must not be empty')).default([...builtinPrograms]),
+  /**
+   * BullMQ's lock on a running rank or reduce, renewed every half of it (the command runs in a child
+   * process, so the worker's event loop is free to renew). A worker that dies (kill -9, node lost)
+   * holds its rank until the lock expires; the stalled check of the pool's other training lanes
+   * (every `stalledIntervalMs`) then puts it back on the queue, so a lost rank runs again within
+   * about lockDurationMs + stalledIntervalMs: 15 s by default, not BullMQ's 30 + 30 s. Shorter
+   * locks cost one renewal per running rank per half lock; a Redis outage longer than the lock
+   * lets a rank run twice (the first settlement counts, the copy is superseded).
+   */
+  lockDurationMs: z.number().int().min(1000).default(10_000),
+  stalledIntervalMs: z.number().int().min(250).default(5_000),
+  /** Times a rank or reduce may be lost with its worker and run again; once more and its job fails (so does the gang). */
+  maxStalledCount: z.number().int().min(0).max(100).default(3),
+  /**
+   * Gang mode: the address rank 0 publishes for its peers (MASTER_ADDR). Absent: the POD_IP
+   * environment variable (the downward API's status.podIP on OKE), else the host's first
+   * non-loopback IPv4 address, else 127.0.0.1 (gpu-worker/training/rendezvous.ts).
+   */
+  advertiseHost: z.string().min(1, 'advertiseHost must not be empty').optional(),
+  /** Gang mode: how long a rank waits for rank 0's address before it fails (and the gang restarts). */
+  rendezvousTimeoutMs: z.number().int().min(100).default(600_000),
 });
+export type TrainingLaneConfig = z.infer<typeof trainingLaneSchema>;
 
 /** Whether a pool's allow-list lets a job run `command`. */
 export const programAllowed = (programs: readonly string[], command: string): boolean =>

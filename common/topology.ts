@@ -130,9 +130,12 @@ export function trainingIndexKey(prefix: string): string {
   return `${prefix}:{training-index}:pools`;
 }
 
-/** Job id of one rank of one round on `train.<pool>`: deterministic, so a repeated admission is a no-op. */
-export function rankJobId(jobId: string, round: number, rank: number): string {
-  return `${jobId}-r${round}-k${rank}`;
+/**
+ * Job id of one rank of one round on `train.<pool>`: deterministic, so a repeated admission is a
+ * no-op; a restarted gang's run `restart` (gang mode) has ids of its own.
+ */
+export function rankJobId(jobId: string, round: number, rank: number, restart = 0): string {
+  return restart === 0 ? `${jobId}-r${round}-k${rank}` : `${jobId}-r${round}-k${rank}-g${restart}`;
 }
 
 /** The reduce job of a round (`rounds` mode): one per round, so that adding it again is a no-op. */

@@ -28,6 +28,7 @@ import { startBulkLane } from './bulk/bulk-lane.ts';
 import { startHeartbeat } from './heartbeat.ts';
 import { createWorkerMetrics } from './metrics.ts';
 import { startRealtimeLane, type Lane } from './realtime-lane.ts';
+import { advertisedHost } from './training/rendezvous.ts';
 import { startTrainingLane } from './training/training-lane.ts';
 import { ReplyWriter } from './reply-writer.ts';
 import { WorkMeter } from './work-window.ts';
@@ -127,6 +128,8 @@ export async function startWorker(config: Config, opts: WorkerOptions): Promise<
       workerId,
       concurrency: pool.lanes.training.concurrency,
       programs: pool.lanes.training.programs,
+      settings: pool.lanes.training,
+      advertiseHost: advertisedHost(pool.lanes.training.advertiseHost, process.env),
       connection,
       storage: createStorage(config.storage),
       store: trainingStore,

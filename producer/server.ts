@@ -128,7 +128,7 @@ export async function startProducer(config: Config, opts: ProducerOptions): Prom
     await api.register(chatCompletionsRoute(service));
     await api.register(inferRoute(service, new TrainedModelRegistry(redis, config.redis.prefix)));
     await api.register(batchRoutes(batches));
-    await api.register(trainingRoutes(config, redis));
+    await api.register(trainingRoutes(config, redis, createStorage(config.storage)));
     await api.register(trainedModelsRoutes(config, redis));
     await api.register(trainingLogsRoutes(config, redis));
   });

@@ -28,9 +28,16 @@
  * message runs to its end; its slot counts as used through the heartbeats.
  *
  * Reconciliation, at most every `reconcileEveryMs` per running gang: a rank
- * with no final record whose job is gone is added again; one whose job
- * failed without the worker settling it (its worker died and the stalled
- * check gave up on it) fails the gang with the job's reason.
+ * with no final record whose job is gone is added again, and one whose job
+ * completed without settling it is run again (nothing else would); one whose
+ * job failed without the worker settling it (its worker died more often than
+ * lanes.training.maxStalledCount) fails the gang with the job's reason. A
+ * rank or reduce whose worker died needs nothing here: its lock lapses and the
+ * stalled check of the pool's training lanes puts the job back on the queue
+ * (lanes.training.lockDurationMs); the rank runs again in a fresh directory
+ * from the round's starting checkpoint. A new leader keeps no state of its
+ * own: it reads the gangs, and a reduce that was due is added again (a no-op
+ * while its job exists).
  *
  * After each pool's pass the leader writes its explanation record
  * (training-explain.ts) and sets the training metrics, while the pool has open
@@ -156,14 +163,26 @@ export class TrainingLoop {
     const ids = await this.store.openIds(pool.name);
     const gangs = ids.length > 0 ? await this.openGangs(pool.name, ids, epoch) : [];
     const now = this.deps.now();
+    // Heartbeats once per pass, for a pool with gangs: who is alive (reconcile) and what is free (admission).
+    const fleet =
+      gangs.length > 0 || pool.trainingQuota !== undefined ? await this.trainingSlots(pool.name, now) : undefined;
     const open: TrainingState[] = [];
-    for (const g of gangs) {
+    for (const found of gangs) {
+      let g = found;
+      if (g.stopRestart !== null) await this.stopRun(g, g.stopRestart);
+      if (!isFinal(g.status) && g.spec.deadline !== undefined && now >= g.spec.deadline) {
+        g = await this.expire(g, g.spec.deadline, now);
+      }
       if (isFinal(g.status)) {
         await this.windUp(g);
         continue;
       }
+      if (g.status === 'running' && (await this.reconcile(g, now, fleet?.live ?? new Set()))) {
+        // It restarted or failed: the next pass stops the run it left, or winds it up.
+        g = (await this.store.get(pool.name, g.spec.id)) ?? g;
+        if (isFinal(g.status)) continue;
+      }
       open.push(g);
-      if (g.status === 'running') await this.reconcile(g, now);
       if (g.status === 'reducing') await this.reduce(g, now);
     }
     // Nothing to admit nor to explain: a pool without training costs this pass one ZRANGE.
@@ -174,7 +193,7 @@ export class TrainingLoop {
     }
 
     // Read even with nothing waiting: the explanation says what is free.
-    const { slots, inFlight } = await this.trainingSlots(pool.name, now);
+    const { slots, inFlight } = fleet ?? (await this.trainingSlots(pool.name, now));
     const snapshot = gangSnapshot(open, { slots, inFlight, quota: pool.trainingQuota });
     const pass = decideGangs(snapshot);
     this.demands.set(pool.name, {
@@ -209,17 +228,21 @@ export class TrainingLoop {
     return gangs;
   }
 
-  /** Training slots of the pool's ready workers, and the ranks they say run on them. */
-  private async trainingSlots(pool: string, now: number): Promise<{ slots: number; inFlight: number }> {
+  /** Training slots of the pool's ready workers, the ranks they say run on them, and every live worker. */
+  private async trainingSlots(
+    pool: string,
+    now: number,
+  ): Promise<{ slots: number; inFlight: number; live: Set<string> }> {
     let slots = 0;
     let inFlight = 0;
     const raw = await this.deps.redis.hgetall(workersKey(this.deps.prefix, pool));
-    for (const w of liveWorkers(raw, now).filter((h) => h.state === 'ready')) {
+    const live = liveWorkers(raw, now);
+    for (const w of live.filter((h) => h.state === 'ready')) {
       const lane = w.lanes.find((l) => l.name === 'training');
       slots += lane?.concurrency ?? 0;
       inFlight += lane?.inFlight ?? 0;
     }
-    return { slots, inFlight };
+    return { slots, inFlight, live: new Set(live.map((w) => w.workerId)) };
   }
 
   /** Metrics and the explanation record of a pool's pass; the record is best effort. */
@@ -274,19 +297,68 @@ export class TrainingLoop {
       spec,
       round,
       Array.from({ length: spec.workers }, (_, rank) => rank),
+      gang.restarts,
     );
-    this.reconciled.set(`${spec.id}:${round}`, now);
+    this.reconciled.set(`${spec.id}:${round}:${gang.restarts}`, now);
     this.deps.logger.info({ jobId: spec.id, pool: spec.pool, round, workers: spec.workers }, 'admitted a gang');
   }
 
-  private async addRanks(spec: TrainingSpec, round: number, ranks: readonly number[]): Promise<void> {
+  /** Rank jobs of run `restart` of the round; in gang mode each resumes from its own checkpoint of the round before. */
+  private async addRanks(spec: TrainingSpec, round: number, ranks: readonly number[], restart: number): Promise<void> {
+    const previous =
+      spec.mode === 'gang' && round > 1
+        ? await this.store.roundRanks(spec.pool, spec.id, round - 1, spec.workers)
+        : new Map<number, { checkpointUri: string }>();
     await this.queue(spec.pool).addBulk(
       ranks.map((rank) => ({
         name: RANK_JOB_NAME,
-        data: rankJobFor(spec, round, rank),
-        opts: { ...rankJobOpts, attempts: spec.attempts, jobId: rankJobId(spec.id, round, rank) },
+        data: rankJobFor(spec, round, rank, restart, previous.get(rank)?.checkpointUri),
+        // Gang mode: no retry of a rank alone (its peers would wait on a rendezvous); the gang restarts.
+        opts: {
+          ...rankJobOpts,
+          attempts: spec.mode === 'gang' ? 1 : spec.attempts,
+          jobId: rankJobId(spec.id, round, rank, restart),
+        },
       })),
     );
+  }
+
+  /** Rank jobs of `restart`, a run of the gang's round that is over: queued ones removed, running ones asked to stop. */
+  private async stopRanks(spec: TrainingSpec, round: number, restart: number, ranks: readonly number[]): Promise<void> {
+    const queue = this.queue(spec.pool);
+    for (const rank of ranks) {
+      const id = rankJobId(spec.id, round, rank, restart);
+      // A running rank's job is locked and stays; its lane kills the command on this message.
+      await queue.remove(id);
+      await this.deps.redis.publish(cancelChannel(this.deps.prefix), id);
+    }
+  }
+
+  /** A gang restarted (gang mode): the run it left is stopped, once. */
+  private async stopRun(gang: TrainingState, restart: number): Promise<void> {
+    const { spec, round } = gang;
+    await this.stopRanks(
+      spec,
+      round,
+      restart,
+      Array.from({ length: spec.workers }, (_, rank) => rank),
+    );
+    await this.store.stopped(spec.pool, spec.id, restart);
+    this.deps.logger.warn(
+      { jobId: spec.id, round, restart, reason: gang.restartReason },
+      'gang restarting from its checkpoint; the run before stopped',
+    );
+  }
+
+  /** An open gang past its deadline fails (then winds up like any failed gang); the state it is in now. */
+  private async expire(gang: TrainingState, deadline: number, now: number): Promise<TrainingState> {
+    const { spec } = gang;
+    const where = gang.status === 'queued' ? `queued for round ${gang.round}` : `${gang.status} round ${gang.round}`;
+    const reason = `deadline ${new Date(deadline).toISOString()} passed (${where} of ${spec.rounds})`;
+    if (await this.store.expire(spec.pool, spec.id, reason, now)) {
+      this.deps.logger.warn({ jobId: spec.id, reason }, 'training job past its deadline; failed');
+    }
+    return (await this.store.get(spec.pool, spec.id)) ?? gang;
   }
 
   /** A final gang: queued ranks removed, running ones asked to stop (failed, cancelled), then closed. */
@@ -294,15 +366,11 @@ export class TrainingLoop {
     const { spec, round, status } = gang;
     if (status !== 'succeeded') {
       const records = await this.store.roundRanks(spec.pool, spec.id, round, spec.workers);
-      const queue = this.queue(spec.pool);
-      for (let rank = 0; rank < spec.workers; rank++) {
+      const open = Array.from({ length: spec.workers }, (_, rank) => rank).filter((rank) => {
         const state = records.get(rank)?.state;
-        if (state === 'succeeded' || state === 'failed') continue;
-        const id = rankJobId(spec.id, round, rank);
-        // A running rank's job is locked and stays; its lane kills the command on this message.
-        await queue.remove(id);
-        await this.deps.redis.publish(cancelChannel(this.deps.prefix), id);
-      }
+        return state !== 'succeeded' && state !== 'failed';
+      });
+      await this.stopRanks(spec, round, gang.restarts, open);
     }
     await this.deps.onEnded?.(gang);
     await this.store.close(spec.pool, spec.id);
@@ -321,32 +389,69 @@ export class TrainingLoop {
       this.deps.logger.info({ jobId: spec.id, round }, 'round done; reduce job added');
       return;
     }
-    if ((await job.getState()) !== 'failed') return;
+    const jobState = await job.getState();
+    if (jobState === 'completed') {
+      // It finished, yet the gang still waits on it (this very pass read it reducing): run it again.
+      const current = await this.store.get(spec.pool, spec.id);
+      if (current?.status === 'reducing' && current.round === round) {
+        await job.retry('completed');
+        this.deps.logger.warn({ jobId: spec.id, round }, 'reduce job completed without moving the gang; run again');
+      }
+      return;
+    }
+    if (jobState !== 'failed') return;
     const reason = `reduce of round ${round} failed: ${job.failedReason ?? 'its job failed'}`;
     if (await this.store.failReduce(spec.pool, spec.id, round, reason, now)) {
       this.deps.logger.warn({ jobId: spec.id, round, reason }, 'reduce failed; gang failed');
     }
   }
 
-  private async reconcile(gang: TrainingState, now: number): Promise<void> {
-    const { spec, round } = gang;
-    const key = `${spec.id}:${round}`;
+  /** Whether rank `rank` of `round` has its final record (read again: it may have settled since). */
+  private async settled(spec: TrainingSpec, round: number, rank: number): Promise<boolean> {
+    const state = (await this.store.roundRanks(spec.pool, spec.id, round, spec.workers)).get(rank)?.state;
+    return state === 'succeeded' || state === 'failed';
+  }
+
+  /**
+   * A running gang's ranks against their jobs (and, in gang mode, their workers' heartbeats); true
+   * when it moved the gang (restarted or failed it).
+   */
+  private async reconcile(gang: TrainingState, now: number, live: ReadonlySet<string>): Promise<boolean> {
+    const { spec, round, restarts } = gang;
+    const key = `${spec.id}:${round}:${restarts}`;
     const every = this.deps.reconcileEveryMs ?? 5000;
     const last = this.reconciled.get(key) ?? gang.admittedAt ?? 0;
-    if (now - last < every) return;
+    if (now - last < every) return false;
     this.reconciled.set(key, now);
     const records = await this.store.roundRanks(spec.pool, spec.id, round, spec.workers);
+    // Gang mode: a rank whose worker stopped beating is lost, and so is the gang's run; its peers would
+    // wait on it until their own timeouts (a dead rank's job comes back only when its lock lapses).
+    if (spec.mode === 'gang') {
+      const lost = [...records].find(([, r]) => r.state === 'running' && r.restart === restarts && !live.has(r.worker));
+      if (lost) {
+        const [rank, r] = lost;
+        const reason = `rank ${rank} of round ${round} lost: its worker ${r.worker} stopped sending heartbeats`;
+        const moved = await this.store.restartGang(spec.pool, spec.id, round, restarts, reason, now);
+        this.deps.logger.warn({ jobId: spec.id, round, rank, moved, reason }, 'gang rank lost');
+        if (moved !== 'ignored') return true;
+      }
+    }
     const queue = this.queue(spec.pool);
     const missing: number[] = [];
     for (let rank = 0; rank < spec.workers; rank++) {
       const state = records.get(rank)?.state;
       if (state === 'succeeded' || state === 'failed') continue;
-      const job = await queue.getJob(rankJobId(spec.id, round, rank));
+      const job = await queue.getJob(rankJobId(spec.id, round, rank, restarts));
+      const jobState = job ? await job.getState() : undefined;
       if (!job) {
         missing.push(rank);
-      } else if ((await job.getState()) === 'failed') {
+      } else if (jobState === 'completed' && !(await this.settled(spec, round, rank))) {
+        // Completed without settling its rank (stopped, yet its gang runs on): nothing would ever run it again.
+        await job.retry('completed');
+        this.deps.logger.warn({ jobId: spec.id, round, rank }, 'rank job completed unsettled; run again');
+      } else if (jobState === 'failed') {
         const reason = `rank ${rank} lost: ${job.failedReason ?? 'its job failed'}`;
-        await this.store.settleRank(
+        const settled = await this.store.settleRank(
           spec.pool,
           spec.id,
           round,
@@ -359,20 +464,23 @@ export class TrainingLoop {
             exitCode: null,
             reason,
             metrics: {},
-            checkpointUri: checkpointUriFor(spec.checkpointPrefix, round, rank),
+            checkpointUri: checkpointUriFor(spec.checkpointPrefix, round, rank, spec.mode === 'gang' ? restarts : 0),
+            restart: restarts,
           },
           now,
+          restarts,
         );
-        this.deps.logger.warn({ jobId: spec.id, round, rank, reason }, 'rank job failed unsettled; gang failed');
-        return;
+        this.deps.logger.warn({ jobId: spec.id, round, rank, reason, settled }, 'rank job failed unsettled');
+        return settled === 'gang_failed' || settled === 'gang_restarting';
       }
     }
     if (missing.length > 0) {
-      await this.addRanks(spec, round, missing);
+      await this.addRanks(spec, round, missing, restarts);
       this.deps.logger.warn(
         { jobId: spec.id, round, ranks: missing },
         'rank jobs of a running gang were missing; added',
       );
     }
+    return false;
   }
 }

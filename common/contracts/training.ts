@@ -14,6 +14,7 @@ import { trainedModelNameSchema } from './trained-models.ts';
 /** Largest gang and most rounds one job may ask for: bounds on the per-rank records kept in Redis. */
 export const maxGangSize = 256;
 export const maxRounds = 1000;
+export const maxRestarts = 100;
 
 /** A storage URI field, with a message that names the field when it is missing. */
 const uriField = (name: string) =>
@@ -26,7 +27,7 @@ const uriField = (name: string) =>
   });
 
 /** `POST /v1/training/jobs`. Unknown fields are refused by name. */
-export const trainingJobBodySchema = z.strictObject(
+const trainingJobFields = z.strictObject(
   {
     /** The pool whose training lanes run it. */
     pool: z.string({ error: 'pool is required: the name of a configured pool' }).min(1, 'pool must not be empty'),
@@ -119,11 +120,50 @@ export const trainingJobBodySchema = z.strictObject(
       .url({ protocol: /^https?$/, error: 'webhook_url must be an http:// or https:// URL' })
       .max(2048, 'webhook_url is at most 2048 characters')
       .optional(),
+    /**
+     * `gang` mode: how often the whole gang may be stopped and restarted from the round's starting
+     * checkpoint after one of its ranks failed or was lost with its worker (torchrun's
+     * --max-restarts); once more and the job fails. Default 3 in gang mode; `rounds` mode retries a
+     * failed rank alone (max_attempts) and takes only 0.
+     */
+    max_restarts: z
+      .number({ error: 'max_restarts must be a number' })
+      .int('max_restarts must be an integer')
+      .min(0, `max_restarts is 0 to ${maxRestarts}`)
+      .max(maxRestarts, `max_restarts is 0 to ${maxRestarts}`)
+      .optional(),
+    /**
+     * When the job must be over (ISO 8601 with a zone, e.g. 2026-12-08T06:00:00Z): one still open
+     * then fails, `deadline … passed`, and its running ranks are stopped. One in the past is refused.
+     */
+    deadline: z.iso
+      .datetime({ offset: true, error: 'deadline is an ISO 8601 date-time with a zone, e.g. 2026-12-08T06:00:00Z' })
+      .optional(),
   },
   {
     error: (iss) => (iss.code === 'unrecognized_keys' ? `unsupported field(s): ${iss.keys.join(', ')}` : undefined),
   },
 );
+/** `POST /v1/training/jobs`, with the checks across fields. */
+export const trainingJobBodySchema = trainingJobFields.superRefine((body, ctx) => {
+  // A gang's ranks run together: retrying one alone would leave its peers waiting on a rendezvous.
+  if (body.mode === 'gang' && body.max_attempts > 1) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['max_attempts'],
+      message: 'max_attempts must be 1 in gang mode: a failed rank restarts the whole gang (max_restarts)',
+    });
+  }
+  if (body.mode === 'rounds' && (body.max_restarts ?? 0) > 0) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['max_restarts'],
+      message: 'max_restarts is for gang mode: in rounds mode a failed rank is retried alone (max_attempts)',
+    });
+  }
+});
+/** The gang restarts a job gets when it names none (gang mode). */
+export const defaultMaxRestarts = 3;
 export type TrainingJobBody = z.output<typeof trainingJobBodySchema>;
 export type TrainingJobParams = z.input<typeof trainingJobBodySchema>;
 
@@ -153,6 +193,10 @@ export const trainingSpecSchema = z.object({
   rounds: z.number().int().min(1),
   priority: z.number().int(),
   attempts: z.number().int().min(1),
+  /** Gang restarts allowed (gang mode); absent (specs stored before restarts existed): none. */
+  maxRestarts: z.number().int().min(0).optional(),
+  /** When the job must be over (UNIX ms); absent: never. */
+  deadline: z.number().int().optional(),
   createdAt: z.number().int(),
   /** Results (trained-models.ts): the held-out split, the registry name, the completion webhook (absent: none). */
   evalUri: z.string().nullish(),
@@ -161,9 +205,15 @@ export const trainingSpecSchema = z.object({
 });
 export type TrainingSpec = z.infer<typeof trainingSpecSchema>;
 
-/** Where rank `rank` of round `round` checkpoints. */
-export function checkpointUriFor(prefix: string, round: number, rank: number): string {
-  return `${prefix}round-${round}/rank-${rank}/`;
+/**
+ * Where rank `rank` of round `round` checkpoints; a gang restarted `restart` times writes beside
+ * the runs before (`round-<r>/restart-<n>/rank-<k>/`), so that a restarted gang never finds its
+ * create-only uploads taken by a run that was stopped.
+ */
+export function checkpointUriFor(prefix: string, round: number, rank: number, restart = 0): string {
+  return restart === 0
+    ? `${prefix}round-${round}/rank-${rank}/`
+    : `${prefix}round-${round}/restart-${restart}/rank-${rank}/`;
 }
 
 /** Where the reduce of round `round` writes the model the next round starts from (`rounds` mode). */
@@ -209,6 +259,8 @@ export const rankJobSchema = z.object({
   /** What is pulled into the rank's init directory before it starts (initUriFor); null: nothing. */
   initUri: z.string().nullable().default(null),
   params: z.record(z.string(), z.unknown()),
+  /** Gang restarts before this run (its incarnation): a run of an earlier one is not counted. */
+  restart: z.number().int().min(0).default(0),
 });
 export type RankJob = z.infer<typeof rankJobSchema>;
 
@@ -234,8 +286,13 @@ export function reduceJobFor(spec: TrainingSpec, round: number): ReduceJob {
   });
 }
 
-/** The `train.<pool>` job of a rank (validated): what admission adds. */
-export function rankJobFor(spec: TrainingSpec, round: number, rank: number): RankJob {
+/**
+ * The `train.<pool>` job of a rank (validated): what admission adds. `restart`: the gang's restarts
+ * so far; `previous`: in gang mode, where this rank's run of the round before checkpointed (its
+ * record says, when that run was a restarted gang's).
+ */
+export function rankJobFor(spec: TrainingSpec, round: number, rank: number, restart = 0, previous?: string): RankJob {
+  const gangPrevious = spec.mode === 'gang' && round > 1 ? previous : undefined;
   return rankJobSchema.parse({
     jobId: spec.id,
     pool: spec.pool,
@@ -247,10 +304,12 @@ export function rankJobFor(spec: TrainingSpec, round: number, rank: number): Ran
     args: spec.args,
     dataUri: spec.dataUri,
     data: { uris: spec.dataUris ?? [spec.dataUri], shard: spec.shard },
-    checkpointUri: checkpointUriFor(spec.checkpointPrefix, round, rank),
-    previousCheckpointUri: round > 1 ? checkpointUriFor(spec.checkpointPrefix, round - 1, rank) : null,
-    initUri: initUriFor(spec, round, rank),
+    checkpointUri: checkpointUriFor(spec.checkpointPrefix, round, rank, spec.mode === 'gang' ? restart : 0),
+    previousCheckpointUri:
+      round > 1 ? (gangPrevious ?? checkpointUriFor(spec.checkpointPrefix, round - 1, rank)) : null,
+    initUri: gangPrevious ?? initUriFor(spec, round, rank),
     params: spec.params,
+    restart,
   });
 }
 
@@ -274,6 +333,8 @@ export const rankRecordSchema = z.object({
   /** Last value of each metric it printed (at most 64 names). */
   metrics: z.record(z.string(), z.number()).default({}),
   checkpointUri: z.string(),
+  /** The run of the gang it belongs to (gang restarts before it). */
+  restart: z.number().int().min(0).default(0),
 });
 export type RankRecord = z.infer<typeof rankRecordSchema>;
 /** A record as written: fields with defaults may be left out. */

@@ -22,11 +22,14 @@ import type { RankEntry, TrainingState } from './training-state.ts';
 
 const seconds = (ms: number | null): number | null => (ms === null ? null : Math.floor(ms / 1000));
 
-/** The final model: the last round's reduced model (`rounds`), or rank 0's last checkpoint (`gang`, as torchrun's rank 0 saves). */
-export function artifactUriFor(spec: TrainingSpec, round: number): string {
+/**
+ * The final model: the last round's reduced model (`rounds`), or rank 0's last checkpoint (`gang`, as
+ * torchrun's rank 0 saves), written by the gang's last run (`restarts` so far) of that round.
+ */
+export function artifactUriFor(spec: TrainingSpec, round: number, restarts: number): string {
   return spec.mode === 'rounds'
     ? modelUriFor(spec.checkpointPrefix, round)
-    : checkpointUriFor(spec.checkpointPrefix, round, 0);
+    : checkpointUriFor(spec.checkpointPrefix, round, 0, restarts);
 }
 
 export const manifestUriFor = (spec: TrainingSpec): string => `${spec.checkpointPrefix}manifest.json`;
@@ -37,8 +40,13 @@ export const roundsCompleted = (state: TrainingState): number =>
 
 /** Per-round summaries from the ranks' records: mean of each metric's last value over the ranks. */
 export function summarizeRounds(ranks: readonly RankEntry[]): RoundSummary[] {
+  // A gang restarted within a round ran it more than once: its last run is the round's result.
+  const lastRun = new Map<number, number>();
+  for (const r of ranks) lastRun.set(r.round, Math.max(lastRun.get(r.round) ?? 0, r.restart));
   const byRound = new Map<number, RankEntry[]>();
-  for (const r of ranks) byRound.set(r.round, [...(byRound.get(r.round) ?? []), r]);
+  for (const r of ranks) {
+    if (r.restart === lastRun.get(r.round)) byRound.set(r.round, [...(byRound.get(r.round) ?? []), r]);
+  }
   return [...byRound.entries()]
     .sort(([a], [b]) => a - b)
     .map(([round, entries]) => {

@@ -78,7 +78,7 @@ export async function runFinishJob(deps: FinishDeps, job: FinishJob, signal: Abo
       let evaluation: Evaluation | null = null;
       let evaluationError: string | null = null;
       if (state.status === 'succeeded') {
-        const uri = artifactUriFor(spec, state.round);
+        const uri = artifactUriFor(spec, state.round, state.restarts);
         const dir = join(dirs.init, 'model');
         await mkdir(dir);
         if ((await pullPrefix(storage, uri, dir, signal)) > 0) {

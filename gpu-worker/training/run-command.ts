@@ -35,7 +35,12 @@ export interface RankDirEnv {
  * (RANK, WORLD_SIZE; one rank per process, so LOCAL_RANK 0 of LOCAL_WORLD_SIZE 1), then the rank's
  * INTERFLEET_* ones: its directories, the URIs, and the hyperparameters as JSON.
  */
-export function rankEnv(job: RankJob, base: NodeJS.ProcessEnv, dirs?: RankDirEnv): Record<string, string> {
+export function rankEnv(
+  job: RankJob,
+  base: NodeJS.ProcessEnv,
+  dirs?: RankDirEnv,
+  master?: { addr: string; port: number },
+): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [name, value] of Object.entries(base)) if (value !== undefined && inherited.test(name)) env[name] = value;
   const params = JSON.stringify(job.params);
@@ -45,6 +50,10 @@ export function rankEnv(job: RankJob, base: NodeJS.ProcessEnv, dirs?: RankDirEnv
     WORLD_SIZE: String(job.worldSize),
     LOCAL_RANK: '0',
     LOCAL_WORLD_SIZE: '1',
+    // Gang mode: where rank 0 listens, and how often the gang was restarted (torchrun's names).
+    ...(master && { MASTER_ADDR: master.addr, MASTER_PORT: String(master.port) }),
+    TORCHELASTIC_RESTART_COUNT: String(job.restart),
+    INTERFLEET_RESTART: String(job.restart),
     ...(dirs && {
       INTERFLEET_WORK_DIR: dirs.work,
       INTERFLEET_DATA_DIR: dirs.data,
@@ -116,6 +125,8 @@ export interface RunOptions {
   /** Each metric line, with its text. */
   onMetric: (metric: MetricLine, line: string) => void;
   killAfterMs: number;
+  /** Once spawned: its pid, which is also its process group's. */
+  onStart?: (pid: number) => void;
 }
 
 export interface RunResult {
@@ -139,6 +150,7 @@ export function runCommand(opts: RunOptions): Promise<RunResult> {
       detached: true,
       shell: false,
     });
+    if (child.pid !== undefined) opts.onStart?.(child.pid);
     const signalGroup = (sig: NodeJS.Signals): void => {
       if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
       try {

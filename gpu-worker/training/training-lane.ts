@@ -26,9 +26,10 @@
  * PROGRESS_EVERY_MS.
  */
 import { mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
-import { programAllowed } from '../../common/config.ts';
+import { programAllowed, type TrainingLaneConfig } from '../../common/config.ts';
 import {
   FINISH_JOB_NAME,
   finishJobSchema,
@@ -45,12 +46,14 @@ import type { Logger } from '../../common/logger.ts';
 import { settleWithin } from '../../common/process.ts';
 import type { RedisClient } from '../../common/redis.ts';
 import { queueName } from '../../common/topology.ts';
-import type { TrainingStore } from '../../common/training/training-state.ts';
+import type { Master, TrainingStore } from '../../common/training/training-state.ts';
 import type { Lane } from '../realtime-lane.ts';
-import type { Storage } from '../../common/storage/index.ts';
+import { isStorageError, type Storage } from '../../common/storage/index.ts';
 import { averageModelDirs } from './builtin/average-tensors.ts';
 import { resolveProgram } from './builtin-programs.ts';
 import { makeRankDirs, pullPrefix, pullShard, pushDir, removeRankDirs } from './rank-files.ts';
+import { sweepOrphans, writeOwner } from './orphans.ts';
+import { awaitMaster, freePort } from './rendezvous.ts';
 import { failureReason, rankEnv, runCommand, type RunResult } from './run-command.ts';
 
 const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
@@ -62,7 +65,7 @@ export interface TrainingLaneDeps {
   /** Ranks at once (≥ 1). */
   concurrency: number;
   connection: RedisClient;
-  store: Pick<TrainingStore, 'startRank' | 'settleRank' | 'finishReduce'>;
+  store: Pick<TrainingStore, 'startRank' | 'settleRank' | 'finishReduce' | 'publishMaster' | 'master'>;
   logger: Logger;
   /** After SIGTERM, how long a command has before SIGKILL (default 2 s). */
   killAfterMs?: number;
@@ -78,6 +81,13 @@ export interface TrainingLaneDeps {
   finish?: (job: FinishJob, signal: AbortSignal) => Promise<unknown>;
   /** Told how long each reduce took, in seconds (the worker's metrics). */
   onReduced?: (seconds: number) => void;
+  /** How fast a rank lost with its worker runs again, how long a gang's rank waits for rank 0 (pools[].lanes.training). */
+  settings: Pick<
+    TrainingLaneConfig,
+    'lockDurationMs' | 'stalledIntervalMs' | 'maxStalledCount' | 'rendezvousTimeoutMs'
+  >;
+  /** Gang mode: the address rank 0 publishes (rendezvous.ts advertisedHost). */
+  advertiseHost: string;
 }
 
 /** The heartbeat's view of a lane, under the training lane's own name. */
@@ -150,17 +160,45 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
     throw new DelayedError();
   };
 
+  /**
+   * Gang mode: rank 0 publishes a free port of this host; the others wait for it. Undefined when the
+   * gang no longer runs this run of the round (rank 0 found it so when publishing).
+   */
+  const meet = async (rank: RankJob, signal: AbortSignal): Promise<Master | undefined> => {
+    const where = { pool, jobId: rank.jobId, round: rank.round, restart: rank.restart };
+    if (rank.rank !== 0) {
+      return awaitMaster(store, where, { signal, timeoutMs: deps.settings.rendezvousTimeoutMs });
+    }
+    const master = { round: rank.round, restart: rank.restart, addr: deps.advertiseHost, port: await freePort() };
+    return (await store.publishMaster(pool, rank.jobId, master)) ? master : undefined;
+  };
+
   const runRank = async (job: Job, rank: RankJob, token?: string, signal?: AbortSignal): Promise<RankJobResult> => {
     const jobLog = log.child({ jobId: job.id, trainingJob: rank.jobId, round: rank.round, rank: rank.rank });
     const startedAt = Date.now();
-    const base = { worker: workerId, startedAt, checkpointUri: rank.checkpointUri };
-    const start = await store.startRank(pool, rank.jobId, rank.round, rank.rank, { ...base, state: 'running' });
+    const base = { worker: workerId, startedAt, checkpointUri: rank.checkpointUri, restart: rank.restart };
+    const { restart } = rank;
+    const start = await store.startRank(
+      pool,
+      rank.jobId,
+      rank.round,
+      rank.rank,
+      { ...base, state: 'running' },
+      restart,
+    );
     if (start !== 'run') {
+      // gang_restarting / gang_failed: it had started before in this run of its gang, which is lost.
       jobLog.info({ start }, 'rank not run');
-      return { status: start === 'not_running' ? 'skipped' : 'superseded' };
+      return { status: start === 'already_ended' ? 'superseded' : 'skipped' };
     }
     const metricsSoFar: Record<string, number> = {};
-    const settle = (outcome: 'succeeded' | 'failed', reason: string | null, exitCode: number | null, endedAt: number) =>
+    const settle = (
+      outcome: 'succeeded' | 'failed',
+      reason: string | null,
+      exitCode: number | null,
+      endedAt: number,
+      final = false,
+    ) =>
       store.settleRank(
         pool,
         rank.jobId,
@@ -168,12 +206,17 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
         rank.rank,
         { ...base, state: outcome, endedAt, exitCode, reason, metrics: metricsSoFar },
         endedAt,
+        restart,
+        final,
       );
     const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-    /** A failure: for good on the last attempt (or when no retry can help), else BullMQ retries it. */
-    const fail = async (reason: string, exitCode: number | null, forGood: boolean): Promise<never> => {
-      if (forGood || lastAttempt) {
-        const settled = await settle('failed', reason, exitCode, Date.now());
+    /**
+     * A failure: for good on the last attempt (or when no retry can help), else BullMQ retries it.
+     * `final`: no gang restart can help either (gang mode fails at once).
+     */
+    const fail = async (reason: string, exitCode: number | null, forGood: boolean, final = false): Promise<never> => {
+      if (forGood || final || lastAttempt) {
+        const settled = await settle('failed', reason, exitCode, Date.now(), final);
         jobLog.warn({ settled, reason }, 'rank failed for good');
         throw new UnrecoverableError(reason);
       }
@@ -183,11 +226,12 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
     const what = `rank ${rank.rank} of round ${rank.round}`;
     // Checked here as well as by the API: the pool's list may have changed since the job was submitted.
     if (!programAllowed(programs, rank.command)) {
-      return fail(`${what}: command '${rank.command}' is not among this pool's training programs`, null, true);
+      return fail(`${what}: command '${rank.command}' is not among this pool's training programs`, null, true, true);
     }
 
     const aborted = signal ?? new AbortController().signal;
     const dirs = await makeRankDirs(`${rank.jobId}-r${rank.round}-k${rank.rank}`, deps.workRoot);
+    await writeOwner(dirs.work, { worker: process.pid });
     running++;
     try {
       try {
@@ -200,7 +244,25 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
       } catch (err) {
         if (aborted.aborted && aborted.reason === DRAINING) return await requeue(job, token, jobLog);
         if (aborted.aborted) return { status: 'stopped' };
-        return await fail(`${what}: pulling its files failed: ${errText(err)}`, null, false);
+        // Data that is not there or not ours to read fails the job at once; a storage hiccup is retried.
+        const lasting = isStorageError(err) && !err.retryable;
+        return await fail(`${what}: pulling its files failed: ${errText(err)}`, null, lasting, lasting);
+      }
+
+      let master: Master | undefined;
+      if (rank.mode === 'gang') {
+        try {
+          master = await meet(rank, aborted);
+        } catch (err) {
+          if (aborted.aborted && aborted.reason === DRAINING) return await requeue(job, token, jobLog);
+          if (aborted.aborted) return { status: 'stopped' };
+          return await fail(`${what}: rendezvous failed: ${errText(err)}`, null, true);
+        }
+        if (!master) {
+          jobLog.info('rank not run: its gang no longer runs this round');
+          return { status: 'skipped' };
+        }
+        jobLog.debug({ master }, 'rendezvous');
       }
 
       const progress = progressWriter(job, rank, metricsSoFar);
@@ -209,11 +271,15 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
       try {
         result = await runCommand({
           ...program,
-          env: rankEnv(rank, deps.env ?? process.env, dirs),
+          env: rankEnv(rank, deps.env ?? process.env, dirs, master),
           cwd: dirs.work,
           signal: aborted,
           onMetric: (metric, line) => progress.add(metric, line),
           killAfterMs,
+          onStart: (group) =>
+            void writeOwner(dirs.work, { worker: process.pid, group }).catch((err: unknown) =>
+              jobLog.warn({ err }, 'rank owner not recorded'),
+            ),
         });
       } finally {
         await progress.end();
@@ -225,7 +291,12 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
         return { status: 'stopped' };
       }
       if (result.exitCode !== 0)
-        return await fail(`${what}: ${failureReason(result)}`, result.exitCode, !!result.spawnError);
+        return await fail(
+          `${what}: ${failureReason(result)}`,
+          result.exitCode,
+          !!result.spawnError,
+          !!result.spawnError,
+        );
       try {
         const pushed = await pushDir(storage, dirs.output, rank.checkpointUri, aborted);
         jobLog.debug({ pushed }, 'rank output uploaded');
@@ -256,6 +327,7 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
     const aborted = signal ?? new AbortController().signal;
     const dirs = await makeRankDirs(`${reduce.jobId}-r${reduce.round}-reduce`, deps.workRoot);
     const reduceStarted = performance.now();
+    await writeOwner(dirs.work, { worker: process.pid });
     running++;
     try {
       const inputs: string[] = [];
@@ -317,8 +389,17 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
     prefix: deps.prefix,
     concurrency: deps.concurrency,
     name: workerId,
+    lockDuration: deps.settings.lockDurationMs,
+    stalledInterval: deps.settings.stalledIntervalMs,
+    maxStalledCount: deps.settings.maxStalledCount,
   });
   worker.on('error', (err) => log.error({ err }, 'training worker error'));
+  // What a worker killed on this host left: its ranks' commands still running, their directories.
+  void sweepOrphans(deps.workRoot ?? tmpdir())
+    .then((swept) => {
+      if (swept.dirs > 0) log.warn(swept, 'removed rank directories (and killed commands) of dead workers');
+    })
+    .catch((err: unknown) => log.warn({ err }, 'orphaned rank directories not swept'));
 
   return {
     name: 'training',

@@ -90,6 +90,21 @@ export function meanLoss(job: ApiTrainingJob): { round: number; loss: number } |
 
 const metric = (n: number): string => String(Number(n.toPrecision(4)));
 
+/** Why the scheduler holds a job, in words after its code (scheduler/gang-admission.ts GangHoldReason). */
+const holdText: Record<string, (n: number) => string> = {
+  exceeds_quota: (n) => `${n} ranks exceed the pool's training quota`,
+  no_training_slots: () => "the pool's ready workers have no training slot",
+  exceeds_pool_slots: (n) => `${n} ranks need more training slots than all the pool's ready workers have`,
+  waiting_for_slots: (n) => `${n} ranks need more training slots than are free now`,
+  reserved_for_earlier_gang: () => 'behind an earlier gang waiting for slots',
+};
+/** `exceeds_pool_slots (3 ranks need more training slots than ...; none started)` */
+const waitingText = (job: ApiTrainingJob): string => {
+  const code = job.waiting_reason ?? '';
+  const text = holdText[code];
+  return text === undefined ? code : `${code} (${text(job.workers)}; none started)`;
+};
+
 /** What changed between polls (elapsed time aside): on a pipe, a line is printed only then. */
 function progressKey(job: ApiTrainingJob): string {
   const c = rankCounts(job, job.round);
@@ -101,7 +116,7 @@ export function formatTrainingProgress(job: ApiTrainingJob, elapsedMs: number): 
   const parts = [job.status.padEnd(10), `round ${job.round}/${job.rounds}`];
   const c = rankCounts(job, job.round);
   if (job.status === 'queued' && c.running + c.succeeded + c.failed === 0) {
-    if (job.waiting_reason) parts.push(`waiting: ${job.waiting_reason}`);
+    if (job.waiting_reason) parts.push(`waiting: ${waitingText(job)}`);
   } else {
     const counts = `ranks: ${c.running} running, ${c.succeeded} succeeded, ${c.failed} failed`;
     parts.push(c.pending > 0 && job.status === 'running' ? `${counts}, ${c.pending} pending` : counts);
@@ -120,15 +135,22 @@ export function formatTrainingJob(job: ApiTrainingJob): string {
   const rows: Array<[string, string]> = [
     ['status', `${job.status}, round ${job.round} of ${job.rounds}`],
     ['pool', `${job.pool} (tenant ${job.tenant}, priority ${job.priority})`],
-    ['gang', `${job.workers} rank(s), ${job.mode} mode, up to ${job.max_attempts} attempt(s) each`],
+    [
+      'gang',
+      job.mode === 'gang'
+        ? `${job.workers} rank(s), gang mode, restarted ${job.restarts} of at most ${job.max_restarts} time(s)`
+        : `${job.workers} rank(s), ${job.mode} mode, up to ${job.max_attempts} attempt(s) each`,
+    ],
     ['command', [job.command, ...job.args].map(arg).join(' ')],
     ['data', `${job.data_uri.join(', ')} (shard ${job.shard})`],
   ];
   if (job.init_uri !== null) rows.push(['init', job.init_uri]);
   rows.push(['checkpoint', job.checkpoint_uri], ['created', iso(job.created_at)]);
+  if (job.deadline !== null) rows.push(['deadline', iso(job.deadline)]);
   if (job.admitted_at !== null) rows.push(['admitted', iso(job.admitted_at)]);
   if (job.ended_at !== null) rows.push(['ended', iso(job.ended_at)]);
-  if (job.waiting_reason) rows.push(['waiting', job.waiting_reason]);
+  if (job.waiting_reason) rows.push(['waiting', waitingText(job)]);
+  if (job.restart_reason) rows.push(['restarted', job.restart_reason]);
   if (job.error) rows.push(['error', job.error]);
   const model = job.models.at(-1);
   if (model) rows.push(['model', `${model.uri} (round ${model.round})`]);

@@ -43,6 +43,12 @@ export const apiTrainingJobSchema = z.object({
   workers: z.number().int(),
   priority: z.number().int(),
   max_attempts: z.number().int(),
+  /** Gang mode: restarts allowed and made so far (absent from older servers: 0), and why the last one was. */
+  max_restarts: z.number().int().default(0),
+  restarts: z.number().int().default(0),
+  restart_reason: z.string().nullable().default(null),
+  /** When the job must be over (UNIX seconds); null: no deadline. */
+  deadline: seconds.default(null),
   command: z.string(),
   args: z.array(z.string()),
   data_uri: z.array(z.string()),

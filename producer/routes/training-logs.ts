@@ -107,8 +107,10 @@ export const trainingLogsRoutes =
         tail: query.tail,
         ranks: await Promise.all(
           ranks.map(async (rank) => {
-            const { logs, count } = await queue.getJobLogs(rankJobId(id, round, rank), -query.tail, -1);
             const record = records.find((r) => r.round === round && r.rank === rank);
+            // A restarted gang's run has job ids of its own (gang mode).
+            const restart = record?.restart ?? (round === state.round ? state.restarts : 0);
+            const { logs, count } = await queue.getJobLogs(rankJobId(id, round, rank, restart), -query.tail, -1);
             return { rank, status: record?.state ?? null, total_lines: count, lines: logs };
           }),
         ),

@@ -10,6 +10,7 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { findPool, programAllowed, type Config } from '../../common/config.ts';
 import {
+  defaultMaxRestarts,
   modelUriFor,
   trainingJobBodySchema,
   trainingJobIdSchema,
@@ -18,6 +19,7 @@ import {
 import { FleetError } from '../../common/errors.ts';
 import type { RedisClient } from '../../common/redis.ts';
 import { TrainingResultsStore, type JobResults } from '../../common/training/training-results.ts';
+import { isStorageError, type Storage } from '../../common/storage/index.ts';
 import {
   newTrainingJobId,
   TrainingStore,
@@ -55,6 +57,12 @@ export function toApiTrainingJob(
     workers: spec.workers,
     priority: spec.priority,
     max_attempts: spec.attempts,
+    /** Gang mode: restarts allowed, made so far, and why the last one was. */
+    max_restarts: spec.maxRestarts ?? 0,
+    restarts: state.restarts,
+    restart_reason: state.restartReason,
+    /** When the job must be over (UNIX seconds); null: no deadline. */
+    deadline: seconds(spec.deadline ?? null),
     command: spec.command,
     args: spec.args,
     data_uri: spec.dataUris ?? [spec.dataUri],
@@ -108,11 +116,34 @@ function checkRoots(config: Config, uri: string, param: string): void {
   }
 }
 
+/**
+ * Whether what the workers will pull (the data, unless `shard: none`, and the starting checkpoint)
+ * can be read, before anything is queued: a URI
+ * ending in `/` must list at least one object, any other must exist. A missing or forbidden one
+ * is the submitter's to fix (400 naming the field); storage unreachable now, 503.
+ */
+async function checkReadable(storage: Storage, uri: string, param: string): Promise<void> {
+  try {
+    if (!uri.endsWith('/')) {
+      await storage.stat(uri);
+      return;
+    }
+    const page = await storage.list(uri, { pageSize: 1 });
+    if (page.items.length === 0) {
+      throw new FleetError('bad_request', `${param}: no objects under ${uri}`, { param });
+    }
+  } catch (err) {
+    if (!isStorageError(err)) throw err;
+    const what = `${param}: ${uri} cannot be read (${err.code}): ${err.message}`;
+    throw new FleetError(err.retryable ? 'unavailable' : 'bad_request', what, { param, cause: err });
+  }
+}
+
 const notFound = (id: string): FleetError =>
   new FleetError('not_found', `No training job found with id '${id}'`, { param: 'id' });
 
 export const trainingRoutes =
-  (config: Config, redis: RedisClient, now: () => number = Date.now): FastifyPluginAsyncZod =>
+  (config: Config, redis: RedisClient, storage: Storage, now: () => number = Date.now): FastifyPluginAsyncZod =>
   async (app) => {
     const store = new TrainingStore(redis, config.redis.prefix);
     const results = new TrainingResultsStore(redis, config.redis.prefix);
@@ -149,6 +180,10 @@ export const trainingRoutes =
           { param: 'command' },
         );
       }
+      const deadline = body.deadline === undefined ? undefined : Date.parse(body.deadline);
+      if (deadline !== undefined && deadline <= now()) {
+        throw new FleetError('bad_request', `deadline: ${body.deadline} is in the past`, { param: 'deadline' });
+      }
       const dataUris = typeof body.data_uri === 'string' ? [body.data_uri] : body.data_uri;
       for (const uri of dataUris) checkRoots(config, uri, 'data_uri');
       checkRoots(config, body.checkpoint_uri, 'checkpoint_uri');
@@ -161,6 +196,14 @@ export const trainingRoutes =
           { param: 'webhook_url' },
         );
       }
+      // What the workers will pull (shard `none`: the program reads the data itself, with its own access).
+      for (const [i, uri] of body.shard === 'none' ? [] : dataUris.entries()) {
+        await checkReadable(storage, uri, typeof body.data_uri === 'string' ? 'data_uri' : `data_uri.${i}`);
+      }
+      if (body.init_uri !== undefined) {
+        await checkReadable(storage, body.init_uri.endsWith('/') ? body.init_uri : `${body.init_uri}/`, 'init_uri');
+      }
+      if (body.eval_uri !== undefined) await checkReadable(storage, body.eval_uri, 'eval_uri');
       const createdAt = now();
       const spec: TrainingSpec = {
         id: newTrainingJobId(createdAt),
@@ -179,6 +222,8 @@ export const trainingRoutes =
         rounds: body.rounds,
         priority: body.priority,
         attempts: body.max_attempts,
+        maxRestarts: body.max_restarts ?? (body.mode === 'gang' ? defaultMaxRestarts : 0),
+        ...(deadline !== undefined && { deadline }),
         createdAt,
         evalUri: body.eval_uri ?? null,
         modelName: body.model_name ?? null,

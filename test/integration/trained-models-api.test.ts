@@ -6,6 +6,9 @@
  * before anything is queued; a model whose classes are not sentiment labels
  * is 400; a job's new fields show in GET before it has a manifest.
  */
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TrainedModelRegistry } from '../../common/training/trained-model-registry.ts';
 import { startFleet, type TestFleet } from '../helpers/fleet.ts';
@@ -15,11 +18,16 @@ pools:
   - name: p
     backend: echo
 `;
+// The API checks that what the workers will pull exists before it records a job.
+const dir = mkdtempSync(join(tmpdir(), 'interfleet-trained-models-api-'));
+mkdirSync(join(dir, 'data'));
+writeFileSync(join(dir, 'data', 'train.tsv'), 'good\t1\nbad\t0\n');
+writeFileSync(join(dir, 'eval.tsv'), 'fine\t1\n');
 const job = {
   pool: 'p',
   command: 'builtin:text-classifier',
-  data_uri: 'file:///tmp/interfleet-data/',
-  checkpoint_uri: 'file:///tmp/interfleet-runs/1/',
+  data_uri: `file://${dir}/data/`,
+  checkpoint_uri: `file://${dir}/runs/1/`,
   workers: 1,
 };
 
@@ -34,6 +42,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await unsigned?.stop();
   await signed?.stop();
+  rmSync(dir, { recursive: true, force: true });
 });
 
 async function call(fleet: TestFleet, path: string, body?: unknown) {
@@ -56,18 +65,22 @@ describe('results and trained models at the API', () => {
     const badName = await call(signed, '/v1/training/jobs', { ...job, model_name: 'Not OK' });
     expect(badName.status).toBe(400);
     expect(badName.body.error).toMatchObject({ code: 'bad_request', param: 'model_name' });
+    const noEval = await call(signed, '/v1/training/jobs', { ...job, eval_uri: `file://${dir}/missing.tsv` });
+    expect(noEval.status).toBe(400);
+    expect(noEval.body.error).toMatchObject({ code: 'bad_request', param: 'eval_uri' });
+    expect(noEval.body.error?.message).toMatch(/cannot be read \(not_found\)/);
   });
 
   it('shows the new fields of a job before it has results', async () => {
     const created = await call(signed, '/v1/training/jobs', {
       ...job,
-      eval_uri: 'file:///tmp/interfleet-data/eval.tsv',
+      eval_uri: `file://${dir}/eval.tsv`,
       model_name: 'm',
       webhook_url: 'http://127.0.0.1:9/hook',
     });
     expect(created.status).toBe(200);
     expect(created.body).toMatchObject({
-      eval_uri: 'file:///tmp/interfleet-data/eval.tsv',
+      eval_uri: `file://${dir}/eval.tsv`,
       model_name: 'm',
       webhook_url: 'http://127.0.0.1:9/hook',
       manifest: null,

@@ -5,7 +5,7 @@
  * training-rank.mjs, which checkpoints into a file:// prefix. Each test has
  * its own key prefix.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -169,7 +169,6 @@ describe('training state', () => {
     expect(await store.admit('p', spec.id, 1, 1, 5)).toBe('admitted');
     expect(await store.admit('p', spec.id, 1, 1, 5)).toBe('conflict');
     expect(await store.startRank('p', spec.id, 1, 0, rec('running'))).toBe('run');
-    expect(await store.startRank('p', spec.id, 1, 0, rec('running'))).toBe('run'); // a retry
     expect(await store.settleRank('p', spec.id, 1, 0, rec('succeeded'), 6)).toBe('recorded');
     expect(await store.settleRank('p', spec.id, 1, 0, rec('succeeded'), 6)).toBe('already');
     expect(await store.startRank('p', spec.id, 1, 0, rec('running'))).toBe('already_ended');
@@ -191,8 +190,60 @@ describe('training state', () => {
   });
 });
 
+describe('gang restarts', () => {
+  it('a rank started twice or failed restarts the gang for its round, ignores the run before, and fails with none left', async () => {
+    const config = testConfig(yaml());
+    const redis = new Redis(REDIS_URL);
+    cleanups.push(async () => {
+      await deleteKeys(redis, config.redis.prefix);
+      redis.disconnect();
+    });
+    const store = new TrainingStore(redis, config.redis.prefix);
+    const spec = { ...storeSpec('train_00000000000000000004', { rounds: 1, createdAt: 1 }), maxRestarts: 1 };
+    await store.create(spec);
+    const rec = (state: 'running' | 'failed', restart = 0) => ({
+      state,
+      worker: 'w',
+      startedAt: 1,
+      checkpointUri: 'file:///c/',
+      restart,
+      ...(state === 'failed' ? { reason: 'rank 1 of round 1: exit code 3' } : {}),
+    });
+    expect(await store.admit('p', spec.id, 1, 1, 5)).toBe('admitted');
+    expect(await store.startRank('p', spec.id, 1, 0, rec('running'))).toBe('run');
+    expect(await store.startRank('p', spec.id, 1, 1, rec('running'))).toBe('run');
+    // Rank 0 starts again in the same run (its worker was lost): the gang restarts, its records cleared.
+    expect(await store.startRank('p', spec.id, 1, 0, rec('running'))).toBe('gang_restarting');
+    expect(await store.get('p', spec.id)).toMatchObject({
+      status: 'queued',
+      round: 1,
+      restarts: 1,
+      stopRestart: 0,
+      restartReason: 'rank 0 of round 1 started again: its run was lost (its worker died or drained)',
+    });
+    expect(await store.ranks('p', spec.id)).toEqual([]);
+    await store.stopped('p', spec.id, 0);
+    expect((await store.get('p', spec.id))?.stopRestart).toBeNull();
+    expect(await store.admit('p', spec.id, 1, 1, 6)).toBe('admitted');
+    // The run before is over: its ranks neither start nor settle, nor publish an address.
+    expect(await store.startRank('p', spec.id, 1, 1, rec('running'))).toBe('not_running');
+    expect(await store.settleRank('p', spec.id, 1, 1, rec('failed'), 7)).toBe('ignored');
+    expect(await store.publishMaster('p', spec.id, { round: 1, restart: 0, addr: 'h', port: 1 })).toBe(false);
+    expect(await store.publishMaster('p', spec.id, { round: 1, restart: 1, addr: 'h', port: 2 })).toBe(true);
+    expect(await store.master('p', spec.id)).toEqual({ round: 1, restart: 1, addr: 'h', port: 2 });
+    expect(await store.startRank('p', spec.id, 1, 1, rec('running', 1), 1)).toBe('run');
+    // No restart left: a failure fails the gang, with the restarts in its reason.
+    expect(await store.settleRank('p', spec.id, 1, 1, rec('failed', 1), 8, 1)).toBe('gang_failed');
+    expect(await store.get('p', spec.id)).toMatchObject({
+      status: 'failed',
+      reason: 'rank 1 of round 1: exit code 3 (after 1 gang restarts, max_restarts 1)',
+    });
+    expect((await store.ranks('p', spec.id)).map((r) => [r.rank, r.state, r.restart])).toEqual([[1, 'failed', 1]]);
+  });
+});
+
 describe('training loop reconciliation', () => {
-  it("adds a running gang's missing rank job again, and fails the gang for a rank job that failed unsettled", async () => {
+  it("adds a running gang's missing rank job again, runs again one that completed unsettled, and fails the gang for one that failed unsettled", async () => {
     const config = testConfig(yaml());
     const prefix = config.redis.prefix;
     const redis = new Redis(REDIS_URL);
@@ -250,6 +301,18 @@ describe('training loop reconciliation', () => {
     await loop.pass(3);
     expect(await queue.getJob(rankJobId(id, 1, 1))).toBeDefined();
 
+    // Rank jobs that complete without settling their rank (stopped while the gang runs on) run again.
+    const stopperConnection = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+    const stopper = new Worker(queueName('train', 'p'), () => Promise.resolve({ status: 'stopped' }), {
+      connection: stopperConnection,
+      prefix,
+    });
+    await until(async () => ((await queue.getJobCountByTypes('completed')) === 2 ? true : undefined));
+    await stopper.close();
+    stopperConnection.disconnect();
+    await loop.pass(3);
+    expect(await queue.getJobCountByTypes('waiting')).toBe(2);
+
     // Both rank jobs fail without a worker settling them (as when BullMQ gives up on a dead worker's job).
     const blocking = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
     const worker = new Worker(
@@ -275,6 +338,73 @@ describe('training loop reconciliation', () => {
     // An older epoch than the pool has seen is refused.
     await store.create({ ...(await store.get('p', id))!.spec, id: 'train_00000000000000000003' });
     await expect(loop.pass(2)).rejects.toThrow(StaleLeaderError);
+  });
+});
+
+describe('gang loss seen by the leader', () => {
+  it('a running rank whose worker stopped beating restarts the gang, and the next pass stops the run it left', async () => {
+    const config = testConfig(yaml());
+    const prefix = config.redis.prefix;
+    const redis = new Redis(REDIS_URL);
+    const loop = new TrainingLoop({
+      redis,
+      prefix,
+      pools: [{ name: 'p', trainingQuota: undefined }],
+      metrics: createSchedulerMetrics({}),
+      logger: silentLogger(),
+      now: Date.now,
+      reconcileEveryMs: 0,
+    });
+    const connection = redis.duplicate();
+    const queue = new Queue(queueName('train', 'p'), { connection, prefix });
+    cleanups.push(async () => {
+      await loop.close();
+      await queue.close();
+      connection.disconnect();
+      await deleteKeys(redis, prefix);
+      redis.disconnect();
+    });
+    const now = Date.now();
+    const beat = { pool: 'p', host: 'h', pid: 1, backend: 'echo', state: 'ready', startedAt: now, seenAt: now };
+    await redis.hset(
+      workersKey(prefix, 'p'),
+      'alive',
+      JSON.stringify({
+        ...beat,
+        workerId: 'alive',
+        lanes: [{ name: 'training', concurrency: 2, inFlight: 0 }],
+        expiresAt: now + 60_000,
+      }),
+    );
+    const store = new TrainingStore(redis, prefix);
+    const id = 'train_00000000000000000005';
+    await store.create({ ...storeSpec(id, { rounds: 1, createdAt: now }), maxRestarts: 1 });
+    await loop.pass(1);
+    const rec = (worker: string) => ({
+      state: 'running' as const,
+      worker,
+      startedAt: now,
+      checkpointUri: 'file:///c/',
+    });
+    expect(await store.startRank('p', id, 1, 0, rec('alive'))).toBe('run');
+    expect(await store.startRank('p', id, 1, 1, rec('gone'))).toBe('run');
+    await loop.pass(1);
+    // Restarted, and (the slots being free) the second run admitted in the same pass.
+    expect(await store.get('p', id)).toMatchObject({
+      status: 'running',
+      restarts: 1,
+      stopRestart: 0,
+      restartReason: 'rank 1 of round 1 lost: its worker gone stopped sending heartbeats',
+    });
+    expect(await store.ranks('p', id)).toEqual([]);
+    // The next pass stops the first run (its queued jobs removed); the second has ids of its own.
+    await loop.pass(1);
+    expect((await store.get('p', id))?.stopRestart).toBeNull();
+    expect(await queue.getJob(rankJobId(id, 1, 0))).toBeUndefined();
+    expect((await queue.getJob(rankJobId(id, 1, 1, 1)))?.data).toMatchObject({
+      restart: 1,
+      checkpointUri: 'file:///c/round-1/restart-1/rank-1/',
+    });
   });
 });
 
@@ -318,7 +448,7 @@ describe('training gang admission', () => {
   it('a rank that fails fails its gang with the reason, and the other rank is stopped', async () => {
     const env = await setup();
     // Rank 0 waits at the barrier for rank 1, which fails: rank 0 must be stopped, not left to time out.
-    const { json: job } = await env.post(gang(2, { failRank: 1, barrierMs: 15_000 }).body);
+    const { json: job } = await env.post({ ...gang(2, { failRank: 1, barrierMs: 15_000 }).body, max_restarts: 0 });
     const failed = await tickUntil(env, async () => {
       const j = await env.get(job.id);
       return j.status === 'failed' ? j : undefined;
@@ -401,5 +531,114 @@ describe('training gang admission', () => {
     expect(['waiting', 'delayed']).toContain(await back.getState());
     expect(back.attemptsMade).toBe(0);
     expect((await env.get(job.id)).status).toBe('running');
+  });
+});
+
+describe('bad training job definitions', () => {
+  it('answers 400 with the field for each, and nothing is half-started', async () => {
+    const env = await setup();
+    const { body } = gang(1);
+    const data = join(dir, 'defs-data');
+    await mkdir(join(data, 'empty'), { recursive: true });
+    await writeFile(join(data, 'train.tsv'), 'good\t1\nbad\t0\n');
+    const bad = async (b: Record<string, unknown>) => {
+      const r = await env.post(b);
+      return [r.status, (r.json as unknown as { error: { message: string } }).error.message];
+    };
+    const past = new Date(Date.now() - 60_000).toISOString();
+    const cases: Array<[Record<string, unknown>, number, string]> = [
+      [{ workers: 0 }, 400, 'invalid request: workers: workers is at least 1'],
+      [
+        { data_uri: undefined },
+        400,
+        'invalid request: data_uri: data_uri is required: a storage URI (file://, gs:// or oci://)',
+      ],
+      [
+        { command: '/bin/sh' },
+        400,
+        `command: '/bin/sh' is not among pool 'p''s training programs (lanes.training.programs: ${process.execPath})`,
+      ],
+      [{ deadline: past }, 400, `deadline: ${past} is in the past`],
+      [
+        { deadline: 'tomorrow' },
+        400,
+        'invalid request: deadline: deadline is an ISO 8601 date-time with a zone, e.g. 2026-12-08T06:00:00Z',
+      ],
+      [
+        { max_attempts: 2 },
+        400,
+        'invalid request: max_attempts: max_attempts must be 1 in gang mode: a failed rank restarts the whole gang (max_restarts)',
+      ],
+      [
+        { mode: 'rounds', max_restarts: 1 },
+        400,
+        'invalid request: max_restarts: max_restarts is for gang mode: in rounds mode a failed rank is retried alone (max_attempts)',
+      ],
+      // An unreadable bucket: what the workers would pull is checked before anything is queued.
+      [
+        { shard: 'lines', data_uri: pathToFileURL(join(data, 'missing.tsv')).href },
+        400,
+        `data_uri: ${pathToFileURL(join(data, 'missing.tsv')).href} cannot be read (not_found)`,
+      ],
+      [
+        { shard: 'lines', data_uri: `${pathToFileURL(join(data, 'empty')).href}/` },
+        400,
+        `data_uri: no objects under ${pathToFileURL(join(data, 'empty')).href}/`,
+      ],
+      [
+        {
+          shard: 'lines',
+          data_uri: [pathToFileURL(join(data, 'train.tsv')).href, pathToFileURL(join(data, 'gone.tsv')).href],
+        },
+        400,
+        `data_uri.1: ${pathToFileURL(join(data, 'gone.tsv')).href} cannot be read (not_found)`,
+      ],
+      [
+        { init_uri: `${pathToFileURL(join(data, 'empty')).href}/` },
+        400,
+        `init_uri: no objects under ${pathToFileURL(join(data, 'empty')).href}/`,
+      ],
+    ];
+    for (const [over, status, message] of cases) {
+      const [s, m] = await bad({ ...body, ...over });
+      expect([s, m], JSON.stringify(over)).toEqual([status, expect.stringContaining(message)]);
+    }
+    // Nothing was recorded nor queued.
+    expect(await env.store.openIds('p')).toEqual([]);
+    expect(await env.fleet.redis.hlen(`${env.fleet.prefix}:{training-index}:pools`)).toBe(0);
+    expect(await env.train.count()).toBe(0);
+  });
+
+  it('a job still open at its deadline fails with the reason and its running rank is stopped', async () => {
+    const env = await setup();
+    const deadline = new Date(Date.now() + 1500).toISOString();
+    const { json: job } = await env.post({ ...gang(1, { sleepMs: 30_000 }).body, deadline });
+    expect(job).toMatchObject({ status: 'queued', deadline: Math.floor(Date.parse(deadline) / 1000) });
+    const failed = await tickUntil(env, async () => {
+      const j = await env.get(job.id);
+      return j.status === 'failed' ? j : undefined;
+    });
+    expect(failed.error).toBe(`deadline ${deadline} passed (running round 1 of 1)`);
+    const rank = await tickUntil(env, async () => {
+      const j = await env.train.getJob(rankJobId(job.id, 1, 0));
+      return j?.finishedOn ? j : undefined;
+    });
+    expect(rank.returnvalue).toEqual({ status: 'stopped' });
+  });
+
+  it('data that cannot be read when a rank pulls it fails the job with the reason, without gang restarts', async () => {
+    const env = await setup();
+    const file = join(dir, 'vanishing.tsv');
+    await writeFile(file, 'good\t1\n');
+    const { json: job } = await env.post({ ...gang(1).body, shard: 'lines', data_uri: pathToFileURL(file).href });
+    expect(job.status).toBe('queued');
+    await rm(file);
+    const failed = await tickUntil(env, async () => {
+      const j = await env.get(job.id);
+      return j.status === 'failed' ? j : undefined;
+    });
+    expect(failed.error).toContain(`rank 0 of round 1: pulling its files failed:`);
+    expect(failed.error).toContain('vanishing.tsv');
+    expect((failed as unknown as { restarts: number }).restarts).toBe(0);
   });
 });

@@ -232,7 +232,7 @@ describe('interfleet train', () => {
     expect(status.stdout).toContain(
       `${id}\n  status     queued, round 1 of 1\n  pool       p (tenant default, priority 0)`,
     );
-    expect(status.stdout).toContain('  gang       3 rank(s), gang mode, up to 1 attempt(s) each');
+    expect(status.stdout).toContain('  gang       3 rank(s), gang mode, restarted 0 of at most 3 time(s)');
     expect(status.stdout).toContain(`  command    ${process.execPath} ${fixture}`);
     const json = JSON.parse((await cli(['status', id, '--json'])).stdout) as ApiTrainingJob;
     expect(json).toMatchObject({ id, status: 'queued' });
@@ -343,7 +343,9 @@ describe('train progress line', () => {
   });
 
   it('says why a queued job waits, counts the ranks of the round, and averages the latest loss', () => {
-    expect(formatTrainingProgress(base, 1200)).toBe('queued      round 1/3  waiting: waiting_for_slots  elapsed 1s');
+    expect(formatTrainingProgress(base, 1200)).toBe(
+      'queued      round 1/3  waiting: waiting_for_slots (2 ranks need more training slots than are free now; none started)  elapsed 1s',
+    );
     const running = { ...base, status: 'running' as const, round: 2, waiting_reason: null };
     const job: ApiTrainingJob = {
       ...running,

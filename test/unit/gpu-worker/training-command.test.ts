@@ -82,6 +82,7 @@ describe('rankEnv', () => {
         VLLM_API_KEY: 'k',
       },
       { work: '/w', data: '/w/data', init: '/w/init', output: '/w/output' },
+      { addr: '10.0.0.7', port: 29500 },
     );
     expect(env).toEqual({
       PATH: '/bin',
@@ -90,6 +91,11 @@ describe('rankEnv', () => {
       WORLD_SIZE: '2',
       LOCAL_RANK: '0',
       LOCAL_WORLD_SIZE: '1',
+      // gang mode: rank 0's published address, and the gang's restarts so far.
+      MASTER_ADDR: '10.0.0.7',
+      MASTER_PORT: '29500',
+      TORCHELASTIC_RESTART_COUNT: '0',
+      INTERFLEET_RESTART: '0',
       INTERFLEET_WORK_DIR: '/w',
       INTERFLEET_DATA_DIR: '/w/data',
       INTERFLEET_INIT_DIR: '/w/init',

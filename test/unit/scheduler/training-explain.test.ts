@@ -37,6 +37,9 @@ function gang(id: string, size: number, over: Partial<TrainingState> & { priorit
     waiting: null,
     admittedAt: null,
     endedAt: null,
+    restarts: 0,
+    restartReason: null,
+    stopRestart: null,
     ...state,
   };
 }
