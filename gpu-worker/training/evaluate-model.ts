@@ -11,32 +11,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Evaluation } from '../../common/contracts/trained-models.ts';
 import { featurize, probabilitiesOf, type LinearTextModel } from './builtin/linear-text-model.ts';
-
-export interface LabelledText {
-  text: string;
-  label: string;
-}
-
-/** One line as a labelled text, or undefined when it is not one. */
-export function parseLabelledLine(line: string): LabelledText | undefined {
-  if (line.trimStart().startsWith('{')) {
-    let json: unknown;
-    try {
-      json = JSON.parse(line);
-    } catch {
-      return undefined;
-    }
-    const { text, label } = (json ?? {}) as { text?: unknown; label?: unknown };
-    const labelText = typeof label === 'number' && Number.isFinite(label) ? String(label) : label;
-    if (typeof text !== 'string' || typeof labelText !== 'string') return undefined;
-    return text.trim() && labelText.trim() ? { text: text.trim(), label: labelText.trim() } : undefined;
-  }
-  const tab = line.lastIndexOf('\t');
-  if (tab < 0) return undefined;
-  const text = line.slice(0, tab).trim();
-  const label = line.slice(tab + 1).trim();
-  return text && label ? { text, label } : undefined;
-}
+// The held-out split is read line by line exactly as the built-in trainer reads its data.
+import { parseLine, type Example as LabelledText } from './builtin/train-linear.ts';
 
 /** Every labelled line of every file under `dir`, in path order. */
 export async function* labelledLines(dir: string): AsyncGenerator<LabelledText | undefined> {
@@ -47,7 +23,7 @@ export async function* labelledLines(dir: string): AsyncGenerator<LabelledText |
     .sort();
   for (const file of files) {
     const lines = createInterface({ input: createReadStream(file), crlfDelay: Infinity });
-    for await (const line of lines) if (line.trim() !== '') yield parseLabelledLine(line);
+    for await (const line of lines) if (line.trim() !== '') yield parseLine(line);
   }
 }
 
