@@ -14,13 +14,14 @@
  * time. The job's end is also counted on /metrics (status, rounds, round
  * times); its held-out accuracy sets the pool's last-accuracy gauge.
  */
-import { Queue } from 'bullmq';
+import type { Queue } from 'bullmq';
 import type { Config } from '../common/config.ts';
 import { FINISH_JOB_NAME, type FinishJob } from '../common/contracts/training.ts';
 import type { WebhookDelivery } from '../common/contracts/trained-models.ts';
 import type { Logger } from '../common/logger.ts';
+import { PoolQueues } from '../common/pool-queues.ts';
 import type { RedisClient } from '../common/redis.ts';
-import { finishJobId, queueName } from '../common/topology.ts';
+import { finishJobId } from '../common/topology.ts';
 import { roundsCompleted, summarizeRounds, TrainingResultsStore } from '../common/training/training-results.ts';
 import { TrainingStore, type TrainingState } from '../common/training/training-state.ts';
 import {
@@ -80,12 +81,13 @@ export function webhookPayload(state: TrainingState, manifest: unknown, manifest
 export class TrainingFinisher {
   private readonly store: TrainingStore;
   private readonly results: TrainingResultsStore;
-  private readonly queues = new Map<string, Queue>();
+  private readonly queues: PoolQueues;
   /** Deliveries being tried now, by job id. */
   private readonly inFlight = new Map<string, Promise<void>>();
 
   constructor(private readonly deps: TrainingFinisherDeps) {
     this.store = new TrainingStore(deps.redis, deps.prefix);
+    this.queues = new PoolQueues('train', deps.redis, deps.prefix);
     this.results = new TrainingResultsStore(deps.redis, deps.prefix);
   }
 
@@ -120,18 +122,11 @@ export class TrainingFinisher {
 
   async close(): Promise<void> {
     await Promise.all(this.inFlight.values());
-    const queues = [...this.queues.values()];
-    this.queues.clear();
-    await Promise.all(queues.map((q) => q.close()));
+    await this.queues.close();
   }
 
   private queue(pool: string): Queue {
-    let queue = this.queues.get(pool);
-    if (!queue) {
-      queue = new Queue(queueName('train', pool), { connection: this.deps.redis, prefix: this.deps.prefix });
-      this.queues.set(pool, queue);
-    }
-    return queue;
+    return this.queues.get(pool);
   }
 
   private async step(pool: string, id: string): Promise<void> {

@@ -44,7 +44,7 @@
  * gangs or a quota. Like the other explain records it is not fenced: it is
  * informational, kept a minute, and a newer leader's next pass overwrites it.
  */
-import { Queue, type JobsOptions } from 'bullmq';
+import type { JobsOptions, Queue } from 'bullmq';
 import type { PoolConfig } from '../common/config.ts';
 import { liveWorkers } from '../common/contracts/heartbeat.ts';
 import {
@@ -56,17 +56,10 @@ import {
   type TrainingSpec,
 } from '../common/contracts/training.ts';
 import type { Logger } from '../common/logger.ts';
+import { PoolQueues } from '../common/pool-queues.ts';
 import type { RedisClient } from '../common/redis.ts';
 import { isFinal, TrainingStore, type TrainingState } from '../common/training/training-state.ts';
-import {
-  cancelChannel,
-  EXPLAIN_TTL_MS,
-  explainKey,
-  queueName,
-  rankJobId,
-  reduceJobId,
-  workersKey,
-} from '../common/topology.ts';
+import { cancelChannel, EXPLAIN_TTL_MS, explainKey, rankJobId, reduceJobId, workersKey } from '../common/topology.ts';
 import { StaleLeaderError } from './fenced-writes.ts';
 import { decideGangs, gangOrder, type GangDecision, type GangPass, type GangSnapshot } from './gang-admission.ts';
 import type { SchedulerMetrics } from './metrics.ts';
@@ -103,7 +96,7 @@ export type PoolDecision = GangDecision & { pool: string };
 
 export class TrainingLoop {
   private readonly store: TrainingStore;
-  private readonly queues = new Map<string, Queue>();
+  private readonly queues: PoolQueues;
   /** When each running gang's round was last reconciled (`<id>:<round>`). */
   private readonly reconciled = new Map<string, number>();
   /** Pools this loop wrote an explanation for: deleted once they have nothing to explain. */
@@ -113,6 +106,7 @@ export class TrainingLoop {
 
   constructor(private readonly deps: TrainingLoopDeps) {
     this.store = new TrainingStore(deps.redis, deps.prefix);
+    this.queues = new PoolQueues('train', deps.redis, deps.prefix);
   }
 
   /** One pass as leader of `epoch`. Throws StaleLeaderError when a newer leader has claimed a pool. */
@@ -130,9 +124,7 @@ export class TrainingLoop {
   }
 
   async close(): Promise<void> {
-    const queues = [...this.queues.values()];
-    this.queues.clear();
-    await Promise.all(queues.map((q) => q.close()));
+    await this.queues.close();
   }
 
   /**
@@ -150,12 +142,7 @@ export class TrainingLoop {
   }
 
   private queue(pool: string): Queue {
-    let queue = this.queues.get(pool);
-    if (!queue) {
-      queue = new Queue(queueName('train', pool), { connection: this.deps.redis, prefix: this.deps.prefix });
-      this.queues.set(pool, queue);
-    }
-    return queue;
+    return this.queues.get(pool);
   }
 
   private async poolPass(pool: Pick<PoolConfig, 'name' | 'trainingQuota'>, epoch: number): Promise<GangDecision[]> {

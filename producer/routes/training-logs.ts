@@ -7,15 +7,15 @@
  * in, the last 100 lines of each. A rank's log lives as long as its BullMQ
  * job (a day after it completes, a week after it fails).
  */
-import { Queue } from 'bullmq';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { Config } from '../../common/config.ts';
 import { maxGangSize, maxRounds, trainingJobIdSchema } from '../../common/contracts/training.ts';
 import { FleetError } from '../../common/errors.ts';
 import { settleWithin } from '../../common/process.ts';
+import { PoolQueues } from '../../common/pool-queues.ts';
 import type { RedisClient } from '../../common/redis.ts';
-import { queueName, rankJobId } from '../../common/topology.ts';
+import { rankJobId } from '../../common/topology.ts';
 import { TrainingStore } from '../../common/training/training-state.ts';
 
 export const DEFAULT_LOG_TAIL = 100;
@@ -51,19 +51,10 @@ export const trainingLogsRoutes =
   async (app) => {
     const store = new TrainingStore(redis, config.redis.prefix);
     // One queue handle per pool, made on first use, on the API's shared connection.
-    const queues = new Map<string, Queue>();
-    const queueOf = (pool: string): Queue => {
-      let queue = queues.get(pool);
-      if (!queue) {
-        queue = new Queue(queueName('train', pool), { connection: redis, prefix: config.redis.prefix });
-        queue.on('error', (err) => app.log.debug({ err }, 'queue error'));
-        queues.set(pool, queue);
-      }
-      return queue;
-    };
+    const queues = new PoolQueues('train', redis, config.redis.prefix, (err) => app.log.debug({ err }, 'queue error'));
     app.addHook('onClose', async () => {
       // Bounded: during a Redis outage BullMQ's close can wait for a reconnect that never comes.
-      await settleWithin(Promise.all([...queues.values()].map((q) => q.close())), 2000);
+      await settleWithin(queues.close(), 2000);
     });
 
     app.get('/v1/training/jobs/:id/logs', { schema: { params: paramsSchema } }, async (request) => {
@@ -99,7 +90,7 @@ export const trainingLogsRoutes =
           ? state.round
           : (records.at(-1)?.round ?? state.round));
       const ranks = query.rank === undefined ? Array.from({ length: spec.workers }, (_, k) => k) : [query.rank];
-      const queue = queueOf(spec.pool);
+      const queue = queues.get(spec.pool);
       return {
         object: 'training.logs' as const,
         id,
