@@ -7,21 +7,18 @@
  * (or refused with 429/503 and Retry-After), every batch custom_id is in the
  * output exactly once, and Ctrl-C (SIGINT) stops everything cleanly.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import { Redis } from 'ioredis';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { schedulerExplainSchema, type AutoscaleExplanation } from '../../common/contracts/explain.ts';
-import { freePort } from '../../launcher/local-redis.ts';
 import { deleteKeys, REDIS_URL } from '../helpers/fleet.ts';
+import { startLauncher, type LauncherProcess } from '../helpers/launcher-process.ts';
 import { until } from '../helpers/until.ts';
-
-const launcherEntry = fileURLToPath(new URL('../../launcher/main.ts', import.meta.url));
 
 // Short windows so that the whole cycle fits a test; the decision logic is the production one.
 const config = `
@@ -48,41 +45,19 @@ pools:
 `;
 
 let dir: string;
-let launcher: ChildProcess;
-let exited: Promise<number | null>;
+let launcher: LauncherProcess | undefined;
 let url: string;
-let output = '';
 const prefix = `e2e-autoscale-${randomUUID().slice(0, 8)}`;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'interfleet-autoscale-'));
   await writeFile(join(dir, 'config.yaml'), config);
-  const port = await freePort();
-  launcher = spawn(process.execPath, ['--import', 'tsx', launcherEntry], {
-    env: {
-      ...process.env,
-      INTERFLEET_CONFIG: join(dir, 'config.yaml'),
-      INTERFLEET_PREFIX: prefix,
-      REDIS_URL,
-      HOST: '127.0.0.1',
-      PORT: String(port),
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  exited = new Promise((resolve) => launcher.once('exit', (code) => resolve(code)));
-  launcher.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-  launcher.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-  await until(async () => (output.includes('Ctrl-C stops everything') ? true : undefined), 60_000).catch(() => {
-    throw new Error(`the launcher did not start:\n${output}`);
-  });
-  url = `http://127.0.0.1:${port}`;
+  launcher = await startLauncher({ INTERFLEET_CONFIG: join(dir, 'config.yaml'), INTERFLEET_PREFIX: prefix, REDIS_URL });
+  url = launcher.url;
 }, 90_000);
 
 afterAll(async () => {
-  if (launcher && launcher.exitCode === null) {
-    launcher.kill('SIGKILL');
-    await exited;
-  }
+  await launcher?.kill();
   const redis = new Redis(REDIS_URL);
   await deleteKeys(redis, prefix);
   redis.disconnect();
@@ -208,7 +183,7 @@ describe('npm start autoscales its local workers', () => {
     );
 
     // Ctrl-C drains and stops every process.
-    launcher.kill('SIGINT');
-    expect(await exited).toBe(0);
+    launcher!.proc.kill('SIGINT');
+    expect(await launcher!.exited).toBe(0);
   }, 180_000);
 });

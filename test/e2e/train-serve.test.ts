@@ -9,7 +9,6 @@
  * failing once) and /metrics are checked; then the model is served by name
  * through /v1/infer and in a batch, and its labels agree with the manifest.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -25,14 +24,13 @@ import { hashString } from '../../gpu-worker/training/builtin/linear-text-model.
 import { createNlp } from '../../gpu-worker/backends/embedded-nlp.ts';
 import { createSentimentClassifier } from '../../gpu-worker/backends/embedded-sentiment.ts';
 import { SIGNATURE_HEADER, verifyWebhook } from '../../common/training/webhook-signature.ts';
-import { freePort } from '../../launcher/local-redis.ts';
 import { apiTrainingJobSchema } from '../../producer/client/training-wire.ts';
 import { InterfleetClient } from '../../producer/client/index.ts';
 import { buildProgram } from '../../producer/cli/program.ts';
 import { deleteKeys, REDIS_URL } from '../helpers/fleet.ts';
+import { startLauncher, type LauncherProcess } from '../helpers/launcher-process.ts';
 import { until } from '../helpers/until.ts';
 
-const launcherEntry = fileURLToPath(new URL('../../launcher/main.ts', import.meta.url));
 const dataDir = fileURLToPath(new URL('../../../shared/data/sentiment-labelled-sentences/', import.meta.url));
 const files = ['amazon_cells_labelled.txt', 'imdb_labelled.txt', 'yelp_labelled.txt'];
 const secret = 'e2e-webhook-secret-0123456789';
@@ -52,10 +50,8 @@ interface Example {
 }
 
 let dir: string;
-let launcher: ChildProcess;
-let exited: Promise<number | null>;
+let launcher: LauncherProcess | undefined;
 let url: string;
-let output = '';
 let hooks: Server;
 let hookUrl: string;
 const deliveries: Array<{ body: string; signature: string; delivery: string }> = [];
@@ -97,33 +93,17 @@ beforeAll(async () => {
   hookUrl = `http://127.0.0.1:${(hooks.address() as { port: number }).port}/hooks/training`;
 
   await writeFile(join(dir, 'config.yaml'), config);
-  const port = await freePort();
-  launcher = spawn(process.execPath, ['--import', 'tsx', launcherEntry], {
-    env: {
-      ...process.env,
-      INTERFLEET_CONFIG: join(dir, 'config.yaml'),
-      INTERFLEET_PREFIX: prefix,
-      INTERFLEET_WEBHOOK_SECRET: secret,
-      REDIS_URL,
-      HOST: '127.0.0.1',
-      PORT: String(port),
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
+  launcher = await startLauncher({
+    INTERFLEET_CONFIG: join(dir, 'config.yaml'),
+    INTERFLEET_PREFIX: prefix,
+    INTERFLEET_WEBHOOK_SECRET: secret,
+    REDIS_URL,
   });
-  exited = new Promise((resolve) => launcher.once('exit', (code) => resolve(code)));
-  launcher.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-  launcher.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-  await until(async () => (output.includes('Ctrl-C stops everything') ? true : undefined), 60_000).catch(() => {
-    throw new Error(`the launcher did not start:\n${output}`);
-  });
-  url = `http://127.0.0.1:${port}`;
+  url = launcher.url;
 }, 90_000);
 
 afterAll(async () => {
-  if (launcher && launcher.exitCode === null) {
-    launcher.kill('SIGKILL');
-    await exited;
-  }
+  await launcher?.kill();
   hooks?.close();
   const redis = new Redis(REDIS_URL);
   await deleteKeys(redis, prefix);
@@ -193,7 +173,7 @@ describe.skipIf(!existsSync(dataDir))('train → serve on npm start', () => {
         throw new Error(`job ${last}: ${String(json.error)}`);
       return json.status === 'succeeded' && json.webhook?.status !== 'pending' && json.webhook ? json : undefined;
     }, 150_000).catch((err: unknown) => {
-      throw new Error(`training did not finish: ${last}\n${output.slice(-3000)}`, { cause: err });
+      throw new Error(`training did not finish: ${last}\n${launcher!.output().slice(-3000)}`, { cause: err });
     });
     const trainedIn = (Date.now() - started) / 1000;
     // Every round ran its 3 ranks on 3 different workers.
@@ -346,7 +326,7 @@ describe.skipIf(!existsSync(dataDir))('train → serve on npm start', () => {
     expect(errs.map((e) => [e.custom_id, e.error.code])).toEqual([['unknown', 'model_not_found']]);
 
     // Training metrics on the scheduler's /metrics: per pool and status, no per-job label.
-    const metricsUrl = /(http:\/\/127\.0\.0\.1:\d+\/metrics) \(scheduler\)/.exec(output)?.[1];
+    const metricsUrl = /(http:\/\/127\.0\.0\.1:\d+\/metrics) \(scheduler\)/.exec(launcher!.output())?.[1];
     expect(metricsUrl).toBeDefined();
     const metrics = await (await fetch(metricsUrl!)).text();
     expect(metricValue(metrics, 'interfleet_scheduler_training_jobs_ended_total', { status: 'succeeded' })).toBe(1);
@@ -362,7 +342,7 @@ describe.skipIf(!existsSync(dataDir))('train → serve on npm start', () => {
     );
     expect(metrics).not.toContain(id);
 
-    launcher.kill('SIGINT');
-    expect(await exited).toBe(0);
+    launcher!.proc.kill('SIGINT');
+    expect(await launcher!.exited).toBe(0);
   }, 240_000);
 });
