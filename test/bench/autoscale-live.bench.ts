@@ -62,6 +62,21 @@ const uptime = (): string => execFileSync('uptime', { encoding: 'utf8' }).trim()
 const pct = (x: number): string => `${(x * 100).toFixed(1)} %`;
 const fmt = (ms: number): string => (Number.isNaN(ms) ? '-' : Number.isFinite(ms) ? `${Math.round(ms)}` : 'none');
 
+interface Why {
+  reason: string;
+  /** Per-replica capacity planned with (trace units/s). */
+  capacity: number;
+}
+
+/** Each reason's share of the decisions, and the mean capacity planned with. */
+function whyLine(why: readonly Why[]): string {
+  const counts = new Map<string, number>();
+  for (const w of why) counts.set(w.reason, (counts.get(w.reason) ?? 0) + 1);
+  const shares = [...counts].sort((a, b) => b[1] - a[1]).map(([r, n]) => `${r} ${pct(n / why.length)}`);
+  const capacity = why.reduce((s, w) => s + w.capacity, 0) / Math.max(1, why.length);
+  return `${shares.join(', ')}; capacity planned ${capacity.toFixed(0)} units/s on average`;
+}
+
 async function main(): Promise<void> {
   const started = Date.now();
   console.log(`bench:autoscale-live ${new Date().toISOString()}; ${uptime()}`);
@@ -85,17 +100,21 @@ async function main(): Promise<void> {
 
   // Replay.
   const curve = curveFor(requests, batches, { engine: { ...LIVE_ENGINE }, requestsPerPoint: 2000, points: 16 });
-  const replay = replayPolicy(
-    workload,
-    new DecideScaler('replay', policy, policy.minReplicas, workload.epochMs, TRACE_CADENCE.autoscalerEveryMs),
-    {
-      pool: POOL,
-      curve,
-      objectiveMs: LIVE_OBJECTIVE_MS,
-      startupMs: policy.startupMs,
-      windowMs: TRACE_CADENCE.latencyWindowMs,
-    },
+  const scaler = new DecideScaler(
+    'replay',
+    policy,
+    policy.minReplicas,
+    workload.epochMs,
+    TRACE_CADENCE.autoscalerEveryMs,
+    Number.MAX_SAFE_INTEGER,
   );
+  const replay = replayPolicy(workload, scaler, {
+    pool: POOL,
+    curve,
+    objectiveMs: LIVE_OBJECTIVE_MS,
+    startupMs: policy.startupMs,
+    windowMs: TRACE_CADENCE.latencyWindowMs,
+  });
   console.log(
     `sim replica: maxNumSeqs ${LIVE_ENGINE.maxNumSeqs}, ${LIVE_ENGINE.maxNumBatchedTokens} tokens/step; engine curve: real-time saturates at ${Math.round(curve.rtSaturatedUnitsPerSecond)} units/s (${curve.unitsPerRequest.toFixed(0)} units/request)`,
   );
@@ -118,6 +137,7 @@ async function main(): Promise<void> {
     POOL,
   );
   const samples: ReplicaSample[] = [];
+  const liveWhy: Why[] = [];
   const loads: number[] = [];
   let live;
   let exit: number | null = null;
@@ -125,9 +145,10 @@ async function main(): Promise<void> {
     const first = await fleet.explain();
     if (!first || first.actuator !== 'local') throw new Error(`no local autoscaling on pool ${POOL}`);
     const startWall = performance.now();
-    const sampler = sampleReplicas(fleet, SAMPLE_MS, (at, a) =>
-      samples.push({ at: (at - startWall) * COMPRESS, desired: a.replicas.desired, ready: a.replicas.ready }),
-    );
+    const sampler = sampleReplicas(fleet, SAMPLE_MS, (at, a) => {
+      samples.push({ at: (at - startWall) * COMPRESS, desired: a.replicas.desired, ready: a.replicas.ready });
+      liveWhy.push({ reason: a.decision.reason, capacity: a.capacity.unitsPerSecond / COMPRESS });
+    });
     const loadTimer = setInterval(() => loads.push(loadavg()[0]!), 30_000);
     const outcomes = await replayLoad({
       baseURL: `${fleet.url}/v1`,
@@ -190,6 +211,9 @@ async function main(): Promise<void> {
   console.log(
     `machine: load average during the run ${loads.map((l) => l.toFixed(2)).join(', ') || '-'}; ${uptime()}; launcher exit ${exit}`,
   );
+  const replayWhy = scaler.decisions.map((d) => ({ reason: d.reason, capacity: d.capacity.unitsPerSecond }));
+  console.log(`decisions by reason (share of passes), replay: ${whyLine(replayWhy)}`);
+  console.log(`                                         live: ${whyLine(liveWhy)}`);
   console.log('');
   const rows: Array<[string, number, number, (x: number) => string]> = [
     ['replica-hours (trace time)', r.replicaHours, liveHours, (x) => x.toFixed(3)],
