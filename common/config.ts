@@ -169,6 +169,11 @@ const simSchema = z.object({
    * request's priority), `fcfs` (vLLM's default) serves in arrival order whatever the priority.
    */
   schedulingPolicy: z.enum(['priority', 'fcfs']).default('priority'),
+  /**
+   * Modelled start-up of a replica (node, image pull, weights into GPU memory), in model time: the
+   * worker reports ready no sooner than this (× timeScale) after its process started. Default 0.
+   */
+  startupMs: z.number().int().min(0).default(0),
 });
 export type SimOptions = z.infer<typeof simSchema>;
 

@@ -4,7 +4,7 @@ export { createBackend, type CreateBackendOptions } from './registry.ts';
 export { createEmbeddedBackend, type EmbeddedBackendOptions } from './embedded.ts';
 export { createOpenAiBackend, mapUpstreamError } from './openai-compatible.ts';
 export { createEchoBackend } from './echo.ts';
-export { createSimBackend, estimateTokens, type SimBackendOptions } from './sim.ts';
+export { createSimBackend, estimateTokens, simStartupDelayMs, type SimBackendOptions } from './sim.ts';
 export { SimEngine, type SimEngineOptions, type SimRequest } from './sim-engine.ts';
 export { LLAMA2_70B_H100, stepTimeMs, type Calibration, type StepLoad } from '../../common/sim/sim-model.ts';
 export {

@@ -47,6 +47,14 @@ export interface SimBackendOptions {
   now?: () => number;
 }
 
+/**
+ * Wall ms still to wait before a replica with `startupMs` of modelled start-up (model time) is
+ * ready, its process having run `uptimeMs`: the process's own boot counts toward the start-up.
+ */
+export function simStartupDelayMs(startupMs: number, timeScale: number, uptimeMs: number): number {
+  return Math.max(0, startupMs * timeScale - uptimeMs);
+}
+
 /** The sim's token estimate: ceil(chars / 4), at least 1. */
 export function estimateTokens(text: string): number {
   return Math.max(1, Math.ceil(text.length / 4));

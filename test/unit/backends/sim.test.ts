@@ -3,6 +3,7 @@ import type { TaskInput } from '../../../common/contracts/tasks.ts';
 import {
   createBackend,
   createSimBackend,
+  simStartupDelayMs,
   stepTimeMs,
   type ModelBackend,
   type SimBackendOptions,
@@ -178,5 +179,16 @@ describe('sim backend', () => {
   it('is built by the registry from the pool config', async () => {
     backend = await createBackend(poolFixture({ backend: 'sim', sim: { timeScale: 0.5 } }), { concurrency: 1 });
     expect(backend.kind).toBe('sim');
+  });
+
+  it.each([
+    // startupMs (model), timeScale, process uptime (wall) → wall ms left to wait
+    [0, 1, 0, 0],
+    [120_000, 1 / 6, 0, 20_000],
+    [120_000, 1 / 6, 3_000, 17_000],
+    [120_000, 1 / 6, 25_000, 0],
+    [5_000, 1, 1_000, 4_000],
+  ])('a start-up of %i ms at timeScale %d after %i ms of process uptime leaves %i ms to wait', (s, k, up, left) => {
+    expect(simStartupDelayMs(s, k, up)).toBeCloseTo(left, 6);
   });
 });
