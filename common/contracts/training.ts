@@ -26,6 +26,25 @@ const uriField = (name: string) =>
     }
   });
 
+/** A program to run without a shell: a rank's command or a reduce's. */
+const commandField = (what: string) =>
+  z
+    .string({ error: `command is required: ${what}` })
+    .min(1, 'command must not be empty')
+    .max(1024, 'command is at most 1024 characters')
+    .refine((c) => !c.includes('\0'), 'command may not contain NUL');
+/** Its arguments, passed as they are (no shell: nothing is expanded or split). */
+const argsField = z
+  .array(
+    z
+      .string({ error: 'args are strings' })
+      .max(8192, 'each argument is at most 8192 characters')
+      .refine((a) => !a.includes('\0'), 'arguments may not contain NUL'),
+    { error: 'args must be an array of strings' },
+  )
+  .max(256, 'at most 256 args')
+  .default([]);
+
 /** `POST /v1/training/jobs`. Unknown fields are refused by name. */
 const trainingJobFields = z.strictObject(
   {
@@ -33,22 +52,24 @@ const trainingJobFields = z.strictObject(
     pool: z.string({ error: 'pool is required: the name of a configured pool' }).min(1, 'pool must not be empty'),
     tenant: z.string().min(1, 'tenant must not be empty').max(64, 'tenant is at most 64 characters').default('default'),
     /** The program, run without a shell (an absolute path, or a name looked up in the worker's PATH). */
-    command: z
-      .string({ error: 'command is required: the program each rank runs' })
-      .min(1, 'command must not be empty')
-      .max(1024, 'command is at most 1024 characters')
-      .refine((c) => !c.includes('\0'), 'command may not contain NUL'),
+    command: commandField('the program each rank runs'),
     /** Its arguments, passed as they are (no shell: nothing is expanded or split). */
-    args: z
-      .array(
-        z
-          .string({ error: 'args are strings' })
-          .max(8192, 'each argument is at most 8192 characters')
-          .refine((a) => !a.includes('\0'), 'arguments may not contain NUL'),
-        { error: 'args must be an array of strings' },
+    args: argsField,
+    /**
+     * `rounds` mode: the program that combines a round's rank outputs into its model, run as a rank
+     * is (same allow-list, same runner); absent, the built-in average of float32 tensors.
+     */
+    reduce: z
+      .strictObject(
+        { command: commandField('the program the reduce runs'), args: argsField },
+        {
+          error: (iss) =>
+            iss.code === 'unrecognized_keys'
+              ? `unsupported field(s): ${iss.keys.join(', ')}`
+              : 'reduce must be an object: { command, args }',
+        },
       )
-      .max(256, 'at most 256 args')
-      .default([]),
+      .optional(),
     /**
      * Where the job's data is: one storage URI or several (1 to 64); a URI ending in `/` is a prefix
      * (every object under it). Each rank's shard is pulled into its working directory before its
@@ -78,7 +99,7 @@ const trainingJobFields = z.strictObject(
     /**
      * `gang`: every round is N ranks run at once, each rank resuming from its own checkpoint of the
      * round before. `rounds`: each round's N ranks start from the round's model, and once all have
-     * succeeded a reduce (the average of their float32 tensors) writes the next round's model.
+     * succeeded a reduce (the average of their float32 tensors, or `reduce`) writes the next round's model.
      */
     mode: z.enum(['gang', 'rounds'], { error: 'mode is gang or rounds' }).default('gang'),
     /** A checkpoint (prefix) to start round 1 from; without it round 1 starts from nothing. */
@@ -154,6 +175,14 @@ export const trainingJobBodySchema = trainingJobFields.superRefine((body, ctx) =
       message: 'max_attempts must be 1 in gang mode: a failed rank restarts the whole gang (max_restarts)',
     });
   }
+  // Gang mode has no reduce: each rank resumes from its own checkpoint.
+  if (body.mode === 'gang' && body.reduce !== undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['reduce'],
+      message: 'reduce is for rounds mode: in gang mode each rank resumes from its own checkpoint',
+    });
+  }
   if (body.mode === 'rounds' && (body.max_restarts ?? 0) > 0) {
     ctx.addIssue({
       code: 'custom',
@@ -178,6 +207,8 @@ export const trainingSpecSchema = z.object({
   tenant: z.string(),
   command: z.string(),
   args: z.array(z.string()),
+  /** `rounds` mode: the user's reduce program; absent or null, the built-in average. */
+  reduce: z.object({ command: z.string(), args: z.array(z.string()) }).nullish(),
   /** The first data URI (INTERFLEET_DATA_URI). */
   dataUri: z.string(),
   /** Every data URI (specs stored before there were several: [dataUri]). */
@@ -273,6 +304,15 @@ export const reduceJobSchema = z.object({
   inputs: z.array(z.string()).min(1),
   /** modelUriFor(prefix, round). */
   outputUri: z.string(),
+  /** The user's reduce program (reduce-program.ts); null, as in jobs added before it existed: the built-in average. */
+  program: z
+    .object({ command: z.string().min(1), args: z.array(z.string()) })
+    .nullable()
+    .default(null),
+  /** The round's starting checkpoint (initUriFor), pulled into the program's init/; null: none. */
+  initUri: z.string().nullable().default(null),
+  /** The job's hyperparameters (INTERFLEET_HYPERPARAMS). */
+  params: z.record(z.string(), z.unknown()).default({}),
 });
 export type ReduceJob = z.infer<typeof reduceJobSchema>;
 
@@ -283,6 +323,9 @@ export function reduceJobFor(spec: TrainingSpec, round: number): ReduceJob {
     round,
     inputs: Array.from({ length: spec.workers }, (_, rank) => checkpointUriFor(spec.checkpointPrefix, round, rank)),
     outputUri: modelUriFor(spec.checkpointPrefix, round),
+    program: spec.reduce ?? null,
+    initUri: initUriFor(spec, round, 0),
+    params: spec.params,
   });
 }
 

@@ -22,6 +22,13 @@ export const stderrTailBytes = 2048;
 const inherited =
   /^(PATH|HOME|USER|LANG|LC_[A-Z]+|TZ|TMPDIR|CUDA_[A-Z_]+|NVIDIA_[A-Z_]+|GOOGLE_APPLICATION_CREDENTIALS|OCI_[A-Z_]+)$/;
 
+/** The worker's variables a command may see (the rest stay in the worker). */
+export function inheritedEnv(base: NodeJS.ProcessEnv): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(base)) if (value !== undefined && inherited.test(name)) env[name] = value;
+  return env;
+}
+
 /** The rank's directories (rank-files.ts), when the lane made them. */
 export interface RankDirEnv {
   work: string;
@@ -41,11 +48,9 @@ export function rankEnv(
   dirs?: RankDirEnv,
   master?: { addr: string; port: number },
 ): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const [name, value] of Object.entries(base)) if (value !== undefined && inherited.test(name)) env[name] = value;
   const params = JSON.stringify(job.params);
   return {
-    ...env,
+    ...inheritedEnv(base),
     RANK: String(job.rank),
     WORLD_SIZE: String(job.worldSize),
     LOCAL_RANK: '0',

@@ -25,9 +25,7 @@
  * its progress (the last value of each metric), written at most every
  * PROGRESS_EVERY_MS.
  */
-import { mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import { programAllowed, type TrainingLaneConfig } from '../../common/config.ts';
 import {
@@ -49,9 +47,9 @@ import { queueName } from '../../common/topology.ts';
 import type { Master, TrainingStore } from '../../common/training/training-state.ts';
 import type { Lane } from '../realtime-lane.ts';
 import { isStorageError, type Storage } from '../../common/storage/index.ts';
-import { averageModelDirs } from './builtin/average-tensors.ts';
 import { resolveProgram } from './builtin-programs.ts';
 import { makeRankDirs, pullPrefix, pullShard, pushDir, removeRankDirs } from './rank-files.ts';
+import { reduceRound } from './reduce-program.ts';
 import { sweepOrphans, writeOwner } from './orphans.ts';
 import { awaitMaster, freePort } from './rendezvous.ts';
 import { failureReason, rankEnv, runCommand, type RunResult } from './run-command.ts';
@@ -116,7 +114,7 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
   let running = 0;
 
   /** Metric lines into the job's log and progress, coalesced: one write in flight at a time. */
-  const progressWriter = (job: Job, ref: RankJob, metrics: Record<string, number>) => {
+  const progressWriter = (job: Job, ref: { round: number; rank?: number }, metrics: Record<string, number>) => {
     let lines: string[] = [];
     let dropped = 0;
     let flushing: Promise<void> | undefined;
@@ -316,7 +314,7 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
     }
   };
 
-  /** A round's reduce (rounds mode): the ranks' checkpoints averaged into the round's model, then the gang moves on. */
+  /** A round's reduce (rounds mode): the ranks' checkpoints reduced into the round's model, then the gang moves on. */
   const runReduce = async (
     job: Job,
     reduce: ReduceJob,
@@ -330,16 +328,13 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
     await writeOwner(dirs.work, { worker: process.pid });
     running++;
     try {
-      const inputs: string[] = [];
-      for (const [rank, uri] of reduce.inputs.entries()) {
-        const dir = join(dirs.init, `rank-${rank}`);
-        await mkdir(dir);
-        if ((await pullPrefix(storage, uri, dir, aborted)) === 0) {
-          throw new UnrecoverableError(`reduce of round ${reduce.round}: rank ${rank}'s checkpoint at ${uri} is empty`);
-        }
-        inputs.push(dir);
-      }
-      await averageModelDirs(inputs, dirs.output);
+      // The built-in average, or the job's reduce program run as a rank is (reduce-program.ts).
+      const progress = progressWriter(job, { round: reduce.round }, {});
+      const env = deps.env ?? process.env;
+      const onMetric = (metric: MetricLine, line: string) => progress.add(metric, line);
+      await reduceRound(reduce, dirs, { storage, programs, env, killAfterMs, onMetric }, aborted).finally(() =>
+        progress.end(),
+      );
       const pushed = await pushDir(storage, dirs.output, reduce.outputUri, aborted);
       const moved = await store.finishReduce(pool, reduce.jobId, reduce.round, Date.now());
       deps.onReduced?.((performance.now() - reduceStarted) / 1000);

@@ -142,6 +142,9 @@ export function formatTrainingJob(job: ApiTrainingJob): string {
         : `${job.workers} rank(s), ${job.mode} mode, up to ${job.max_attempts} attempt(s) each`,
     ],
     ['command', [job.command, ...job.args].map(arg).join(' ')],
+    ...(job.reduce
+      ? [['reduce', [job.reduce.command, ...job.reduce.args].map(arg).join(' ')] as [string, string]]
+      : []),
     ['data', `${job.data_uri.join(', ')} (shard ${job.shard})`],
   ];
   if (job.init_uri !== null) rows.push(['init', job.init_uri]);

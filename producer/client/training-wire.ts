@@ -51,6 +51,11 @@ export const apiTrainingJobSchema = z.object({
   deadline: seconds.default(null),
   command: z.string(),
   args: z.array(z.string()),
+  /** `rounds` mode: the user's reduce program; null (or absent, from older servers): the built-in average. */
+  reduce: z
+    .object({ command: z.string(), args: z.array(z.string()) })
+    .nullable()
+    .default(null),
   data_uri: z.array(z.string()),
   shard: z.enum(['lines', 'objects', 'none']),
   mode: z.enum(['gang', 'rounds']),

@@ -65,6 +65,8 @@ export function toApiTrainingJob(
     deadline: seconds(spec.deadline ?? null),
     command: spec.command,
     args: spec.args,
+    /** `rounds` mode: the user's reduce program; null, the built-in average. */
+    reduce: spec.reduce ?? null,
     data_uri: spec.dataUris ?? [spec.dataUri],
     shard: spec.shard,
     mode: spec.mode,
@@ -180,6 +182,13 @@ export const trainingRoutes =
           { param: 'command' },
         );
       }
+      if (body.reduce !== undefined && !programAllowed(programs, body.reduce.command)) {
+        throw new FleetError(
+          'bad_request',
+          `reduce.command: '${body.reduce.command}' is not among pool '${pool.name}''s training programs (lanes.training.programs: ${programs.join(', ') || 'none'})`,
+          { param: 'reduce.command' },
+        );
+      }
       const deadline = body.deadline === undefined ? undefined : Date.parse(body.deadline);
       if (deadline !== undefined && deadline <= now()) {
         throw new FleetError('bad_request', `deadline: ${body.deadline} is in the past`, { param: 'deadline' });
@@ -211,6 +220,7 @@ export const trainingRoutes =
         tenant: body.tenant,
         command: body.command,
         args: body.args,
+        reduce: body.reduce ?? null,
         dataUri: dataUris[0]!,
         dataUris,
         shard: body.shard,

@@ -40,6 +40,13 @@ describe('training job body', () => {
     });
   });
 
+  it('takes a reduce program in rounds mode, its args defaulting to none', () => {
+    expect(trainingJobBodySchema.parse({ ...valid, mode: 'rounds', reduce: { command: 'r' } }).reduce).toEqual({
+      command: 'r',
+      args: [],
+    });
+  });
+
   it.each([
     ['no workers', { ...valid, workers: undefined }, 'workers: workers must be a number'],
     ['zero workers', { ...valid, workers: 0 }, 'workers: workers is at least 1'],
@@ -49,6 +56,31 @@ describe('training job body', () => {
     ['no command', { ...valid, command: undefined }, 'command: command is required: the program each rank runs'],
     ['empty command', { ...valid, command: '' }, 'command: command must not be empty'],
     ['args as a string', { ...valid, args: 'train.py --epochs 1' }, 'args: args must be an array of strings'],
+    [
+      'reduce in gang mode',
+      { ...valid, reduce: { command: 'r' } },
+      'reduce: reduce is for rounds mode: in gang mode each rank resumes from its own checkpoint',
+    ],
+    [
+      'reduce not an object',
+      { ...valid, mode: 'rounds', reduce: 'avg' },
+      'reduce: reduce must be an object: { command, args }',
+    ],
+    [
+      'reduce without command',
+      { ...valid, mode: 'rounds', reduce: {} },
+      'reduce.command: command is required: the program the reduce runs',
+    ],
+    [
+      'reduce args not strings',
+      { ...valid, mode: 'rounds', reduce: { command: 'r', args: [1] } },
+      'reduce.args.0: args are strings',
+    ],
+    [
+      'reduce with an unknown field',
+      { ...valid, mode: 'rounds', reduce: { command: 'r', shell: true } },
+      'reduce: unsupported field(s): shell',
+    ],
     ['an arg not a string', { ...valid, args: ['a', 1] }, 'args.1: args are strings'],
     [
       'no data_uri',
@@ -126,6 +158,15 @@ describe('rank jobs', () => {
       round: 2,
       inputs: [0, 1, 2, 3].map((k) => `gs://b/ckpt/round-2/rank-${k}/`),
       outputUri: 'gs://b/ckpt/round-2/model/',
+      program: null,
+      initUri: modelUriFor(rounds.checkpointPrefix, 1),
+      params: { lr: 1 },
+    });
+    // With a reduce program of the user's: the job carries it, and round 1's reduce starts from init_uri.
+    const withProgram: TrainingSpec = { ...rounds, reduce: { command: '/usr/bin/python3', args: ['reduce.py'] } };
+    expect(reduceJobFor(withProgram, 1)).toMatchObject({
+      program: { command: '/usr/bin/python3', args: ['reduce.py'] },
+      initUri: 'gs://b/pretrained/',
     });
   });
 });
