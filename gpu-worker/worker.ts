@@ -84,6 +84,8 @@ export async function startWorker(config: Config, opts: WorkerOptions): Promise<
   // One per worker: both lanes share the engine, so "full" and its units are the worker's.
   const work = new WorkMeter(config.worker.latencyWindowMs);
 
+  /** Beats at once; set when the heartbeat starts (below): a rank may start before. */
+  const beatSoon: { now?: () => void } = {};
   const lanes: Lane[] = [
     startRealtimeLane({
       prefix: config.redis.prefix,
@@ -150,6 +152,8 @@ export async function startWorker(config: Config, opts: WorkerOptions): Promise<
           throw err instanceof FinishError ? new UnrecoverableError(err.message) : err;
         }),
       onReduced: (seconds) => metrics.trainingReduceSeconds.observe({ pool: pool.name }, seconds),
+      // A rank that starts or ends is told at once (the leader admits on the heartbeats).
+      onRanksChanged: () => beatSoon.now?.(),
     });
     lanes.push(training);
   }
@@ -173,6 +177,7 @@ export async function startWorker(config: Config, opts: WorkerOptions): Promise<
     ttlMs: config.worker.heartbeatTtlMs,
     logger,
   });
+  beatSoon.now = () => void heartbeat.beat().catch((err: unknown) => logger.debug({ err }, 'heartbeat not delivered'));
   // In Kubernetes (the downward API set POD_NAME): scale-in removes the idlest pods first. Loaded
   // only there: importing @kubernetes/client-node cost a process here 401 ms and +76.9 MiB RSS
   // (`node -e` timing `import('@kubernetes/client-node')` and process.memoryUsage().rss around it).

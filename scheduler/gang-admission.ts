@@ -16,11 +16,18 @@
  * are held (admitted and not ended), and which of those started; heartbeats
  * say what runs on the lanes, up to a heartbeat late, and also see ranks no
  * gang holds any more (a failed gang's rank still running until it stops).
- *   used = held not started + max(held running, inFlight)
+ *   used = held not started + reducing + max(held running, inFlight)
  * A rank that just started is held in either term; one that just ended
- * leaves `held` at once and `inFlight` a heartbeat later, and counts until
- * then. Erring this way means a round waits up to a heartbeat longer; the
- * other way would admit a gang one of whose ranks finds no slot.
+ * leaves `held` at once and `inFlight` at the worker's next heartbeat, which
+ * the training lane sends as soon as a rank ends (not only on its timer).
+ * Erring this way means a round may wait for that beat; the other way would
+ * admit a gang one of whose ranks finds no slot.
+ *
+ * A round's reduce job (rounds mode) runs on a training slot too. It is
+ * counted from the gang's state alone (one slot per gang `reducing`), never
+ * from the heartbeats (a lane's inFlight counts ranks only): the gang leaves
+ * `reducing` in the same Lua call that ends the reduce, so its next round
+ * is never held back by a heartbeat that still shows the reduce running.
  *
  * Order and reservation. Waiting gangs are taken by priority (higher
  * first), then age (older first); a job's later rounds keep its place, so a
@@ -60,6 +67,8 @@ export interface GangSnapshot {
   heldNotStarted: number;
   /** Ranks of admitted gangs that started and have not ended. */
   heldRunning: number;
+  /** Gangs whose round waits for its reduce (rounds mode): one slot each, for the reduce job. */
+  heldReducing: number;
   /** Most slots gangs may hold at once (pools[].trainingQuota); undefined: every slot. */
   quota: number | undefined;
   /** The gangs waiting, in any order. */
@@ -100,7 +109,7 @@ export function gangOrder(a: WaitingGang, b: WaitingGang): number {
 export function decideGangs(snapshot: GangSnapshot): GangPass {
   const { slots, quota } = snapshot;
   const capacity = Math.max(0, Math.min(quota ?? Infinity, slots));
-  const used = snapshot.heldNotStarted + Math.max(snapshot.heldRunning, snapshot.inFlight);
+  const used = snapshot.heldNotStarted + snapshot.heldReducing + Math.max(snapshot.heldRunning, snapshot.inFlight);
   const freeBefore = Math.max(0, capacity - used);
   let free = freeBefore;
   let reserving = false;

@@ -4,7 +4,8 @@
  * of workers whose heartbeats expired), the cron schedules (synced once per
  * leadership), the batch pass (admission, expiry, finalisation: see
  * batch-loop.ts), the training pass (gang admission: training-loop.ts, on
- * the batch pass's period) and the balance pass (each pool's bulk budget from
+ * the batch pass's period, and woken at once when a job of `train.<pool>`
+ * ends) and the balance pass (each pool's bulk budget from
  * its real-time latency: budget-loop.ts) and the autoscaling pass (each
  * pool's replicas from its queues, heartbeats and objectives:
  * autoscaler/autoscale-loop.ts, applied by the configured actuator).
@@ -30,7 +31,7 @@ import { expiredWorkerIds } from '../common/contracts/heartbeat.ts';
 import type { Logger } from '../common/logger.ts';
 import { requestPreemption } from '../common/preemption.ts';
 import { startProbeServer } from '../common/probe-server.ts';
-import { closeRedis, createRedis } from '../common/redis.ts';
+import { closeRedis, createRedis, type RedisClient } from '../common/redis.ts';
 import { checkEviction } from '../common/redis-eviction.ts';
 import { createStorage, type Storage } from '../common/storage/index.ts';
 import { batchControlQueue, queueName, workersKey } from '../common/topology.ts';
@@ -204,8 +205,8 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
       for (const d of await batchLoop.pass(epoch)) metrics.batchDecisions.inc({ kind: d.kind, reason: d.reason });
     });
   const balancePass = (): Promise<void> => asLeader('balance pass', () => budgetLoop.pass(epoch));
-  // Training gang admission (training-loop.ts), on the batch pass's period.
-  // Then the results of ended jobs: manifest and completion webhook (training-finisher.ts).
+  // Training gang admission (training-loop.ts), on the batch pass's period and whenever a job of
+  // train.<pool> ends (below). Then the results of ended jobs: manifest and completion webhook (training-finisher.ts).
   const trainingPass = (): Promise<void> =>
     asLeader('training pass', async () => {
       await trainingLoop.pass(epoch);
@@ -278,30 +279,34 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
       .finally(() => (renewing = false));
   };
 
-  // A pool's window is refilled as soon as one of its chunks ends, not only on the admission timer:
-  // a worker that finishes chunks faster than batch.admitEveryMs would otherwise sit idle waiting
-  // for its next one (bench:batch measured the timer alone capping a worker near 4,000 lines/s).
-  // One blocking connection per pool, reading BullMQ's event stream; standbys ignore the events.
-  const runBatchPassSoon = (): void => {
-    if (epoch > 0) onTimer(batchPass)();
-  };
-  const batchCueEvents = config.pools.map((pool) => {
+  // Leader passes that BullMQ's event streams wake before their timers: one blocking connection per
+  // queue, reading its events; standbys ignore them (the wake is a no-op without the lease).
+  const cueEvents: { events: QueueEvents; connection: RedisClient }[] = [];
+  const cueOn = (queue: string, on: readonly ('completed' | 'failed' | 'progress')[], pass: () => Promise<void>) => {
     const connection = createRedis(config.redis, 'worker', { connectionName: `scheduler-events:${candidateId}` });
-    const events = new QueueEvents(queueName('bulk', pool.name), { connection, prefix });
-    events.on('completed', runBatchPassSoon);
-    events.on('failed', runBatchPassSoon);
-    events.on('error', (err) => logger.warn({ err, pool: pool.name }, 'bulk queue events: read failed; retrying'));
-    return { events, connection };
-  });
+    const events = new QueueEvents(queue, { connection, prefix });
+    const wake = (): void => {
+      if (epoch > 0) onTimer(pass)();
+    };
+    for (const name of on) events.on(name, wake);
+    events.on('error', (err) => logger.warn({ err, queue }, 'queue events: read failed; retrying'));
+    cueEvents.push({ events, connection });
+  };
+  for (const pool of config.pools) {
+    // A pool's window is refilled as soon as one of its chunks ends, not only on the admission timer:
+    // a worker that finishes chunks faster than batch.admitEveryMs would otherwise sit idle waiting
+    // for its next one (bench:batch measured the timer alone capping a worker near 4,000 lines/s).
+    cueOn(queueName('bulk', pool.name), ['completed', 'failed'], batchPass);
+    // A training round moves on when a job of train.<pool> ends: a round's last rank leaves the gang
+    // `reducing` (the pass adds its reduce), a reduce leaves it `queued` for its next round (the pass
+    // admits it), a job that failed for good fails the gang. Waiting for the timer cost up to a
+    // pass on each of these (bench:training); the timer stays, for everything else the pass does.
+    if (pool.lanes.training.concurrency > 0)
+      cueOn(queueName('train', pool.name), ['completed', 'failed'], trainingPass);
+  }
   // Likewise when a plan job publishes a piece of its plan (it reports progress): the first chunks
   // are admitted while planning goes on, not up to batch.admitEveryMs later.
-  {
-    const connection = createRedis(config.redis, 'worker', { connectionName: `scheduler-plan-events:${candidateId}` });
-    const events = new QueueEvents(batchControlQueue, { connection, prefix });
-    events.on('progress', runBatchPassSoon);
-    events.on('error', (err) => logger.warn({ err }, 'batch control events: read failed; retrying'));
-    batchCueEvents.push({ events, connection });
-  }
+  cueOn(batchControlQueue, ['progress'], batchPass);
 
   await enqueue(tick);
   const timers = [
@@ -320,8 +325,8 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
   const close = async (): Promise<void> => {
     for (const t of timers) clearInterval(t);
     await keda?.close();
-    await Promise.all(batchCueEvents.map(({ events }) => events.close()));
-    await Promise.all(batchCueEvents.map(({ connection }) => closeRedis(connection)));
+    await Promise.all(cueEvents.map(({ events }) => events.close()));
+    await Promise.all(cueEvents.map(({ connection }) => closeRedis(connection)));
     await running;
     await batchLoop.close();
     await trainingLoop.close();

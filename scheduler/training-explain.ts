@@ -16,15 +16,16 @@ export interface TrainingExplainInput {
   quota: number | undefined;
   /** The pool's open gangs the pass read, queued or running (final ones are wound up, not explained). */
   gangs: readonly TrainingState[];
-  snapshot: Pick<GangSnapshot, 'slots' | 'heldNotStarted' | 'heldRunning'>;
+  snapshot: Pick<GangSnapshot, 'slots' | 'heldNotStarted' | 'heldRunning' | 'heldReducing'>;
   pass: GangPass;
   epoch: number;
   now: number;
 }
 
 /**
- * The admission snapshot of a pool's open gangs (queued or running) and its training slots:
- * running gangs hold their not-yet-started and still-running ranks, queued ones wait in order.
+ * The admission snapshot of a pool's open gangs (queued, running or reducing) and its training
+ * slots: running gangs hold their not-yet-started and still-running ranks, reducing ones a slot
+ * for their reduce job, queued ones wait in order.
  */
 export function gangSnapshot(
   open: readonly TrainingState[],
@@ -35,6 +36,7 @@ export function gangSnapshot(
     ...fleet,
     heldNotStarted: running.reduce((n, g) => n + g.spec.workers - g.roundStarted, 0),
     heldRunning: running.reduce((n, g) => n + g.roundStarted - g.roundSucceeded, 0),
+    heldReducing: open.filter((g) => g.status === 'reducing').length,
     waiting: open.filter((g) => g.status === 'queued').map(asWaiting),
   };
 }
@@ -71,7 +73,7 @@ export function trainingExplanation(input: TrainingExplainInput): TrainingExplan
     quota: input.quota ?? null,
     slots: {
       total: snapshot.slots,
-      held: snapshot.heldNotStarted + snapshot.heldRunning + admitted,
+      held: snapshot.heldNotStarted + snapshot.heldRunning + snapshot.heldReducing + admitted,
       free: pass.freeAfter,
     },
     gangs: [...running, ...decided],

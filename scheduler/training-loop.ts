@@ -14,7 +14,9 @@
  *
  * The next round needs no action here: the rank that settles a round's last
  * success moves the gang back to queued for round r+1 (TrainingStore
- * .settleRank), and the next pass admits it through the same decision. In
+ * .settleRank), and the next pass admits it through the same decision (the
+ * scheduler runs that pass as soon as the rank's job completes: BullMQ's
+ * event stream of `train.<pool>`, scheduler.ts; the timer is the fallback). In
  * `rounds` mode it moves the gang to `reducing` instead, and the pass adds
  * the round's reduce job (one deterministic id per round, so adding it again
  * is a no-op); the training lane that runs it writes the round's model and
@@ -184,7 +186,7 @@ export class TrainingLoop {
     const snapshot = gangSnapshot(open, { slots, inFlight, quota: pool.trainingQuota });
     const pass = decideGangs(snapshot);
     this.demands.set(pool.name, {
-      slotsHeld: snapshot.heldNotStarted + snapshot.heldRunning,
+      slotsHeld: snapshot.heldNotStarted + snapshot.heldRunning + snapshot.heldReducing,
       waitingGangs: [...snapshot.waiting].sort(gangOrder).map((g) => g.size),
     });
     const byId = new Map(open.map((g) => [g.spec.id, g]));

@@ -24,6 +24,12 @@
  * Metric lines (JSON objects with a `metric`) become the job's log lines and
  * its progress (the last value of each metric), written at most every
  * PROGRESS_EVERY_MS.
+ *
+ * The lane's inFlight (its heartbeat) counts ranks only, and it calls
+ * `onRanksChanged` whenever a rank starts or ends, so that the worker beats at
+ * once: the leader admits the next round on the heartbeats' word, and a beat
+ * up to `heartbeatMs` late kept it waiting. Reduce and finish jobs run on
+ * the same BullMQ slots; the leader counts a reduce from the gang's state.
  */
 import { tmpdir } from 'node:os';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
@@ -79,6 +85,8 @@ export interface TrainingLaneDeps {
   finish?: (job: FinishJob, signal: AbortSignal) => Promise<unknown>;
   /** Told how long each reduce took, in seconds (the worker's metrics). */
   onReduced?: (seconds: number) => void;
+  /** Told when a rank starts or ends (the worker beats at once: the leader admits on the heartbeats). */
+  onRanksChanged?: () => void;
   /** How fast a rank lost with its worker runs again, how long a gang's rank waits for rank 0 (pools[].lanes.training). */
   settings: Pick<
     TrainingLaneConfig,
@@ -231,6 +239,7 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
     const dirs = await makeRankDirs(`${rank.jobId}-r${rank.round}-k${rank.rank}`, deps.workRoot);
     await writeOwner(dirs.work, { worker: process.pid });
     running++;
+    deps.onRanksChanged?.();
     try {
       try {
         const shard = await pullShard(storage, rank.data, rank.rank, rank.worldSize, dirs.data, aborted);
@@ -308,6 +317,7 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
       return { status: 'succeeded', metrics: metricsSoFar, checkpointUri: rank.checkpointUri };
     } finally {
       running--;
+      deps.onRanksChanged?.();
       await removeRankDirs(dirs).catch((err: unknown) =>
         jobLog.warn({ err, dir: dirs.work }, 'rank directory not removed'),
       );
@@ -326,7 +336,7 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
     const dirs = await makeRankDirs(`${reduce.jobId}-r${reduce.round}-reduce`, deps.workRoot);
     const reduceStarted = performance.now();
     await writeOwner(dirs.work, { worker: process.pid });
-    running++;
+    // Not counted in `running`: the heartbeat's inFlight is ranks; the leader counts the reduce from the gang.
     try {
       // The built-in average, or the job's reduce program run as a rank is (reduce-program.ts).
       const progress = progressWriter(job, { round: reduce.round }, {});
@@ -346,7 +356,6 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
       // A bad input (shapes that differ, a missing tensor) fails the same way again: for good.
       throw new UnrecoverableError(`reduce of round ${reduce.round}: ${errText(err)}`);
     } finally {
-      running--;
       await removeRankDirs(dirs).catch((err: unknown) =>
         jobLog.warn({ err, dir: dirs.work }, 'reduce directory not removed'),
       );

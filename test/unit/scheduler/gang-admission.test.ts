@@ -14,7 +14,7 @@ function gang(id: string, size: number, opts: Partial<WaitingGang> = {}): Waitin
 }
 
 function snapshot(s: Partial<GangSnapshot> & Pick<GangSnapshot, 'waiting'>): GangSnapshot {
-  return { slots: 4, inFlight: 0, heldNotStarted: 0, heldRunning: 0, quota: undefined, ...s };
+  return { slots: 4, inFlight: 0, heldNotStarted: 0, heldRunning: 0, heldReducing: 0, quota: undefined, ...s };
 }
 
 /** `id:admit` or `id:<hold reason>`, in decision order. */
@@ -109,6 +109,18 @@ describe('decideGangs', () => {
       free: [0, 0],
     },
     {
+      name: "a gang's reduce holds one slot, from its state (the lane's inFlight does not count it)",
+      snap: snapshot({ slots: 4, heldReducing: 1, waiting: [gang('a', 4), gang('b', 3)] }),
+      expected: ['a:waiting_for_slots', 'b:reserved_for_earlier_gang'],
+      free: [3, 3],
+    },
+    {
+      name: 'the reduce done, its gang queued again: every slot is free at once',
+      snap: snapshot({ slots: 4, heldReducing: 0, inFlight: 0, waiting: [gang('a', 4)] }),
+      expected: ['a:admit'],
+      free: [4, 0],
+    },
+    {
       name: 'nothing waiting',
       snap: snapshot({ waiting: [] }),
       expected: [],
@@ -137,6 +149,7 @@ describe('decideGangs', () => {
         inFlight: rand(slots + 1),
         heldNotStarted: rand(3),
         heldRunning: rand(3),
+        heldReducing: rand(2),
         quota: rand(2) === 0 ? undefined : rand(9),
         waiting: Array.from({ length: rand(6) }, (_, k) => gang(`g${k}`, 1 + rand(5), { priority: rand(3) })),
       });

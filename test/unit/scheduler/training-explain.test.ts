@@ -112,6 +112,14 @@ describe('trainingExplanation', () => {
       slotsAfter: { total: 4, held: 2, free: 2 },
     },
     {
+      name: "a gang waiting for its round's reduce holds one slot (its reduce job)",
+      gangs: [gang('a', 2, { status: 'reducing', round: 2 }), gang('b', 4)],
+      slots: 4,
+      opts: { inFlight: 0 },
+      expected: ['b queued hold:waiting_for_slots/3'],
+      slotsAfter: { total: 4, held: 1, free: 3 },
+    },
+    {
       name: 'over the quota',
       gangs: [gang('a', 3)],
       slots: 8,
