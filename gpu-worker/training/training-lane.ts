@@ -30,6 +30,13 @@
  * once: the leader admits the next round on the heartbeats' word, and a beat
  * up to `heartbeatMs` late kept it waiting. Reduce and finish jobs run on
  * the same BullMQ slots; the leader counts a reduce from the gang's state.
+ *
+ * A reduce classifies its errors (reduce-failure.ts): a storage error that is
+ * retryable, or a Redis error while moving the gang on, is thrown as is and
+ * BullMQ retries the job with backoff (its attempts); anything else (a bad or
+ * empty checkpoint, shapes that differ, the reduce program failing, storage
+ * refusing for good) fails it unrecoverably, and the leader fails the gang
+ * with that reason.
  */
 import { tmpdir } from 'node:os';
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
@@ -53,6 +60,7 @@ import { queueName } from '../../common/topology.ts';
 import type { Master, TrainingStore } from '../../common/training/training-state.ts';
 import type { Lane } from '../realtime-lane.ts';
 import { isStorageError, type Storage } from '../../common/storage/index.ts';
+import { reduceFailure, type ReduceStep } from './reduce-failure.ts';
 import { resolveProgram } from './builtin-programs.ts';
 import { makeRankDirs, pullPrefix, pullShard, pushDir, removeRankDirs } from './rank-files.ts';
 import { reduceRound } from './reduce-program.ts';
@@ -337,6 +345,7 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
     const reduceStarted = performance.now();
     await writeOwner(dirs.work, { worker: process.pid });
     // Not counted in `running`: the heartbeat's inFlight is ranks; the leader counts the reduce from the gang.
+    let step: ReduceStep = 'reduce';
     try {
       // The built-in average, or the job's reduce program run as a rank is (reduce-program.ts).
       const progress = progressWriter(job, { round: reduce.round }, {});
@@ -345,7 +354,9 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
       await reduceRound(reduce, dirs, { storage, programs, env, killAfterMs, onMetric }, aborted).finally(() =>
         progress.end(),
       );
+      step = 'push';
       const pushed = await pushDir(storage, dirs.output, reduce.outputUri, aborted);
+      step = 'settle';
       const moved = await store.finishReduce(pool, reduce.jobId, reduce.round, Date.now());
       deps.onReduced?.((performance.now() - reduceStarted) / 1000);
       jobLog.info({ pushed, moved, model: reduce.outputUri }, 'round reduced');
@@ -353,8 +364,11 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
     } catch (err) {
       if (aborted.aborted && aborted.reason === DRAINING) return await requeue(job, token, jobLog);
       if (err instanceof UnrecoverableError || err instanceof DelayedError) throw err;
-      // A bad input (shapes that differ, a missing tensor) fails the same way again: for good.
-      throw new UnrecoverableError(`reduce of round ${reduce.round}: ${errText(err)}`);
+      const failure = reduceFailure(step, err);
+      const reason = `reduce of round ${reduce.round}: ${failure.message}`;
+      if (!failure.retryable) throw new UnrecoverableError(reason);
+      jobLog.warn({ err, step, attempt: job.attemptsMade + 1 }, 'reduce failed; BullMQ retries it');
+      throw new Error(reason, { cause: err });
     } finally {
       await removeRankDirs(dirs).catch((err: unknown) =>
         jobLog.warn({ err, dir: dirs.work }, 'reduce directory not removed'),
