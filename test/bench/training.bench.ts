@@ -213,7 +213,7 @@ async function main(): Promise<void> {
       .join(' ')}, node ${process.version}, ${new Date().toISOString()}`,
   );
   console.log(
-    `config: the product's defaults${HEARTBEAT_MS ? ' but worker.heartbeatMs' : ''} — leader passes every ${config.batch.admitEveryMs} ms (batch.admitEveryMs: admission and the reduce's queueing), heartbeats every ${config.worker.heartbeatMs} ms, one training slot per worker; trainer params ${JSON.stringify(params)}`,
+    `config: the product's defaults${HEARTBEAT_MS ? ' but worker.heartbeatMs' : ''} — training pass on each job of train.<pool> that ends, and every ${config.batch.admitEveryMs} ms (batch.admitEveryMs), heartbeats every ${config.worker.heartbeatMs} ms, one training slot per worker; trainer params ${JSON.stringify(params)}`,
   );
   console.log(
     `cores: NOT pinned; Redis, producer, scheduler, this process and ${WORKERS.join('/')} worker(s) share ${CORES} cores with whatever else runs on the machine: with more workers than cores, ranks contend for them`,
