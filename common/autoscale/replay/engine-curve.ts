@@ -230,3 +230,34 @@ export function curveAt(curve: EngineCurve, x: number): CurvePoint {
   }
   return { ...pts.at(-1)!, rtUnitsPerSecond: x };
 }
+
+/**
+ * How long (ms) a replica's engine queue takes to settle into the curve's steady state at
+ * per-replica load `x`. The curve's p99 is a steady state: Poisson arrivals at one rate for
+ * thousands of requests, long enough for the queue inside the engine to reach its stationary
+ * spread. A queue gets there over its relaxation time, which grows without bound toward
+ * saturation: for M/M/1 it is 1 / (√μ − √λ)² (Morse 1955), and an M/M/c queue in heavy traffic
+ * behaves like one server of rate cμ, so 1 / (cμ (1 − √ρ)²) with cμ the replica's saturated rate
+ * in requests of the mix. At light load the queue is set by the requests in the engine, so it
+ * turns over no faster than one unloaded residence. Both come from the measured curve; nothing
+ * is fitted. Infinite at or above saturation (there is no steady state to reach).
+ */
+export function relaxationMs(curve: EngineCurve, x: number): number {
+  const rho = Math.min(1, Math.max(0, x / curve.rtSaturatedUnitsPerSecond));
+  const serviceRequestsPerMs = curve.rtSaturatedUnitsPerSecond / curve.unitsPerRequest / 1000;
+  const heavyTraffic = 1 / (serviceRequestsPerMs * (1 - Math.sqrt(rho)) ** 2);
+  return Math.max(curve.points[0]!.aloneResidenceMs, heavyTraffic);
+}
+
+/**
+ * The per-replica load whose steady state the engine's queue shows, one step on: `settled` (where
+ * it was) moved toward `rate` (the load now) as a first-order lag with the relaxation time at
+ * `rate`, the time a queue takes to reach a new arrival rate's stationary state. A 10 s burst at
+ * twice a moderate load moves it part of the way toward the burst's steady state (its relaxation
+ * time is longer than the burst); a load held for several of its relaxation times reads as that
+ * load's steady state. At or above saturation it does not move: there is no steady state, and
+ * the pool model's backlog (arrivals above capacity) carries the overload's wait.
+ */
+export function settleLoad(curve: EngineCurve, settled: number, rate: number, stepMs: number): number {
+  return settled + (rate - settled) * (1 - Math.exp(-stepMs / relaxationMs(curve, rate)));
+}

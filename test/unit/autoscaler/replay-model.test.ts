@@ -4,7 +4,12 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { autoscalePolicySchema, resolvePolicy } from '../../../common/autoscale/policy.ts';
 import { replayPolicy } from '../../../common/autoscale/replay/compare.ts';
-import { buildEngineCurve, curveAt, type EngineCurve } from '../../../common/autoscale/replay/engine-curve.ts';
+import {
+  buildEngineCurve,
+  curveAt,
+  relaxationMs,
+  type EngineCurve,
+} from '../../../common/autoscale/replay/engine-curve.ts';
 import { runPool, type Scaler, type Workload } from '../../../common/autoscale/replay/pool-model.ts';
 import { DecideScaler, KedaHpaScaler, StaticScaler } from '../../../common/autoscale/replay/scalers.ts';
 import { rampMinutes } from '../../../common/autoscale/replay/summary.ts';
@@ -121,6 +126,75 @@ describe('pool model', () => {
     expect(soon.doneMs).toBeLessThan(20_000);
     expect(run.batches.find((b) => b.id === 'late')!.late).toBe(true);
     expect(Math.max(...run.series.ttftMs.filter(Number.isFinite))).toBeLessThanOrEqual(900);
+  });
+});
+
+/**
+ * A slow engine, as a real one is: a request stays 10 s and the replica takes 1 request/s (1000
+ * units each), p99 flat to half load and steep toward saturation (as the sim's curves are).
+ */
+const slow: EngineCurve = {
+  ...curve,
+  points: [
+    [0, 500],
+    [250, 500],
+    [500, 600],
+    [750, 3000],
+    [900, 8000],
+    [980, 20_000],
+  ].map(([x, p99]) => ({
+    rtUnitsPerSecond: x!,
+    aloneTtftMs: p99!,
+    aloneResidenceMs: 10_000,
+    withBulkTtftMs: p99!,
+    withBulkResidenceMs: 10_000,
+    bulkUnitsPerSecond: 1000 - x!,
+  })),
+  unitsPerRequest: 1000,
+};
+
+/** Two replicas of the slow engine at `base` units/s in all, `burst` for `burstS` seconds from 600 s. */
+function burstRun(base: number, burst: number, burstS: number, seconds: number): number[] {
+  const rtUnits = Array.from({ length: seconds }, (_, s) => (s >= 600 && s < 600 + burstS ? burst : base));
+  const w: Workload = {
+    rtUnits,
+    rtRequests: rtUnits.map((u) => u / 1000),
+    batches: [],
+    bulkUnitsPerRecord: 10,
+    seconds,
+    epochMs: Date.UTC(2024, 0, 1),
+  };
+  return runPool(w, new StaticScaler('two', 2), { ...model, curve: slow }).series.ttftMs;
+}
+
+describe('pool model: a burst is not a steady state', () => {
+  it("the engine queue's relaxation time: one residence at light load, unbounded toward saturation", () => {
+    expect(relaxationMs(slow, 0)).toBe(10_000);
+    // 1 / (cμ (1 − √ρ)²), cμ = 1 request/s.
+    expect(relaxationMs(slow, 500)).toBeCloseTo(1000 / (1 - Math.sqrt(0.5)) ** 2, 6);
+    expect(relaxationMs(slow, 900)).toBeGreaterThan(300_000);
+    expect(relaxationMs(slow, 1000)).toBe(Infinity);
+  });
+
+  it('a 10 s burst at 1.8× on a pool at 50 % is not read as the 1.8× steady state', () => {
+    const p99 = burstRun(1000, 1800, 10, 700);
+    expect(p99[599]).toBeCloseTo(600, 0);
+    const burst = Math.max(...p99.slice(600, 700));
+    // The old model read the 10 s window's rate: the curve at 900 units/s, 8 s.
+    expect(burst).toBeLessThan(curveAt(slow, 900).aloneTtftMs / 4);
+    expect(burst).toBeGreaterThan(600);
+  });
+
+  it('the same load held for 30 minutes is read as its steady state', () => {
+    const p99 = burstRun(1000, 1800, 1800, 2400);
+    expect(p99[2399]).toBeGreaterThan(0.95 * curveAt(slow, 900).aloneTtftMs);
+    expect(p99[2399]).toBeLessThanOrEqual(curveAt(slow, 900).aloneTtftMs);
+  });
+
+  it('a sustained overload (above capacity) still reads as one: its backlog wait grows', () => {
+    const p99 = burstRun(1000, 2400, 120, 720);
+    expect(p99[660]!).toBeGreaterThan(p99[630]!);
+    expect(p99[719]!).toBeGreaterThan(curveAt(slow, 980).aloneTtftMs);
   });
 });
 
