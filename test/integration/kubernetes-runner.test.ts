@@ -233,6 +233,32 @@ describe('kubernetes runner', () => {
     expect(failureReason(r)).toBe('Job failed: DeadlineExceeded: Job was active longer than specified deadline');
   });
 
+  it('stops following a log still open when its Job has ended (the abort does not escape)', async () => {
+    const { metrics, result } = start(makeRunner({ requestTimeoutMs: 200 }));
+    const name = await created();
+    server.startJobPod(NS, name, POD, CONTAINER); // the pod stays Running: its log stays open
+    server.appendLog(NS, POD, '{"metric":"loss","value":3}\n');
+    await until(async () => (metrics.length === 1 ? true : undefined));
+    server.setJobStatus(NS, name, {
+      failed: 1,
+      conditions: [{ type: 'Failed', status: 'True', reason: 'DeadlineExceeded' }],
+    });
+    expect(failureReason(await result)).toBe('Job failed: DeadlineExceeded');
+    await new Promise((r) => setTimeout(r, 50)); // an unhandled stream error would surface here
+  });
+
+  it('runs on without metrics when the log cannot be read', async () => {
+    server.fail({ method: 'GET', path: /\/log$/, status: 403 });
+    const { metrics, result } = start(makeRunner());
+    const name = await created();
+    server.startJobPod(NS, name, POD, CONTAINER);
+    server.appendLog(NS, POD, '{"metric":"loss","value":3}\n');
+    await until(async () => (server.requests.some((q) => q.path.endsWith('/log')) ? true : undefined));
+    server.endJobPod(NS, name, POD, CONTAINER, 0);
+    expect((await result).exitCode).toBe(0);
+    expect(metrics).toEqual([]);
+  });
+
   it('deletes the Job (Background) when stopped, and its pod goes with it', async () => {
     const stop = new AbortController();
     const { metrics, result } = start(makeRunner(), { signal: stop.signal });

@@ -116,6 +116,8 @@ export function createKubernetesRunner(cfg: KubernetesRunnerConfig, opts: Kubern
     const done = new Promise<void>((resolve) => {
       sink.on('data', (text: string) => onText(text));
       sink.on('end', resolve).on('close', resolve);
+      // The response body is piped in: an error on it (an aborted read) must not go unhandled.
+      sink.on('pipe', (body: NodeJS.ReadableStream) => void body.on('error', () => resolve()));
       podLogs
         .log(namespace, pod, CONTAINER, sink, { follow: true })
         .then((c) => (controller = c))
