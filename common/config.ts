@@ -53,6 +53,71 @@ const bulkLaneSchema = z.object({
 /** The trainers that ship with the worker, named `builtin:<name>` in a job's command. */
 export const builtinPrograms = ['builtin:text-classifier'] as const;
 
+/** Kubernetes names: a DNS-1123 label (namespaces, service accounts). */
+const dnsLabel = z
+  .string()
+  .regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'must be a DNS-1123 label (lower case, digits, -; at most 63)');
+
+/** `kubernetes` runner: each rank a batch/v1 Job on OKE (gpu-worker/training/runners/kubernetes-job.ts). */
+const kubernetesRunnerSchema = z.object({
+  namespace: dnsLabel.default('interfleet'),
+  /** The image the rank's command runs in (it holds the program; it pulls and pushes its own files). */
+  image: z.string().min(1, 'image must not be empty'),
+  imagePullPolicy: z.enum(['Always', 'IfNotPresent', 'Never']).optional(),
+  /** nvidia.com/gpu requested and limited per rank. */
+  gpus: z.number().int().min(0).default(1),
+  /** Optional cpu / memory requests (Kubernetes quantities: '4', '16Gi'). */
+  cpu: z.string().min(1).optional(),
+  memory: z.string().min(1).optional(),
+  nodeSelector: z.record(z.string(), z.string()).default({}),
+  tolerations: z
+    .array(
+      z.object({
+        key: z.string().optional(),
+        operator: z.enum(['Exists', 'Equal']).optional(),
+        value: z.string().optional(),
+        effect: z.enum(['NoSchedule', 'PreferNoSchedule', 'NoExecute']).optional(),
+        tolerationSeconds: z.number().int().optional(),
+      }),
+    )
+    .default([]),
+  /** The pods' identity (its workload identity is what reads and writes storage). */
+  serviceAccountName: dnsLabel.optional(),
+  /** How long a finished Job (and its pod, logs) stays for inspection. */
+  ttlSecondsAfterFinished: z.number().int().min(0).default(3600),
+  /** How often the Job and its pod are read while it runs. */
+  pollIntervalMs: z.number().int().min(100).default(2000),
+  /** Consecutive failed reads of a running Job before the rank fails (retryable). */
+  maxPollFailures: z.number().int().min(1).default(5),
+  /** Each API call is abandoned after this long. */
+  requestTimeoutMs: z.number().int().min(100).default(10_000),
+  /** A pod still not started after this long (unschedulable, image not pulled) fails the rank. */
+  startTimeoutMs: z.number().int().min(1000).default(600_000),
+  /** Path of a kubeconfig; absent: $KUBECONFIG, then in-cluster, then ~/.kube/config (kubectl's order). */
+  kubeconfig: z.string().optional(),
+  context: z.string().optional(),
+});
+export type KubernetesRunnerConfig = z.infer<typeof kubernetesRunnerSchema>;
+
+export const trainingRunnerKinds = ['local', 'kubernetes'] as const;
+
+/** How a rank's command runs: `local` (a child process of the worker) or `kubernetes` (a Job). */
+const trainingRunnerSchema = z
+  .object({
+    kind: z.enum(trainingRunnerKinds).default('local'),
+    kubernetes: kubernetesRunnerSchema.optional(),
+  })
+  .superRefine((r, ctx) => {
+    if (r.kind === 'kubernetes' && !r.kubernetes) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['kubernetes'],
+        message: "runner kind 'kubernetes' needs runner.kubernetes (at least its image)",
+      });
+    }
+  });
+export type TrainingRunnerConfig = z.infer<typeof trainingRunnerSchema>;
+
 const trainingLaneSchema = z.object({
   /** Gang ranks (training commands) one worker process runs at once; 0 turns the lane off. */
   concurrency: z.number().int().min(0).max(64).default(1),
@@ -82,6 +147,8 @@ const trainingLaneSchema = z.object({
   advertiseHost: z.string().min(1, 'advertiseHost must not be empty').optional(),
   /** Gang mode: how long a rank waits for rank 0's address before it fails (and the gang restarts). */
   rendezvousTimeoutMs: z.number().int().min(100).default(600_000),
+  /** Where a rank's command runs (runners/registry.ts). */
+  runner: trainingRunnerSchema.prefault({}),
 });
 export type TrainingLaneConfig = z.infer<typeof trainingLaneSchema>;
 

@@ -30,6 +30,7 @@ import { createWorkerMetrics } from './metrics.ts';
 import { startRealtimeLane, type Lane } from './realtime-lane.ts';
 import { advertisedHost } from './training/rendezvous.ts';
 import { startTrainingLane } from './training/training-lane.ts';
+import { createRankRunner } from './training/runners/registry.ts';
 import { ReplyWriter } from './reply-writer.ts';
 import { WorkMeter } from './work-window.ts';
 
@@ -132,6 +133,7 @@ export async function startWorker(config: Config, opts: WorkerOptions): Promise<
       programs: pool.lanes.training.programs,
       settings: pool.lanes.training,
       advertiseHost: advertisedHost(pool.lanes.training.advertiseHost, process.env),
+      runner: createRankRunner(pool.lanes.training.runner, { logger, env: process.env }),
       connection,
       storage: createStorage(config.storage),
       store: trainingStore,

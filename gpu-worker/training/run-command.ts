@@ -141,6 +141,10 @@ export interface RunResult {
   /** It could not be started (ENOENT, EACCES): no retry will help. */
   spawnError: Error | null;
   stderrTail: string;
+  /** How it ended when neither an exit code nor a signal says it (a Kubernetes Job past its deadline). */
+  reason?: string;
+  /** What `stderrTail` is the end of, when not stderr (a pod's log: stdout and stderr together). */
+  tailOf?: string;
 }
 
 export function runCommand(opts: RunOptions): Promise<RunResult> {
@@ -195,9 +199,7 @@ export function runCommand(opts: RunOptions): Promise<RunResult> {
 export function failureReason(result: RunResult): string {
   const how = result.spawnError
     ? `could not start: ${result.spawnError.message}`
-    : result.signal
-      ? `killed by ${result.signal}`
-      : `exit code ${result.exitCode}`;
+    : (result.reason ?? (result.signal ? `killed by ${result.signal}` : `exit code ${result.exitCode}`));
   const tail = result.stderrTail.trim();
-  return tail === '' ? how : `${how}; stderr: ${tail}`;
+  return tail === '' ? how : `${how}; ${result.tailOf ?? 'stderr'}: ${tail}`;
 }

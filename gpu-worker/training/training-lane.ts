@@ -61,12 +61,13 @@ import type { Master, TrainingStore } from '../../common/training/training-state
 import type { Lane } from '../realtime-lane.ts';
 import { isStorageError, type Storage } from '../../common/storage/index.ts';
 import { reduceFailure, type ReduceStep } from './reduce-failure.ts';
-import { resolveProgram } from './builtin-programs.ts';
 import { makeRankDirs, pullPrefix, pullShard, pushDir, removeRankDirs } from './rank-files.ts';
 import { reduceRound } from './reduce-program.ts';
 import { sweepOrphans, writeOwner } from './orphans.ts';
 import { awaitMaster, freePort } from './rendezvous.ts';
-import { failureReason, rankEnv, runCommand, type RunResult } from './run-command.ts';
+import { failureReason, type RunResult } from './run-command.ts';
+import { localRunner } from './runners/local.ts';
+import type { RankRunner } from './runners/runner.ts';
 
 const errText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
@@ -102,6 +103,8 @@ export interface TrainingLaneDeps {
   >;
   /** Gang mode: the address rank 0 publishes (rendezvous.ts advertisedHost). */
   advertiseHost: string;
+  /** Where a rank's command runs (runners/registry.ts); the local runner by default. Reduces run locally. */
+  runner?: RankRunner;
 }
 
 /** The heartbeat's view of a lane, under the training lane's own name. */
@@ -127,6 +130,7 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
   const { pool, store, workerId, storage, programs } = deps;
   const log = deps.logger.child({ lane: 'training', queue: queueName('train', pool) });
   const killAfterMs = deps.killAfterMs ?? 2000;
+  const runner = deps.runner ?? localRunner;
   let running = 0;
 
   /** Metric lines into the job's log and progress, coalesced: one write in flight at a time. */
@@ -242,6 +246,9 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
     if (!programAllowed(programs, rank.command)) {
       return fail(`${what}: command '${rank.command}' is not among this pool's training programs`, null, true, true);
     }
+    if (!runner.modes.includes(rank.mode)) {
+      return fail(`${what}: this pool's ${runner.kind} runner does not run ${rank.mode} mode`, null, true, true);
+    }
 
     const aborted = signal ?? new AbortController().signal;
     const dirs = await makeRankDirs(`${rank.jobId}-r${rank.round}-k${rank.rank}`, deps.workRoot);
@@ -249,10 +256,12 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
     running++;
     deps.onRanksChanged?.();
     try {
+      // A runner whose program cannot see this directory (kubernetes) gets the URIs instead: nothing pulled.
+      const local = runner.filesOnWorker;
       try {
-        const shard = await pullShard(storage, rank.data, rank.rank, rank.worldSize, dirs.data, aborted);
-        const init = rank.initUri === null ? 0 : await pullPrefix(storage, rank.initUri, dirs.init, aborted);
-        if (init === 0 && rank.initUri !== null && rank.round > 1 && rank.mode === 'rounds') {
+        const shard = local ? await pullShard(storage, rank.data, rank.rank, rank.worldSize, dirs.data, aborted) : null;
+        const init = rank.initUri === null || !local ? 0 : await pullPrefix(storage, rank.initUri, dirs.init, aborted);
+        if (local && init === 0 && rank.initUri !== null && rank.round > 1 && rank.mode === 'rounds') {
           throw new Error(`the model of round ${rank.round - 1} is missing at ${rank.initUri}`);
         }
         jobLog.debug({ shard, init }, 'rank files pulled');
@@ -281,19 +290,20 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
       }
 
       const progress = progressWriter(job, rank, metricsSoFar);
-      const program = resolveProgram(rank.command, rank.args);
       let result: RunResult;
       try {
-        result = await runCommand({
-          ...program,
-          env: rankEnv(rank, deps.env ?? process.env, dirs, master),
+        result = await runner.run({
+          command: rank.command,
+          args: rank.args,
+          rank,
+          env: runner.env(rank, deps.env ?? process.env, dirs, master),
           cwd: dirs.work,
           signal: aborted,
           onMetric: (metric, line) => progress.add(metric, line),
           killAfterMs,
           onStart: (group) =>
-            void writeOwner(dirs.work, { worker: process.pid, group }).catch((err: unknown) =>
-              jobLog.warn({ err }, 'rank owner not recorded'),
+            void writeOwner(dirs.work, { worker: process.pid, ...(group !== undefined && { group }) }).catch(
+              (err: unknown) => jobLog.warn({ err }, 'rank owner not recorded'),
             ),
         });
       } finally {
@@ -313,7 +323,7 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
           !!result.spawnError,
         );
       try {
-        const pushed = await pushDir(storage, dirs.output, rank.checkpointUri, aborted);
+        const pushed = local ? await pushDir(storage, dirs.output, rank.checkpointUri, aborted) : null;
         jobLog.debug({ pushed }, 'rank output uploaded');
       } catch (err) {
         if (aborted.aborted && aborted.reason === DRAINING) return await requeue(job, token, jobLog);

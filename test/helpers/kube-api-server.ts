@@ -13,6 +13,12 @@
  * replicas a non-negative integer and annotation values strings, the pod-deletion-cost
  * one a 32-bit integer without sign or leading zero (422 Invalid). Strategic merge is
  * applied as a JSON merge patch: the same for the maps these callers patch.
+ * For the training lane's kubernetes runner: POST /apis/batch/v1/namespaces/{ns}/jobs (409 AlreadyExists;
+ * 422 without a name, a container with an image, or restartPolicy Never/OnFailure), GET and DELETE
+ * …/jobs/{name} (propagationPolicy Background or Foreground deletes the Job's pods too, Orphan leaves
+ * them), and GET …/pods/{name}/log (text; follow=true holds the stream open until the pod's container
+ * ends or the pod goes). No Job controller runs: a test plays it with startJobPod, appendLog, endJobPod
+ * and setJobStatus. Pods carry status.phase and the container's state when a test set them.
  * Not implemented: PUT (the callers never replace), watch, resourceVersion preconditions.
  */
 import { execFileSync } from 'node:child_process';
@@ -39,6 +45,15 @@ export interface DeploymentState {
 export interface PodState {
   labels: Record<string, string>;
   annotations: Record<string, string>;
+  /** status.phase and status.containerStatuses, as a test set them (absent: none). */
+  status?: Json;
+  /** What GET …/log answers; followers get what is appended. */
+  log?: string;
+}
+export interface JobState {
+  /** The Job as created. */
+  body: Json;
+  status: Json;
 }
 export interface LoggedRequest {
   method: string;
@@ -62,6 +77,7 @@ export interface KubeApiServer {
   readonly url: string;
   readonly deployments: Map<string, DeploymentState>;
   readonly pods: Map<string, PodState>;
+  readonly jobs: Map<string, JobState>;
   readonly requests: LoggedRequest[];
   addDeployment(
     ns: string,
@@ -69,6 +85,13 @@ export interface KubeApiServer {
     state: Partial<DeploymentState> & { matchLabels: Record<string, string> },
   ): DeploymentState;
   addPod(ns: string, name: string, labels: Record<string, string>, annotations?: Record<string, string>): PodState;
+  /** The Job controller's part: its pod, running (container `container`), with the Job's label. */
+  startJobPod(ns: string, job: string, pod: string, container: string): PodState;
+  /** The pod's container wrote `text` (followers of its log get it now). */
+  appendLog(ns: string, pod: string, text: string): void;
+  /** The container exited: the pod Succeeded or Failed, the Job Complete or Failed (BackoffLimitExceeded). */
+  endJobPod(ns: string, job: string, pod: string, container: string, exitCode: number): void;
+  setJobStatus(ns: string, job: string, status: Json): void;
   fail(fault: Fault): void;
   /** Forgets every object, fault and logged request. */
   reset(): void;
@@ -160,6 +183,13 @@ export async function startKubeApiServer(opts: {
 }): Promise<KubeApiServer> {
   const deployments = new Map<string, DeploymentState>();
   const pods = new Map<string, PodState>();
+  const jobs = new Map<string, JobState>();
+  /** Open follow=true log streams, by pod key. */
+  const followers = new Map<string, Set<ServerResponse>>();
+  const endFollowers = (key: string): void => {
+    for (const res of followers.get(key) ?? []) res.end();
+    followers.delete(key);
+  };
   const requests: LoggedRequest[] = [];
   const faults: Fault[] = [];
   let resourceVersion = 1;
@@ -189,6 +219,20 @@ export async function startKubeApiServer(opts: {
       annotations: p.annotations,
       resourceVersion: String(resourceVersion),
     },
+    ...(p.status && { status: p.status }),
+  });
+  const jobJson = (ns: string, name: string, j: JobState): Json => ({
+    ...j.body,
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    metadata: { ...(j.body.metadata as Json), name, namespace: ns, resourceVersion: String(resourceVersion) },
+    status: j.status,
+  });
+  const statusOk = (name: string): Json => ({
+    apiVersion: 'v1',
+    kind: 'Status',
+    status: 'Success',
+    details: { name, group: 'batch', kind: 'jobs' },
   });
 
   const find = <T>(map: Map<string, T>, ns: string, name: string, resource: string): T => {
@@ -220,6 +264,58 @@ export async function startKubeApiServer(opts: {
         return scaleJson(ns, name, d);
       }
     }
+    const jobList = /^\/apis\/batch\/v1\/namespaces\/([^/]+)\/jobs$/.exec(path);
+    if (jobList && method === 'POST') {
+      const ns = jobList[1]!;
+      const meta = isObj(body) && isObj(body.metadata) ? body.metadata : {};
+      const name = typeof meta.name === 'string' ? meta.name : '';
+      const podSpec =
+        isObj(body) && isObj(body.spec) && isObj(body.spec.template) ? body.spec.template.spec : undefined;
+      const containers = isObj(podSpec) && Array.isArray(podSpec.containers) ? podSpec.containers : [];
+      if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(name)) {
+        throw new ApiFailure(422, 'Invalid', `Job.batch "${name}" is invalid: metadata.name: Invalid value`);
+      }
+      if (containers.length === 0 || !containers.every((c) => isObj(c) && typeof c.image === 'string' && c.image)) {
+        throw new ApiFailure(
+          422,
+          'Invalid',
+          `Job.batch "${name}" is invalid: spec.template.spec.containers: Required value`,
+        );
+      }
+      if (!isObj(podSpec) || !['Never', 'OnFailure'].includes(String(podSpec.restartPolicy))) {
+        throw new ApiFailure(
+          422,
+          'Invalid',
+          `Job.batch "${name}" is invalid: spec.template.spec.restartPolicy: Unsupported value`,
+        );
+      }
+      if (jobs.has(objectKey(ns, name)))
+        throw new ApiFailure(409, 'AlreadyExists', `jobs.batch "${name}" already exists`);
+      const j: JobState = { body: body as Json, status: {} };
+      jobs.set(objectKey(ns, name), j);
+      resourceVersion++;
+      return jobJson(ns, name, j);
+    }
+    const job = /^\/apis\/batch\/v1\/namespaces\/([^/]+)\/jobs\/([^/]+)$/.exec(path);
+    if (job) {
+      const [, ns, name] = job as unknown as [string, string, string];
+      const j = find(jobs, ns, name, 'jobs.batch');
+      if (method === 'GET') return jobJson(ns, name, j);
+      if (method === 'DELETE') {
+        jobs.delete(objectKey(ns, name));
+        // The garbage collector's part: dependents go unless orphaned.
+        if (query.get('propagationPolicy') !== 'Orphan') {
+          for (const [key, p] of pods) {
+            if (key.startsWith(`${ns}/`) && p.labels['job-name'] === name) {
+              pods.delete(key);
+              endFollowers(key);
+            }
+          }
+        }
+        resourceVersion++;
+        return statusOk(name);
+      }
+    }
     const list = /^\/api\/v1\/namespaces\/([^/]+)\/pods$/.exec(path);
     if (list && method === 'GET') {
       const ns = list[1]!;
@@ -248,7 +344,8 @@ export async function startKubeApiServer(opts: {
         return podJson(ns, name, p);
       }
     }
-    if (dep || pod) throw new ApiFailure(405, 'MethodNotAllowed', `the server does not allow this method on ${path}`);
+    if (dep || pod || job || jobList)
+      throw new ApiFailure(405, 'MethodNotAllowed', `the server does not allow this method on ${path}`);
     throw new ApiFailure(404, 'NotFound', 'the server could not find the requested resource');
   }
 
@@ -277,6 +374,21 @@ export async function startKubeApiServer(opts: {
       }
       if (req.headers.authorization !== `Bearer ${opts.token}`)
         throw new ApiFailure(401, 'Unauthorized', 'Unauthorized');
+      const podLog = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)\/log$/.exec(url.pathname);
+      if (podLog && method === 'GET') {
+        const key = objectKey(podLog[1]!, podLog[2]!);
+        const p = find(pods, podLog[1]!, podLog[2]!, 'pods');
+        entry.status = 200;
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.write(p.log ?? '');
+        const running = !['Succeeded', 'Failed'].includes(String(p.status?.phase));
+        if (url.searchParams.get('follow') === 'true' && running) {
+          const set = followers.get(key) ?? new Set();
+          followers.set(key, set.add(res));
+          res.on('close', () => set.delete(res));
+        } else res.end();
+        return;
+      }
       payload = route(method, url.pathname, url.searchParams, contentType, entry.body);
     } catch (err) {
       const f = err instanceof ApiFailure ? err : new ApiFailure(500, 'InternalError', String(err));
@@ -303,6 +415,7 @@ export async function startKubeApiServer(opts: {
     url: `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     deployments,
     pods,
+    jobs,
     requests,
     addDeployment(ns, name, state) {
       const d = { replicas: 1, readyReplicas: 0, ...state };
@@ -314,8 +427,54 @@ export async function startKubeApiServer(opts: {
       pods.set(objectKey(ns, name), p);
       return p;
     },
+    startJobPod(ns, job, pod, container) {
+      const p: PodState = {
+        labels: { 'job-name': job, 'batch.kubernetes.io/job-name': job },
+        annotations: {},
+        status: { phase: 'Running', containerStatuses: [{ name: container, state: { running: {} } }] },
+        log: '',
+      };
+      pods.set(objectKey(ns, pod), p);
+      find(jobs, ns, job, 'jobs.batch').status = { active: 1 };
+      resourceVersion++;
+      return p;
+    },
+    appendLog(ns, pod, text) {
+      const p = find(pods, ns, pod, 'pods');
+      p.log = (p.log ?? '') + text;
+      for (const res of followers.get(objectKey(ns, pod)) ?? []) res.write(text);
+    },
+    endJobPod(ns, job, pod, container, exitCode) {
+      const p = find(pods, ns, pod, 'pods');
+      p.status = {
+        phase: exitCode === 0 ? 'Succeeded' : 'Failed',
+        containerStatuses: [{ name: container, state: { terminated: { exitCode } } }],
+      };
+      endFollowers(objectKey(ns, pod));
+      find(jobs, ns, job, 'jobs.batch').status =
+        exitCode === 0
+          ? { succeeded: 1, conditions: [{ type: 'Complete', status: 'True' }] }
+          : {
+              failed: 1,
+              conditions: [
+                {
+                  type: 'Failed',
+                  status: 'True',
+                  reason: 'BackoffLimitExceeded',
+                  message: 'Job has reached the specified backoff limit',
+                },
+              ],
+            };
+      resourceVersion++;
+    },
+    setJobStatus(ns, job, status) {
+      find(jobs, ns, job, 'jobs.batch').status = status;
+      resourceVersion++;
+    },
     fail: (fault) => void faults.push(fault),
     reset() {
+      for (const key of [...followers.keys()]) endFollowers(key);
+      jobs.clear();
       for (const c of [deployments, pods]) c.clear();
       requests.length = 0;
       faults.length = 0;

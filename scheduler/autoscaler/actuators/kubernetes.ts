@@ -18,20 +18,16 @@
  * Before a scale-in it only reads the pods (list, already granted) and warns about pods with no cost,
  * among which the controller picks without regard to work.
  */
-import { delimiter } from 'node:path';
 import {
-  ApiException,
   AppsV1Api,
   CoreV1Api,
-  KubeConfig,
-  Observable,
   PatchStrategy,
   setHeaderOptions,
-  type ConfigurationOptions,
-  type ObservableMiddleware,
+  type KubeConfig,
   type V1Pod,
 } from '@kubernetes/client-node';
 import type { AutoscalerConfig } from '../../../common/autoscale/policy.ts';
+import { loadKubeConfig, readKubeFailure, withTimeout } from '../../../common/kubernetes/client.ts';
 import type { Logger } from '../../../common/logger.ts';
 import { ActuatorError, type Actuator } from './actuator.ts';
 
@@ -57,59 +53,25 @@ interface Call {
   name?: string;
 }
 
-/**
- * cfg.kubeconfig; else $KUBECONFIG (the scheduler's pod on GKE sets it: in-cluster there would be GKE's own
- * API server); else in-cluster when KUBERNETES_SERVICE_HOST is set; else ~/.kube/config. Then cfg.context.
- */
-export function loadKubeConfig(cfg: KubernetesConfig, env: NodeJS.ProcessEnv, inClusterPathPrefix = ''): KubeConfig {
-  const kc = new KubeConfig();
-  const files = cfg.kubeconfig ? [cfg.kubeconfig] : (env.KUBECONFIG ?? '').split(delimiter).filter(Boolean);
-  const source = files.join(delimiter) || (env.KUBERNETES_SERVICE_HOST ? 'in-cluster' : 'the default kubeconfig');
+/** loadKubeConfig's failure as the loop's: no retry helps. */
+export function loadActuatorKubeConfig(
+  cfg: KubernetesConfig,
+  env: NodeJS.ProcessEnv,
+  inClusterPathPrefix = '',
+): KubeConfig {
   try {
-    if (files.length > 0) {
-      kc.loadFromFile(files[0]!);
-      for (const file of files.slice(1)) {
-        const more = new KubeConfig();
-        more.loadFromFile(file);
-        kc.mergeConfig(more, Boolean(kc.getCurrentContext())); // the first current-context wins
-      }
-    } else if (env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster(inClusterPathPrefix);
-    else kc.loadFromDefault();
+    return loadKubeConfig(cfg, env, inClusterPathPrefix);
   } catch (err) {
-    throw new ActuatorError(`cannot load Kubernetes config ${source}: ${(err as Error).message}`, false, {
-      cause: err,
-    });
-  }
-  if (cfg.context) {
-    if (!kc.getContextObject(cfg.context)) {
-      const known = kc.getContexts().map((c) => c.name);
-      throw new ActuatorError(`context "${cfg.context}" is not in ${source} (it has: ${known.join(', ')})`, false);
-    }
-    kc.setCurrentContext(cfg.context);
-  }
-  if (!kc.getCurrentCluster()) throw new ActuatorError(`${source} names no current cluster`, false);
-  return kc;
-}
-
-/** The API's own words, from a v1 Status body. */
-function statusMessage(body: unknown): string {
-  try {
-    const parsed: unknown = typeof body === 'string' ? JSON.parse(body) : body;
-    const message = (parsed as { message?: unknown } | undefined)?.message;
-    return typeof message === 'string' ? `: ${message}` : '';
-  } catch {
-    return '';
+    throw new ActuatorError((err as Error).message, false, { cause: err });
   }
 }
 
 export function toActuatorError(err: unknown, call: Call): ActuatorError {
   const target = `${call.resource} ${call.namespace}/${call.name ?? ''}`.replace(/\/$/, '');
-  if (!(err instanceof ApiException)) {
-    const why = err instanceof Error ? err.message : String(err);
-    return new ActuatorError(`${call.verb} ${target}: Kubernetes API not reached: ${why}`, true, { cause: err });
+  const { status, detail, retryable } = readKubeFailure(err);
+  if (status === undefined) {
+    return new ActuatorError(`${call.verb} ${target}: Kubernetes API not reached${detail}`, true, { cause: err });
   }
-  const status = err.code;
-  const detail = statusMessage(err.body);
   const fail = (message: string, retryable: boolean): ActuatorError =>
     new ActuatorError(`${message} (HTTP ${status})${detail}`, retryable, { cause: err });
   if (status === 404 && call.resource !== 'pods') {
@@ -121,19 +83,7 @@ export function toActuatorError(err: unknown, call: Call): ActuatorError {
       false,
     );
   }
-  // 401 heals when a rotated token is read again; 408, 409 and 429 are transient.
-  const retryable = status >= 500 || [401, 408, 409, 429].includes(status);
   return fail(`${call.verb} ${target} refused`, retryable);
-}
-
-/** Every request gets an AbortSignal: a black-holed API server must not stall the loop. */
-function withTimeout(ms: number): ConfigurationOptions<ObservableMiddleware> {
-  const pass = <T>(ctx: T): Observable<T> => new Observable(Promise.resolve(ctx));
-  const middleware: ObservableMiddleware = {
-    pre: (ctx) => (ctx.setSignal(AbortSignal.timeout(ms)), pass(ctx)),
-    post: pass,
-  };
-  return { middleware: [middleware], middlewareMergeStrategy: 'append' };
 }
 
 /** Pods by pod-deletion-cost, lowest first (absent or invalid: 0, as the controller reads it). */
@@ -146,7 +96,7 @@ export function scaleInCandidates(pods: readonly V1Pod[]): { pod: string; cost: 
 }
 
 export function createKubernetesActuator(cfg: KubernetesConfig, opts: KubernetesActuatorOptions): Actuator {
-  const kc = opts.kubeConfig ?? loadKubeConfig(cfg, opts.env ?? process.env, opts.inClusterPathPrefix);
+  const kc = opts.kubeConfig ?? loadActuatorKubeConfig(cfg, opts.env ?? process.env, opts.inClusterPathPrefix);
   const apps = kc.makeApiClient(AppsV1Api);
   const core = kc.makeApiClient(CoreV1Api);
   const timeout = withTimeout(opts.requestTimeoutMs ?? 10_000);

@@ -1,0 +1,46 @@
+/**
+ * A rank runner: how one rank's (or reduce's) command runs, given its argv and environment, to an exit
+ * status, its metric lines streamed as it runs, stopped by an abort with a grace period. Two kinds, chosen
+ * by pools[].lanes.training.runner (registry.ts): `local`, a child process of the worker beside the rank's
+ * directory; `kubernetes`, a batch/v1 Job whose pod cannot see that directory, so its program moves its
+ * own files (README, Training: the Kubernetes runner).
+ */
+import type { MetricLine, RankJob } from '../../../common/contracts/training.ts';
+import type { RankDirEnv, RunResult } from '../run-command.ts';
+
+export interface RankRunSpec {
+  /** The job's command and args, as submitted (a runner resolves builtins its own way). */
+  command: string;
+  args: readonly string[];
+  /** The full environment the command sees (from the runner's own `env`). */
+  env: Record<string, string>;
+  /** The rank's working directory on the worker (the local runner's cwd). */
+  cwd?: string;
+  signal: AbortSignal;
+  onMetric: (metric: MetricLine, line: string) => void;
+  /** After the stop signal, how long the command has before it is killed. */
+  killAfterMs: number;
+  /** Once started: the local process group, or undefined for a remote one. */
+  onStart?: (pid: number | undefined) => void;
+  /** Which rank this is (names and labels). */
+  rank: Pick<RankJob, 'jobId' | 'round' | 'rank' | 'restart'>;
+  /** When the training job's deadline passes (epoch ms), if it has one. */
+  deadlineAt?: number;
+}
+
+export interface RankRunner {
+  readonly kind: 'local' | 'kubernetes';
+  /** The lane pulls the rank's files into its directory and pushes its output; else the program does. */
+  readonly filesOnWorker: boolean;
+  /** The modes it can run: gang mode needs rank 0 reachable at the address the worker publishes. */
+  readonly modes: readonly RankJob['mode'][];
+  /** The command's environment for this rank. */
+  env(
+    rank: RankJob,
+    base: NodeJS.ProcessEnv,
+    dirs: RankDirEnv,
+    master?: { addr: string; port: number },
+  ): Record<string, string>;
+  run(spec: RankRunSpec): Promise<RunResult>;
+  close(): Promise<void>;
+}
