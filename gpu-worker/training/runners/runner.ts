@@ -5,21 +5,11 @@
  * directory; `kubernetes`, a batch/v1 Job whose pod cannot see that directory, so its program moves its
  * own files (README, Training: the Kubernetes runner).
  */
-import type { MetricLine, RankJob } from '../../../common/contracts/training.ts';
-import type { RankDirEnv, RunResult } from '../run-command.ts';
+import type { RankJob } from '../../../common/contracts/training.ts';
+import type { RankDirEnv, RunOptions, RunResult } from '../run-command.ts';
 
-export interface RankRunSpec {
-  /** The job's command and args, as submitted (a runner resolves builtins its own way). */
-  command: string;
-  args: readonly string[];
-  /** The full environment the command sees (from the runner's own `env`). */
-  env: Record<string, string>;
-  /** The rank's working directory on the worker (the local runner's cwd). */
-  cwd?: string;
-  signal: AbortSignal;
-  onMetric: (metric: MetricLine, line: string) => void;
-  /** After the stop signal, how long the command has before it is killed. */
-  killAfterMs: number;
+/** What a rank's run is: the local runner's options (run-command.ts), and which rank it is. */
+export interface RankRunSpec extends Omit<RunOptions, 'onStart'> {
   /** Once started: the local process group, or undefined for a remote one. */
   onStart?: (pid: number | undefined) => void;
   /** Which rank this is (names and labels). */
