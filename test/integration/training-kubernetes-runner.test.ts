@@ -16,6 +16,7 @@ import { CONTAINER } from '../../gpu-worker/training/runners/kubernetes-job-spec
 import { startScheduler } from '../../scheduler/scheduler.ts';
 import { REDIS_URL, startFleet, type TestFleet } from '../helpers/fleet.ts';
 import { makeTestCa, startKubeApiServer, writeKubeconfig, type KubeApiServer } from '../helpers/kube-api-server.ts';
+import { trainingApi } from '../helpers/training-api.ts';
 import { until } from '../helpers/until.ts';
 
 const reduceMax = resolve(import.meta.dirname, '../fixtures/training-reduce-max.mjs');
@@ -71,8 +72,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const jobs = () => `${fleet.producer.url}/v1/training/jobs`;
-const get = async (id: string): Promise<ApiJob> => (await (await fetch(`${jobs()}/${id}`)).json()) as ApiJob;
+const { post, get, ended } = trainingApi<ApiJob>(() => fleet.producer.url);
 
 /** Plays the cluster for the next Job: its program writes w to its checkpoint URI, logs `loss`, exits `exitCode`. */
 async function playJob(w: number, loss: number, exitCode: number): Promise<Record<string, string>> {
@@ -95,31 +95,23 @@ async function playJob(w: number, loss: number, exitCode: number): Promise<Recor
 
 describe('the kubernetes runner in a pool (rounds mode)', () => {
   it('runs the rank as a Job: its log metrics reach the rank record, its pushed output the reduce', async () => {
-    const res = await fetch(jobs(), {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({
-        pool: 'p',
-        command: '/opt/train',
-        args: ['--fast'],
-        data_uri: pathToFileURL(join(dir, 'data.txt')).href,
-        shard: 'none',
-        mode: 'rounds',
-        rounds: 1,
-        workers: 1,
-        checkpoint_uri: `${pathToFileURL(join(dir, 'run')).href}/`,
-        params: {},
-        reduce: { command: node, args: [reduceMax] },
-      }),
+    const { status, json } = await post({
+      pool: 'p',
+      command: '/opt/train',
+      args: ['--fast'],
+      data_uri: pathToFileURL(join(dir, 'data.txt')).href,
+      shard: 'none',
+      mode: 'rounds',
+      rounds: 1,
+      workers: 1,
+      checkpoint_uri: `${pathToFileURL(join(dir, 'run')).href}/`,
+      params: {},
+      reduce: { command: node, args: [reduceMax] },
     });
-    const json = (await res.json()) as { id: string };
-    expect(res.status, JSON.stringify(json)).toBe(200);
+    expect(status, JSON.stringify(json)).toBe(200);
     const env = await playJob(7, 0.25, 0);
     expect(env).toMatchObject({ RANK: '0', WORLD_SIZE: '1', INTERFLEET_SHARD: 'none' });
-    const job = await until(async () => {
-      const j = await get(json.id);
-      return j.status === 'succeeded' || j.status === 'failed' ? j : undefined;
-    }, 30_000);
+    const job = await ended(json.id as string, 30_000);
     expect(job.error).toBeNull();
     expect(job.status).toBe('succeeded');
     expect(job.ranks).toHaveLength(1);
@@ -129,24 +121,19 @@ describe('the kubernetes runner in a pool (rounds mode)', () => {
   }, 60_000);
 
   it('fails a gang-mode job at once: rank 0 would need its pod address before its peers start', async () => {
-    const res = await fetch(jobs(), {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({
-        pool: 'p',
-        command: '/opt/train',
-        args: [],
-        data_uri: pathToFileURL(join(dir, 'data.txt')).href,
-        shard: 'none',
-        workers: 1,
-        checkpoint_uri: `${pathToFileURL(join(dir, 'gang')).href}/`,
-        params: {},
-      }),
+    const { status, json } = await post({
+      pool: 'p',
+      command: '/opt/train',
+      args: [],
+      data_uri: pathToFileURL(join(dir, 'data.txt')).href,
+      shard: 'none',
+      workers: 1,
+      checkpoint_uri: `${pathToFileURL(join(dir, 'gang')).href}/`,
+      params: {},
     });
-    const json = (await res.json()) as { id: string };
-    expect(res.status, JSON.stringify(json)).toBe(200);
+    expect(status, JSON.stringify(json)).toBe(200);
     const job = await until(async () => {
-      const j = await get(json.id);
+      const j = await get(json.id as string);
       return j.status === 'failed' ? j : undefined;
     }, 30_000);
     expect(job.error).toMatch(/this pool's kubernetes runner does not run gang mode/);

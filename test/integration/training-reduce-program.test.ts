@@ -17,7 +17,7 @@ import { silentLogger } from '../../common/logger.ts';
 import { queueName, reduceJobId } from '../../common/topology.ts';
 import { startScheduler } from '../../scheduler/scheduler.ts';
 import { REDIS_URL, startFleet, type TestFleet } from '../helpers/fleet.ts';
-import { until } from '../helpers/until.ts';
+import { trainingApi } from '../helpers/training-api.ts';
 
 const counter = resolve(import.meta.dirname, '../fixtures/training-counter.mjs');
 const reduceMax = resolve(import.meta.dirname, '../fixtures/training-reduce-max.mjs');
@@ -63,21 +63,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const jobs = () => `${fleet.producer.url}/v1/training/jobs`;
-async function post(body: Record<string, unknown>): Promise<{ status: number; json: Record<string, unknown> }> {
-  const res = await fetch(jobs(), {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
-}
-const get = async (id: string): Promise<ApiJob> => (await (await fetch(`${jobs()}/${id}`)).json()) as ApiJob;
-const ended = (id: string) =>
-  until(async () => {
-    const j = await get(id);
-    return j.status === 'succeeded' || j.status === 'failed' ? j : undefined;
-  }, 60_000);
+const { post, ended } = trainingApi<ApiJob>(() => fleet.producer.url);
 
 /** A rounds job of 2 ranks of the counter, reduced by the max program. */
 const roundsJob = (name: string, params: Record<string, unknown>, rounds = 3) => ({

@@ -16,6 +16,7 @@ import { silentLogger } from '../../common/logger.ts';
 import { predict, readModelDir } from '../../gpu-worker/training/builtin/linear-text-model.ts';
 import { startScheduler } from '../../scheduler/scheduler.ts';
 import { startFleet, type TestFleet } from '../helpers/fleet.ts';
+import { trainingApi } from '../helpers/training-api.ts';
 import { until } from '../helpers/until.ts';
 
 const sentences = resolve(import.meta.dirname, '../../../shared/data/sentiment-labelled-sentences');
@@ -68,16 +69,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-const jobs = () => `${fleet.producer.url}/v1/training/jobs`;
-async function post(body: Record<string, unknown>): Promise<{ status: number; json: Record<string, unknown> }> {
-  const res = await fetch(jobs(), {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
-}
-const get = async (id: string): Promise<ApiJob> => (await (await fetch(`${jobs()}/${id}`)).json()) as ApiJob;
+const { post, get } = trainingApi<ApiJob>(() => fleet.producer.url);
 
 describe('training rounds with the built-in text classifier', () => {
   it('shards the data, averages each round, and ends with a model that classifies held-out sentences', async () => {
