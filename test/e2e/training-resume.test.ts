@@ -23,6 +23,7 @@ import { silentLogger } from '../../common/logger.ts';
 import { startProducer, type RunningProducer } from '../../producer/server.ts';
 import { deleteKeys, REDIS_URL, testConfig } from '../helpers/fleet.ts';
 import { startRole, type RoleProcess } from '../helpers/role-process.ts';
+import { trainingApi, type TrainingApi } from '../helpers/training-api.ts';
 import { until } from '../helpers/until.ts';
 import { Redis } from 'ioredis';
 
@@ -74,6 +75,7 @@ interface Env {
   producer: RunningProducer;
   roles: RoleProcess[];
   start(role: 'worker' | 'scheduler'): RoleProcess;
+  post: TrainingApi<ApiJob>['post'];
   get(id: string): Promise<ApiJob>;
 }
 
@@ -93,6 +95,7 @@ async function setup(): Promise<Env> {
   // Rank directories under the test's folder (os.tmpdir() follows TMPDIR): a killed worker leaves its own.
   const tmp = join(work, 'tmp');
   await mkdir(tmp);
+  const api = trainingApi<ApiJob>(() => producer.url);
   return {
     prefix,
     work,
@@ -103,9 +106,8 @@ async function setup(): Promise<Env> {
       roles.push(p);
       return p;
     },
-    async get(id) {
-      return (await (await fetch(`${producer.url}/v1/training/jobs/${id}`)).json()) as ApiJob;
-    },
+    post: api.post,
+    get: api.get,
   };
 }
 
@@ -114,25 +116,20 @@ async function submit(env: Env): Promise<{ id: string; ckpt: string; marks: stri
   const marks = join(env.work, 'marks');
   const ckpt = join(env.work, 'ckpt');
   await mkdir(marks);
-  const res = await fetch(`${env.producer.url}/v1/training/jobs`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      pool: 'p',
-      command: process.execPath,
-      args: [fixture],
-      data_uri: 'file:///unused/',
-      shard: 'none',
-      mode: 'rounds',
-      workers: 2,
-      rounds: 3,
-      checkpoint_uri: `${pathToFileURL(ckpt).href}/`,
-      params: { markDir: marks, sleepMs: 1500 },
-    }),
+  const res = await env.post({
+    pool: 'p',
+    command: process.execPath,
+    args: [fixture],
+    data_uri: 'file:///unused/',
+    shard: 'none',
+    mode: 'rounds',
+    workers: 2,
+    rounds: 3,
+    checkpoint_uri: `${pathToFileURL(ckpt).href}/`,
+    params: { markDir: marks, sleepMs: 1500 },
   });
-  const json = (await res.json()) as ApiJob;
-  expect(res.status, JSON.stringify(json)).toBe(200);
-  return { id: json.id, ckpt, marks };
+  expect(res.status, JSON.stringify(res.json)).toBe(200);
+  return { id: res.json.id as string, ckpt, marks };
 }
 
 /** Every (status, round) the job shows, polled until it is final; consecutive repeats folded. */
@@ -269,23 +266,19 @@ describe('training resumes after loss (real processes)', () => {
     const marks = join(env.work, 'marks');
     const ckpt = join(env.work, 'ckpt');
     await mkdir(marks);
-    const res = await fetch(`${env.producer.url}/v1/training/jobs`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({
-        pool: 'p',
-        command: process.execPath,
-        args: [gangFixture],
-        data_uri: 'file:///unused/',
-        shard: 'none',
-        mode: 'gang',
-        workers: 2,
-        rounds: 2,
-        checkpoint_uri: `${pathToFileURL(ckpt).href}/`,
-        params: { markDir: marks, holdMs: 60_000, holdRound: 2 },
-      }),
+    const res = await env.post({
+      pool: 'p',
+      command: process.execPath,
+      args: [gangFixture],
+      data_uri: 'file:///unused/',
+      shard: 'none',
+      mode: 'gang',
+      workers: 2,
+      rounds: 2,
+      checkpoint_uri: `${pathToFileURL(ckpt).href}/`,
+      params: { markDir: marks, holdMs: 60_000, holdRound: 2 },
     });
-    const { id } = (await res.json()) as ApiJob;
+    const id = res.json.id as string;
     // Round 2's first run has met and holds: its rank 1's worker dies.
     const held = await until(async () => {
       const met = (await readdir(marks)).filter((f) => f.startsWith('r2-') && f.includes('-g0-'));

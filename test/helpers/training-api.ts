@@ -12,10 +12,16 @@ export interface TrainingApi<Job extends { status: string }> {
   ended(id: string, timeoutMs?: number): Promise<Job>;
 }
 
-/** `producerUrl` is read at each call: a fleet started in beforeAll is not there yet when this is made. */
-export function trainingApi<Job extends { status: string }>(producerUrl: () => string): TrainingApi<Job> {
+/**
+ * `producerUrl` is read at each call: a fleet started in beforeAll is not there yet when this is made.
+ * `parse` checks what GET answers (e.g. the client's schema); by default it is taken as it is.
+ */
+export function trainingApi<Job extends { status: string }>(
+  producerUrl: () => string,
+  parse: (json: unknown) => Job = (json) => json as Job,
+): TrainingApi<Job> {
   const jobs = (): string => `${producerUrl()}/v1/training/jobs`;
-  const get = async (id: string): Promise<Job> => (await (await fetch(`${jobs()}/${id}`)).json()) as Job;
+  const get = async (id: string): Promise<Job> => parse(await (await fetch(`${jobs()}/${id}`)).json());
   return {
     async post(body) {
       const res = await fetch(jobs(), {

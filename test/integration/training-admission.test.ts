@@ -242,6 +242,27 @@ describe('gang restarts', () => {
   });
 });
 
+/** A leader's training loop on pool `p` that reconciles on every pass, and the pool's `train` queue; closed after the test. */
+function reconcilingLoop(redis: Redis, prefix: string): { loop: TrainingLoop; queue: Queue } {
+  const loop = new TrainingLoop({
+    redis,
+    prefix,
+    pools: [{ name: 'p', trainingQuota: undefined }],
+    metrics: createSchedulerMetrics({}),
+    logger: silentLogger(),
+    now: Date.now,
+    reconcileEveryMs: 0,
+  });
+  const connection = redis.duplicate();
+  const queue = new Queue(queueName('train', 'p'), { connection, prefix });
+  cleanups.push(async () => {
+    await loop.close();
+    await queue.close();
+    connection.disconnect();
+  });
+  return { loop, queue };
+}
+
 describe('training loop reconciliation', () => {
   it("adds a running gang's missing rank job again, runs again one that completed unsettled, and fails the gang for one that failed unsettled", async () => {
     const config = testConfig(yaml());
@@ -265,22 +286,7 @@ describe('training loop reconciliation', () => {
       expiresAt: now + 60_000,
     };
     await redis.hset(workersKey(prefix, 'p'), 'w1', JSON.stringify(heartbeat));
-    const loop = new TrainingLoop({
-      redis,
-      prefix,
-      pools: [{ name: 'p', trainingQuota: undefined }],
-      metrics: createSchedulerMetrics({}),
-      logger: silentLogger(),
-      now: Date.now,
-      reconcileEveryMs: 0,
-    });
-    const connection = redis.duplicate();
-    const queue = new Queue(queueName('train', 'p'), { connection, prefix });
-    cleanups.push(async () => {
-      await loop.close();
-      await queue.close();
-      connection.disconnect();
-    });
+    const { loop, queue } = reconcilingLoop(redis, prefix);
     const store = new TrainingStore(redis, prefix);
     const id = 'train_00000000000000000002';
     await store.create(storeSpec(id, { rounds: 1, createdAt: now }));
@@ -346,24 +352,11 @@ describe('gang loss seen by the leader', () => {
     const config = testConfig(yaml());
     const prefix = config.redis.prefix;
     const redis = new Redis(REDIS_URL);
-    const loop = new TrainingLoop({
-      redis,
-      prefix,
-      pools: [{ name: 'p', trainingQuota: undefined }],
-      metrics: createSchedulerMetrics({}),
-      logger: silentLogger(),
-      now: Date.now,
-      reconcileEveryMs: 0,
-    });
-    const connection = redis.duplicate();
-    const queue = new Queue(queueName('train', 'p'), { connection, prefix });
     cleanups.push(async () => {
-      await loop.close();
-      await queue.close();
-      connection.disconnect();
       await deleteKeys(redis, prefix);
       redis.disconnect();
     });
+    const { loop, queue } = reconcilingLoop(redis, prefix);
     const now = Date.now();
     const beat = { pool: 'p', host: 'h', pid: 1, backend: 'echo', state: 'ready', startedAt: now, seenAt: now };
     await redis.hset(

@@ -18,6 +18,7 @@ import { apiTrainingJobSchema, type ApiTrainingJob } from '../../producer/client
 import { formatTrainingJob, formatTrainingProgress } from '../../producer/cli/train-commands.ts';
 import { startScheduler } from '../../scheduler/scheduler.ts';
 import { startFleet, type TestFleet } from '../helpers/fleet.ts';
+import { trainingApi } from '../helpers/training-api.ts';
 import { until } from '../helpers/until.ts';
 
 const fixture = resolve(import.meta.dirname, '../fixtures/training-gang.mjs');
@@ -58,39 +59,36 @@ afterEach(async () => {
     await fetch(`${fleet.producer.url}/v1/training/jobs/${id}/cancel`, { method: 'POST' });
 });
 
+const {
+  post,
+  get,
+  ended: final,
+} = trainingApi<ApiTrainingJob>(
+  () => fleet.producer.url,
+  (json) => apiTrainingJobSchema.parse(json),
+);
+
 let runs = 0;
 async function submit(body: Record<string, unknown>): Promise<{ job: ApiTrainingJob; ckpt: string; marks: string }> {
   const run = join(dir, `run-${runs++}`);
   const marks = join(run, 'marks');
   await mkdir(marks, { recursive: true });
   const ckpt = join(run, 'ckpt');
-  const res = await fetch(`${fleet.producer.url}/v1/training/jobs`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      pool: 'p',
-      command: process.execPath,
-      args: [fixture],
-      data_uri: 'file:///unused/',
-      shard: 'none',
-      checkpoint_uri: `${pathToFileURL(ckpt).href}/`,
-      ...body,
-      params: { markDir: marks, ...(body.params as object) },
-    }),
+  const { status, json } = await post({
+    pool: 'p',
+    command: process.execPath,
+    args: [fixture],
+    data_uri: 'file:///unused/',
+    shard: 'none',
+    checkpoint_uri: `${pathToFileURL(ckpt).href}/`,
+    ...body,
+    params: { markDir: marks, ...(body.params as object) },
   });
-  const json = await res.json();
-  expect(res.status, JSON.stringify(json)).toBe(200);
+  expect(status, JSON.stringify(json)).toBe(200);
   const job = apiTrainingJobSchema.parse(json);
   cancels.push(job.id);
   return { job, ckpt, marks };
 }
-const get = async (id: string): Promise<ApiTrainingJob> =>
-  apiTrainingJobSchema.parse(await (await fetch(`${fleet.producer.url}/v1/training/jobs/${id}`)).json());
-const final = (id: string, timeoutMs = 60_000) =>
-  until(async () => {
-    const j = await get(id);
-    return ['succeeded', 'failed', 'cancelled'].includes(j.status) ? j : undefined;
-  }, timeoutMs);
 const checkpoint = async (ckpt: string, path: string) =>
   JSON.parse(await readFile(join(ckpt, path, 'model.json'), 'utf8')) as Record<string, unknown>;
 
