@@ -15,6 +15,7 @@ import { createServer } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { processAlive } from '../common/process.ts';
 
 export interface LocalRedis {
   url: string;
@@ -168,11 +169,7 @@ function refuseIfRunning(dir: string): void {
   if (!existsSync(pidFile)) return;
   const pid = Number(readFileSync(pidFile, 'utf8').trim());
   if (!Number.isInteger(pid) || pid <= 0) return;
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return; // a stale pid file from a server that did not exit cleanly
-  }
+  if (!processAlive(pid)) return; // a stale pid file from a server that did not exit cleanly
   throw new NoRedisError(
     [
       `A redis-server (pid ${pid}) is already running on the data directory ${dir}: another \`npm start\`?`,

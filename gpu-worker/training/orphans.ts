@@ -15,6 +15,7 @@
 import { readdir, readFile, realpath, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { processAlive } from '../../common/process.ts';
 
 const OWNER_FILE = 'owner.json';
 /** makeRankDirs names every rank directory so. */
@@ -26,15 +27,6 @@ export type RankOwner = z.infer<typeof ownerSchema>;
 /** Records who owns a rank directory (and, once started, its command's process group). */
 export const writeOwner = (work: string, owner: RankOwner): Promise<void> =>
   writeFile(join(work, OWNER_FILE), JSON.stringify(owner));
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** Whether process `pid` runs in `dir` (false when it cannot be told: not Linux, gone, not ours). */
 async function runsIn(pid: number, dir: string): Promise<boolean> {
@@ -56,7 +48,7 @@ export async function sweepOrphans(root: string): Promise<{ dirs: number; groups
     const owner = await readFile(join(work, OWNER_FILE), 'utf8')
       .then((raw) => ownerSchema.safeParse(JSON.parse(raw)).data)
       .catch(() => undefined);
-    if (!owner || alive(owner.worker)) continue;
+    if (!owner || processAlive(owner.worker)) continue;
     if (owner.group !== undefined && (await runsIn(owner.group, work))) {
       try {
         process.kill(-owner.group, 'SIGKILL');

@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { processAlive } from '../../common/process.ts';
 import { silentLogger } from '../../common/logger.ts';
 import { startProducer, type RunningProducer } from '../../producer/server.ts';
 import { deleteKeys, REDIS_URL, testConfig } from '../helpers/fleet.ts';
@@ -178,15 +179,6 @@ async function round2Running(env: Env, id: string, marks: string): Promise<ApiJo
   }, 60_000);
 }
 
-const running = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
-
 const pidOf = (workerId: string): number => Number(/-(\d+)-[0-9a-f]{8}$/.exec(workerId)![1]);
 
 describe('training resumes after loss (real processes)', () => {
@@ -212,7 +204,7 @@ describe('training resumes after loss (real processes)', () => {
     // Its pod is replaced, as a Deployment would; the command the dead one left does not linger (it ends, or the
     // new worker's sweep kills it: the gang test below holds its command long enough to need the sweep).
     await env.start('worker').ready();
-    await until(async () => (running(orphan) ? undefined : true), 10_000);
+    await until(async () => (processAlive(orphan) ? undefined : true), 10_000);
 
     const seen = await path;
     const done = await env.get(id);
@@ -294,7 +286,7 @@ describe('training resumes after loss (real processes)', () => {
         .split('-')
         .at(-1),
     );
-    await until(async () => (running(orphan) ? undefined : true), 10_000);
+    await until(async () => (processAlive(orphan) ? undefined : true), 10_000);
 
     const done = await until(async () => {
       const j = await env.get(id);

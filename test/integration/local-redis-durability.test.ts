@@ -12,6 +12,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
+import { processAlive } from '../../common/process.ts';
 import { checkEviction, EvictionPolicyError } from '../../common/redis-eviction.ts';
 import { NoRedisError, startPrivateRedis, type PrivateRedis } from '../../launcher/local-redis.ts';
 import { until } from '../helpers/until.ts';
@@ -26,15 +27,6 @@ function dataDir(): string {
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
-
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 async function start(dir: string): Promise<PrivateRedis> {
   const redis = await startPrivateRedis({ dataDir: dir, appendfsync: 'everysec' });
@@ -76,7 +68,7 @@ describe("the launcher's private Redis", () => {
     const first = await start(dir);
     await addJobs(first.url, 300);
     process.kill(first.pid, 'SIGKILL'); // no shutdown fsync: what was written before each reply must be there
-    await until(async () => (alive(first.pid) ? undefined : true));
+    await until(async () => (processAlive(first.pid) ? undefined : true));
     const second = await start(dir);
     expect(await waiting(second.url)).toBe(300);
   });

@@ -7,6 +7,7 @@ import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { processAlive } from '../../../common/process.ts';
 import { sweepOrphans, writeOwner } from '../../../gpu-worker/training/orphans.ts';
 
 const root = await mkdtemp(join(tmpdir(), 'orphans-'));
@@ -18,15 +19,6 @@ async function deadPid(): Promise<number> {
   await new Promise((r) => p.once('exit', r));
   return p.pid!;
 }
-
-const running = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 describe('sweepOrphans', () => {
   it("kills a dead worker's command group and removes its directory; leaves a live worker's and anything else", async () => {
@@ -48,7 +40,7 @@ describe('sweepOrphans', () => {
 
     expect(await sweepOrphans(root)).toEqual({ dirs: 2, groups: 1 });
     expect(await gone).toBe('SIGKILL');
-    expect(running(elsewhere.pid!)).toBe(true);
+    expect(processAlive(elsewhere.pid!)).toBe(true);
     elsewhere.kill('SIGKILL');
     expect((await readdir(root)).sort()).toEqual(['interfleet-something-else', 'interfleet-train_x-r1-k1-bbbb']);
   });
