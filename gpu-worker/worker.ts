@@ -59,12 +59,14 @@ export async function startWorker(config: Config, opts: WorkerOptions): Promise<
   const concurrency = pool.lanes.realtime.concurrency;
   const connection = createRedis(config.redis, 'worker', { connectionName: `worker:${workerId}` });
   const registry = new TrainedModelRegistry(connection, config.redis.prefix);
+  // One set of storage clients for every lane and the model cache (the cloud SDKs hold connections and tokens).
+  const storage = createStorage(config.storage);
   // Sentiment requests naming a trained model are served beside the pool's backend (trained-sentiment.ts).
   const backend = withTrainedModels(
     opts.backend ?? (await createBackend(pool, { concurrency })),
     new TrainedModelCache({
       registry,
-      storage: createStorage(config.storage),
+      storage,
       capacity: config.worker.trainedModelCacheSize,
       logger,
     }),
@@ -113,7 +115,7 @@ export async function startWorker(config: Config, opts: WorkerOptions): Promise<
         settings: pool.lanes.bulk,
         connection,
         backend,
-        storage: createStorage(config.storage),
+        storage,
         store: new BatchStore(connection, config.redis.prefix),
         metrics,
         work,
@@ -135,13 +137,13 @@ export async function startWorker(config: Config, opts: WorkerOptions): Promise<
       advertiseHost: advertisedHost(pool.lanes.training.advertiseHost, process.env),
       runner: createRankRunner(pool.lanes.training.runner, { logger, env: process.env }),
       connection,
-      storage: createStorage(config.storage),
+      storage,
       store: trainingStore,
       logger,
       finish: (job, signal) =>
         runFinishJob(
           {
-            storage: createStorage(config.storage),
+            storage,
             store: trainingStore,
             results: new TrainingResultsStore(connection, config.redis.prefix),
             registry,

@@ -56,6 +56,8 @@ export async function startProducer(config: Config, opts: ProducerOptions): Prom
   const replicaId = randomUUID().slice(0, 12);
   const logger = opts.logger.child({ role: 'producer', replicaId });
   const prefix = config.redis.prefix;
+  // One set of storage clients for the training checks and batch control (the cloud SDKs hold connections and tokens).
+  const storage = createStorage(config.storage);
   const redis = createRedis(config.redis, 'command', {
     connectionName: `producer:${replicaId}`,
     commandTimeoutMs: config.producer.redisCommandTimeoutMs,
@@ -128,7 +130,7 @@ export async function startProducer(config: Config, opts: ProducerOptions): Prom
     await api.register(chatCompletionsRoute(service));
     await api.register(inferRoute(service, new TrainedModelRegistry(redis, config.redis.prefix)));
     await api.register(batchRoutes(batches));
-    await api.register(trainingRoutes(config, redis, createStorage(config.storage)));
+    await api.register(trainingRoutes(config, redis, storage));
     await api.register(trainedModelsRoutes(config, redis));
     await api.register(trainingLogsRoutes(config, redis));
   });
@@ -160,7 +162,7 @@ export async function startProducer(config: Config, opts: ProducerOptions): Prom
       config,
       connection: controlConnection,
       store: new BatchStore(controlConnection, prefix),
-      storage: createStorage(config.storage),
+      storage,
       logger,
       launchScheduled: (schedule, firedAt) => batches.launchScheduled(schedule, firedAt),
     });
