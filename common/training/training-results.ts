@@ -40,13 +40,9 @@ export const roundsCompleted = (state: TrainingState): number =>
 
 /** Per-round summaries from the ranks' records: mean of each metric's last value over the ranks. */
 export function summarizeRounds(ranks: readonly RankEntry[]): RoundSummary[] {
-  // A gang restarted within a round ran it more than once: its last run is the round's result.
-  const lastRun = new Map<number, number>();
-  for (const r of ranks) lastRun.set(r.round, Math.max(lastRun.get(r.round) ?? 0, r.restart));
+  // One record per rank and round: a gang restart clears its round's records (training-state.ts).
   const byRound = new Map<number, RankEntry[]>();
-  for (const r of ranks) {
-    if (r.restart === lastRun.get(r.round)) byRound.set(r.round, [...(byRound.get(r.round) ?? []), r]);
-  }
+  for (const r of ranks) byRound.set(r.round, [...(byRound.get(r.round) ?? []), r]);
   return [...byRound.entries()]
     .sort(([a], [b]) => a - b)
     .map(([round, entries]) => {

@@ -130,16 +130,4 @@ describe('per-round summaries', () => {
       },
     ]);
   });
-
-  it('takes a restarted gang round from its last run only', () => {
-    const failed: RankEntry = { ...rank(1, 1, { loss: 9 }), state: 'failed', restart: 0 };
-    const summary = summarizeRounds([
-      rank(1, 0, { loss: 9 }),
-      failed,
-      { ...rank(1, 0, { loss: 1 }), restart: 1 },
-      { ...rank(1, 1, { loss: 3 }), restart: 1 },
-    ]);
-    expect(summary).toHaveLength(1);
-    expect(summary[0]).toMatchObject({ ranks: 2, ranks_succeeded: 2, metrics: { loss: 2 } });
-  });
 });
