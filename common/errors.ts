@@ -5,6 +5,10 @@
  */
 export const errorCodes = {
   bad_request: { status: 400, retryable: false },
+  /** No API key, or one the fleet does not know. */
+  unauthorized: { status: 401, retryable: false },
+  /** A known key without the scope the route needs, or a storage URI outside the key's grants. */
+  forbidden: { status: 403, retryable: false },
   payload_too_large: { status: 413, retryable: false },
   model_not_found: { status: 404, retryable: false },
   /** A resource (batch, route) that does not exist. */
