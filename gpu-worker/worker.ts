@@ -133,6 +133,7 @@ export async function startWorker(config: Config, opts: WorkerOptions): Promise<
       workerId,
       concurrency: pool.lanes.training.concurrency,
       programs: pool.lanes.training.programs,
+      declaredEnv: pool.lanes.training.env,
       settings: pool.lanes.training,
       advertiseHost: advertisedHost(pool.lanes.training.advertiseHost, process.env),
       runner: createRankRunner(pool.lanes.training.runner, { logger, env: process.env }),
