@@ -496,6 +496,28 @@ export const configSchema = z.object({
   autoscaler: autoscalerConfigSchema,
   /** Storage adapters for file://, gs:// and oci:// (batch input and output). */
   storage: storageConfigSchema.prefault({}),
+  /** Metrics beside /metrics: an optional OTLP export of the same registries (common/otlp-metrics.ts). */
+  metrics: z
+    .object({
+      otlp: z
+        .object({
+          /**
+           * OTLP/HTTP (protobuf) metrics endpoint, the whole URL (`http://collector:4318/v1/metrics`);
+           * absent: no export. Env OTEL_EXPORTER_OTLP_METRICS_ENDPOINT.
+           */
+          endpoint: z.url({ protocol: /^https?$/, error: 'endpoint must be an http:// or https:// URL' }).optional(),
+          /** How often every metric is exported (cumulative). */
+          intervalMs: z.number().int().min(1000).default(60_000),
+          /** Each export is abandoned after this long (the SDK retries a failed one with backoff). */
+          timeoutMs: z.number().int().min(100).default(10_000),
+          /** Sent with each export (a collector's or vendor's auth header). */
+          headers: z.record(z.string(), z.string()).default({}),
+          /** Added to the resource (service.name is the role, service.instance.id the process's). */
+          resourceAttributes: z.record(z.string(), z.string()).default({}),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
   log: z
     .object({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -538,6 +560,7 @@ const envPaths: Record<string, { path: string[]; type: 'string' | 'number' | 'bo
   INTERFLEET_WEBHOOK_SECRET: { path: ['training', 'webhook', 'secret'], type: 'string' },
   INTERFLEET_AUTOSCALER_ACTUATOR: { path: ['autoscaler', 'actuator'], type: 'string' },
   LOG_LEVEL: { path: ['log', 'level'], type: 'string' },
+  OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: { path: ['metrics', 'otlp', 'endpoint'], type: 'string' },
   GOOGLE_CLOUD_PROJECT: { path: ['storage', 'gcs', 'projectId'], type: 'string' },
   OCI_REGION: { path: ['storage', 'oci', 'region'], type: 'string' },
   OCI_AUTH: { path: ['storage', 'oci', 'auth'], type: 'string' },
