@@ -81,8 +81,17 @@ const kubernetesRunnerSchema = z.object({
       }),
     )
     .default([]),
-  /** The pods' identity (its workload identity is what reads and writes storage). */
+  /**
+   * The pods' identity (its workload identity is what reads and writes storage). Absent: the
+   * namespace's `default` account, which should hold no rights.
+   */
   serviceAccountName: dnsLabel.optional(),
+  /**
+   * Mount the service account's API token in the rank's pod. Off: a rank cannot call the Kubernetes
+   * API as anyone. Turn on only for an identity the program needs a token for (OKE workload identity
+   * reads the projected token) and that holds no rights over the fleet.
+   */
+  automountServiceAccountToken: z.boolean().default(false),
   /** How long a finished Job (and its pod, logs) stays for inspection. */
   ttlSecondsAfterFinished: z.number().int().min(0).default(3600),
   /** How often the Job and its pod are read while it runs. */
@@ -126,6 +135,18 @@ const trainingLaneSchema = z.object({
    * a training job runs its command on the GPU workers. `*` allows any (trusted submitters only).
    */
   programs: z.array(z.string().min(1, 'a program must not be empty')).default([...builtinPrograms]),
+  /**
+   * Variables every rank and reduce of the pool gets (HF_HOME, a cache path, a credential meant for
+   * the ranks): a command inherits nothing else of the worker's but PATH, the locale, the time zone,
+   * LD_LIBRARY_PATH and the GPU and NCCL selection (gpu-worker/training/run-command.ts). The rank's
+   * own variables (RANK, INTERFLEET_*, HOME, TMPDIR, …) are set after these and cannot be changed.
+   */
+  env: z
+    .record(
+      z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name: letters, digits and _'),
+      z.string().refine((v) => !v.includes('\0'), 'a value may not contain NUL'),
+    )
+    .default({}),
   /**
    * BullMQ's lock on a running rank or reduce, renewed every half of it (the command runs in a child
    * process, so the worker's event loop is free to renew). A worker that dies (kill -9, node lost)
@@ -475,6 +496,28 @@ export const configSchema = z.object({
   autoscaler: autoscalerConfigSchema,
   /** Storage adapters for file://, gs:// and oci:// (batch input and output). */
   storage: storageConfigSchema.prefault({}),
+  /** Metrics beside /metrics: an optional OTLP export of the same registries (common/otlp-metrics.ts). */
+  metrics: z
+    .object({
+      otlp: z
+        .object({
+          /**
+           * OTLP/HTTP (protobuf) metrics endpoint, the whole URL (`http://collector:4318/v1/metrics`);
+           * absent: no export. Env OTEL_EXPORTER_OTLP_METRICS_ENDPOINT.
+           */
+          endpoint: z.url({ protocol: /^https?$/, error: 'endpoint must be an http:// or https:// URL' }).optional(),
+          /** How often every metric is exported (cumulative). */
+          intervalMs: z.number().int().min(1000).default(60_000),
+          /** Each export is abandoned after this long (the SDK retries a failed one with backoff). */
+          timeoutMs: z.number().int().min(100).default(10_000),
+          /** Sent with each export (a collector's or vendor's auth header). */
+          headers: z.record(z.string(), z.string()).default({}),
+          /** Added to the resource (service.name is the role, service.instance.id the process's). */
+          resourceAttributes: z.record(z.string(), z.string()).default({}),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
   log: z
     .object({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -517,6 +560,7 @@ const envPaths: Record<string, { path: string[]; type: 'string' | 'number' | 'bo
   INTERFLEET_WEBHOOK_SECRET: { path: ['training', 'webhook', 'secret'], type: 'string' },
   INTERFLEET_AUTOSCALER_ACTUATOR: { path: ['autoscaler', 'actuator'], type: 'string' },
   LOG_LEVEL: { path: ['log', 'level'], type: 'string' },
+  OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: { path: ['metrics', 'otlp', 'endpoint'], type: 'string' },
   GOOGLE_CLOUD_PROJECT: { path: ['storage', 'gcs', 'projectId'], type: 'string' },
   OCI_REGION: { path: ['storage', 'oci', 'region'], type: 'string' },
   OCI_AUTH: { path: ['storage', 'oci', 'auth'], type: 'string' },

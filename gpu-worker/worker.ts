@@ -11,6 +11,7 @@ import { TrainingStore } from '../common/training/training-state.ts';
 import type { Heartbeat } from '../common/contracts/heartbeat.ts';
 import type { Config, PoolConfig } from '../common/config.ts';
 import type { Logger } from '../common/logger.ts';
+import { startOtlpMetrics } from '../common/otlp-metrics.ts';
 import { startProbeServer } from '../common/probe-server.ts';
 import { closeRedis, createRedis } from '../common/redis.ts';
 import { checkEviction } from '../common/redis-eviction.ts';
@@ -84,6 +85,8 @@ export async function startWorker(config: Config, opts: WorkerOptions): Promise<
     throw err;
   }
   const metrics = createWorkerMetrics({ role: 'gpu-worker' });
+  // Beside /metrics when metrics.otlp.endpoint is set: the same registry over OTLP.
+  const otlp = startOtlpMetrics(config.metrics.otlp, { role: 'gpu-worker', registries: [metrics.registry], logger });
   // One per worker: both lanes share the engine, so "full" and its units are the worker's.
   const work = new WorkMeter(config.worker.latencyWindowMs);
 
@@ -133,6 +136,7 @@ export async function startWorker(config: Config, opts: WorkerOptions): Promise<
       workerId,
       concurrency: pool.lanes.training.concurrency,
       programs: pool.lanes.training.programs,
+      declaredEnv: pool.lanes.training.env,
       settings: pool.lanes.training,
       advertiseHost: advertisedHost(pool.lanes.training.advertiseHost, process.env),
       runner: createRankRunner(pool.lanes.training.runner, { logger, env: process.env }),
@@ -225,6 +229,7 @@ export async function startWorker(config: Config, opts: WorkerOptions): Promise<
         await Promise.all([heartbeat.stop(), deletionCost.stop()]);
         await backend.close();
         await http.app?.close();
+        await otlp?.close();
         await Promise.all([closeRedis(subscriber), closeRedis(replyRedis), closeRedis(connection)]);
         state = 'closed';
         logger.info('gpu-worker closed');

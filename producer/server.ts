@@ -24,6 +24,7 @@ import { DepthMonitor } from './depth-monitor.ts';
 import { FleetError } from '../common/errors.ts';
 import { errorHandler, sendError } from './http-errors.ts';
 import { createProducerMetrics } from './metrics.ts';
+import { startOtlpMetrics } from '../common/otlp-metrics.ts';
 import { RealtimeService } from './realtime-service.ts';
 import { ReplyInbox } from './reply-inbox.ts';
 import { batchRoutes } from './routes/batches.ts';
@@ -91,6 +92,8 @@ export async function startProducer(config: Config, opts: ProducerOptions): Prom
       ];
     }),
   );
+  // Beside /metrics when metrics.otlp.endpoint is set: the same registry over OTLP.
+  const otlp = startOtlpMetrics(config.metrics.otlp, { role: 'producer', registries: [metrics.registry], logger });
   const inbox = new ReplyInbox(blocking, inboxKey(prefix, replicaId), logger);
   const service = new RealtimeService({ config, queues: rtQueues, redis, inbox, depth, metrics, logger });
   const controlQueue = new Queue(batchControlQueue, { connection: redis, prefix });
@@ -180,6 +183,7 @@ export async function startProducer(config: Config, opts: ProducerOptions): Prom
         await Promise.all([service.drain(graceMs), control?.close(graceMs)]);
         await app.close();
         depth.stop();
+        await otlp?.close();
         await inbox.close();
         // Bounded: during a Redis outage BullMQ's close can wait for a reconnect that never comes.
         await settleWithin(Promise.all([...rtQueues.values(), controlQueue].map((q) => q.close())), 2000);

@@ -30,6 +30,7 @@ import type { Config } from '../common/config.ts';
 import { expiredWorkerIds } from '../common/contracts/heartbeat.ts';
 import type { Logger } from '../common/logger.ts';
 import { requestPreemption } from '../common/preemption.ts';
+import { startOtlpMetrics } from '../common/otlp-metrics.ts';
 import { startProbeServer } from '../common/probe-server.ts';
 import { closeRedis, createRedis, type RedisClient } from '../common/redis.ts';
 import { checkEviction } from '../common/redis-eviction.ts';
@@ -321,6 +322,8 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
   const pools = new Set(config.pools.map((p) => p.name));
   let keda: KedaScaler | undefined;
   let probes: Awaited<ReturnType<typeof startProbeServer>> | undefined;
+  // Beside /metrics when metrics.otlp.endpoint is set: the same registry over OTLP.
+  const otlp = startOtlpMetrics(config.metrics.otlp, { role: 'scheduler', registries: [metrics.registry], logger });
 
   const close = async (): Promise<void> => {
     for (const t of timers) clearInterval(t);
@@ -334,6 +337,7 @@ export async function startScheduler(config: Config, opts: SchedulerOptions): Pr
     await autoscaleLoop.close();
     await budgetLoop.close();
     await probes?.app?.close();
+    await otlp?.close();
     await lease.release().catch(() => undefined);
     epoch = 0;
     await closeRedis(redis);

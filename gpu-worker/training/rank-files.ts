@@ -11,6 +11,7 @@
  *                   `objects` gives rank k every N-th object in URI order.
  *   <work>/init/    every object under the round's starting checkpoint.
  *   <work>/output/  uploaded to the rank's checkpoint URI on exit 0.
+ *   <work>/home/, <work>/tmp/  the command's HOME and TMPDIR.
  *
  * Everything streams: memory is a chunk of a read at a time, whatever the
  * size of the data. Create-only uploads make a retried rank safe: an object
@@ -206,7 +207,9 @@ export async function pushDir(
 export async function makeRankDirs(label: string, root = tmpdir()): Promise<RankDirs> {
   const work = await mkdtemp(join(root, `interfleet-${label.replace(/[^A-Za-z0-9_-]/g, '_')}-`));
   const dirs = { work, data: join(work, 'data'), init: join(work, 'init'), output: join(work, 'output') };
-  await Promise.all([mkdir(dirs.data), mkdir(dirs.init), mkdir(dirs.output)]);
+  // home/ and tmp/: the command's HOME and TMPDIR (run-command.ts baseEnv), never the worker's.
+  const own = [join(work, 'home'), join(work, 'tmp')];
+  await Promise.all([mkdir(dirs.data), mkdir(dirs.init), mkdir(dirs.output), ...own.map((d) => mkdir(d))]);
   return dirs;
 }
 

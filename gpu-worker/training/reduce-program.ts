@@ -24,14 +24,14 @@ import { averageModelDirs } from './builtin/average-tensors.ts';
 import { resolveProgram } from './builtin-programs.ts';
 import { writeOwner } from './orphans.ts';
 import { pullPrefix, type RankDirs } from './rank-files.ts';
-import { failureReason, inheritedEnv, runCommand } from './run-command.ts';
+import { baseEnv, failureReason, runCommand, type BaseEnvInput } from './run-command.ts';
 
 export interface ReduceStepDeps {
   storage: Storage;
   /** The programs a reduce's command may name (pools[].lanes.training.programs). */
   programs: readonly string[];
-  /** The environment the program inherits from (filtered as a rank's is). */
-  env: NodeJS.ProcessEnv;
+  /** The worker's environment and the pool's declared variables (filtered as a rank's are). */
+  env: Omit<BaseEnvInput, 'work'>;
   /** After SIGTERM, how long the program has before SIGKILL. */
   killAfterMs: number;
   /** Each metric line the program prints. */
@@ -47,19 +47,20 @@ export interface ReduceDirs {
 }
 
 /**
- * The reduce program's environment: the inherited variables, then its directories (rank order in
+ * The reduce program's environment: as a rank's, built from nothing but what it needs (baseEnv: a
+ * few inherited names, the pool's declared variables, HOME and TMPDIR in its directory), then its directories (rank order in
  * INTERFLEET_INPUT_DIRS, a JSON array), the round, how many ranks, where its output goes and the
  * hyperparameters, under the names a rank's command gets for the same things.
  */
 export function reduceEnv(
   reduce: ReduceJob,
-  base: NodeJS.ProcessEnv,
+  base: Omit<BaseEnvInput, 'work'>,
   dirs: ReduceDirs,
   inputDirs: readonly string[],
 ): Record<string, string> {
   const params = JSON.stringify(reduce.params);
   return {
-    ...inheritedEnv(base),
+    ...baseEnv({ ...base, work: dirs.work }),
     INTERFLEET_WORK_DIR: dirs.work,
     INTERFLEET_INPUTS_DIR: dirs.inputs,
     INTERFLEET_INPUT_DIRS: JSON.stringify(inputDirs),

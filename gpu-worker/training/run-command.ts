@@ -7,6 +7,7 @@
  * SIGKILL after `killAfterMs`.
  */
 import { spawn } from 'node:child_process';
+import { join } from 'node:path';
 import { metricLineSchema, type MetricLine, type RankJob } from '../../common/contracts/training.ts';
 
 /** Longest stdout line looked at; longer ones are skipped whole (a metric line is short). */
@@ -15,18 +16,49 @@ const maxLineBytes = 64 * 1024;
 export const stderrTailBytes = 2048;
 
 /**
- * The worker's own variables the command may see: enough to find programs,
- * GPUs and the cloud credentials of the pod's identity. Nothing else passes,
- * so the Redis URL, its password and upstream API keys stay in the worker.
+ * The worker's own variables a command may see: where programs are (PATH), the locale and time zone,
+ * the dynamic linker's path (CUDA images set it), which GPUs are this process's and how NCCL reaches
+ * its peers. Named one by one, never by prefix: NVIDIA_API_KEY would match `NVIDIA_*`. Nothing else
+ * passes: no Redis URL, no cloud credentials or their config paths (GOOGLE_APPLICATION_CREDENTIALS,
+ * OCI_*, AWS_*, KUBECONFIG), no API keys, no INTERFLEET_* of the worker's own config. Not HOME or
+ * TMPDIR either (the worker's HOME holds ~/.oci, ~/.config/gcloud, ~/.aws, ~/.kube): a rank gets
+ * its own (rankHome, rankTmp). Not NODE_OPTIONS: the worker's flags (a preloaded module, its heap
+ * limit) are not the program's, and a builtin's own flags are in its argv (builtin-programs.ts).
  */
 const inherited =
-  /^(PATH|HOME|USER|LANG|LC_[A-Z]+|TZ|TMPDIR|CUDA_[A-Z_]+|NVIDIA_[A-Z_]+|GOOGLE_APPLICATION_CREDENTIALS|OCI_[A-Z_]+)$/;
+  /^(PATH|LANG|LANGUAGE|LC_[A-Z]+|TZ|LD_LIBRARY_PATH|CUDA_VISIBLE_DEVICES|CUDA_DEVICE_ORDER|NVIDIA_VISIBLE_DEVICES|NVIDIA_DRIVER_CAPABILITIES|NCCL_[A-Z0-9_]+)$/;
 
 /** The worker's variables a command may see (the rest stay in the worker). */
 export function inheritedEnv(base: NodeJS.ProcessEnv): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [name, value] of Object.entries(base)) if (value !== undefined && inherited.test(name)) env[name] = value;
   return env;
+}
+
+/** The rank's HOME and TMPDIR, inside its working directory (made by makeRankDirs, removed with it). */
+export const rankHome = (work: string): string => join(work, 'home');
+export const rankTmp = (work: string): string => join(work, 'tmp');
+
+/** What a command's environment is built from, besides the rank's own variables. */
+export interface BaseEnvInput {
+  /** The worker's environment: only the inherited names above pass. */
+  worker?: NodeJS.ProcessEnv;
+  /** The pool's declared variables (pools[].lanes.training.env): set by the operator, passed as given. */
+  declared?: Readonly<Record<string, string>>;
+  /** The working directory (local runs): HOME and TMPDIR point inside it. */
+  work?: string;
+}
+
+/**
+ * The part of a command's environment that is not the rank's: the inherited variables, the pool's
+ * declared ones over them, then HOME and TMPDIR in the working directory (when there is one).
+ */
+export function baseEnv(input: BaseEnvInput): Record<string, string> {
+  return {
+    ...inheritedEnv(input.worker ?? {}),
+    ...input.declared,
+    ...(input.work !== undefined && { HOME: rankHome(input.work), TMPDIR: rankTmp(input.work) }),
+  };
 }
 
 /** The rank's directories (rank-files.ts), when the lane made them. */
@@ -37,20 +69,25 @@ export interface RankDirEnv {
   output: string;
 }
 
+/** What a rank's environment is built from (the runner contract's env). */
+export interface RankEnvInput {
+  worker?: NodeJS.ProcessEnv;
+  declared?: Readonly<Record<string, string>>;
+  dirs?: RankDirEnv;
+  master?: { addr: string; port: number };
+}
+
 /**
- * The command's environment: the inherited variables, torchrun's names where they mean the same
- * (RANK, WORLD_SIZE; one rank per process, so LOCAL_RANK 0 of LOCAL_WORLD_SIZE 1), then the rank's
- * INTERFLEET_* ones: its directories, the URIs, and the hyperparameters as JSON.
+ * The command's environment: baseEnv, then torchrun's names where they mean the same (RANK,
+ * WORLD_SIZE; one rank per process, so LOCAL_RANK 0 of LOCAL_WORLD_SIZE 1), then the rank's
+ * INTERFLEET_* ones: its directories, the URIs, and the hyperparameters as JSON. The rank's own
+ * names come last: neither the worker nor the pool's declared variables can change them.
  */
-export function rankEnv(
-  job: RankJob,
-  base: NodeJS.ProcessEnv,
-  dirs?: RankDirEnv,
-  master?: { addr: string; port: number },
-): Record<string, string> {
+export function rankEnv(job: RankJob, input: RankEnvInput = {}): Record<string, string> {
+  const { dirs, master } = input;
   const params = JSON.stringify(job.params);
   return {
-    ...inheritedEnv(base),
+    ...baseEnv({ worker: input.worker, declared: input.declared, work: dirs?.work }),
     RANK: String(job.rank),
     WORLD_SIZE: String(job.worldSize),
     LOCAL_RANK: '0',

@@ -82,8 +82,10 @@ export interface TrainingLaneDeps {
   logger: Logger;
   /** After SIGTERM, how long a command has before SIGKILL (default 2 s). */
   killAfterMs?: number;
-  /** The environment commands inherit from (filtered by rankEnv); process.env by default. */
+  /** The worker's environment, which commands inherit a few names of (run-command.ts inheritedEnv); process.env by default. */
   env?: NodeJS.ProcessEnv;
+  /** Variables the pool declares for its ranks and reduces (pools[].lanes.training.env). */
+  declaredEnv?: Readonly<Record<string, string>>;
   /** Where ranks get their data, starting checkpoints and outputs. */
   storage: Storage;
   /** The programs a rank's command may name (pools[].lanes.training.programs). */
@@ -196,19 +198,6 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
     const startedAt = Date.now();
     const base = { worker: workerId, startedAt, checkpointUri: rank.checkpointUri, restart: rank.restart };
     const { restart } = rank;
-    const start = await store.startRank(
-      pool,
-      rank.jobId,
-      rank.round,
-      rank.rank,
-      { ...base, state: 'running' },
-      restart,
-    );
-    if (start !== 'run') {
-      // gang_restarting / gang_failed: it had started before in this run of its gang, which is lost.
-      jobLog.info({ start }, 'rank not run');
-      return { status: start === 'already_ended' ? 'superseded' : 'skipped' };
-    }
     const metricsSoFar: Record<string, number> = {};
     const settle = (
       outcome: 'succeeded' | 'failed',
@@ -242,7 +231,8 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
       throw new Error(reason);
     };
     const what = `rank ${rank.rank} of round ${rank.round}`;
-    // Checked here as well as by the API: the pool's list may have changed since the job was submitted.
+    // Checked before anything else, as well as by the API: the pool's list may have changed since the job
+    // was submitted, or the job was put on the queue without the API. Never spawned; the gang fails with it.
     if (!programAllowed(programs, rank.command)) {
       return fail(`${what}: command '${rank.command}' is not among this pool's training programs`, null, true, true);
     }
@@ -250,6 +240,19 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
       return fail(`${what}: this pool's ${runner.kind} runner does not run ${rank.mode} mode`, null, true, true);
     }
 
+    const start = await store.startRank(
+      pool,
+      rank.jobId,
+      rank.round,
+      rank.rank,
+      { ...base, state: 'running' },
+      restart,
+    );
+    if (start !== 'run') {
+      // gang_restarting / gang_failed: it had started before in this run of its gang, which is lost.
+      jobLog.info({ start }, 'rank not run');
+      return { status: start === 'already_ended' ? 'superseded' : 'skipped' };
+    }
     const aborted = signal ?? new AbortController().signal;
     const dirs = await makeRankDirs(`${rank.jobId}-r${rank.round}-k${rank.rank}`, deps.workRoot);
     await writeOwner(dirs.work, { worker: process.pid });
@@ -296,7 +299,7 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
           command: rank.command,
           args: rank.args,
           rank,
-          env: runner.env(rank, deps.env ?? process.env, dirs, master),
+          env: runner.env(rank, { worker: deps.env ?? process.env, declared: deps.declaredEnv, dirs, master }),
           cwd: dirs.work,
           signal: aborted,
           onMetric: (metric, line) => progress.add(metric, line),
@@ -359,7 +362,7 @@ export function startTrainingLane(deps: TrainingLaneDeps): TrainingLane {
     try {
       // The built-in average, or the job's reduce program run as a rank is (reduce-program.ts).
       const progress = progressWriter(job, { round: reduce.round }, {});
-      const env = deps.env ?? process.env;
+      const env = { worker: deps.env ?? process.env, declared: deps.declaredEnv };
       const onMetric = (metric: MetricLine, line: string) => progress.add(metric, line);
       await reduceRound(reduce, dirs, { storage, programs, env, killAfterMs, onMetric }, aborted).finally(() =>
         progress.end(),

@@ -26,6 +26,10 @@ import {
   type KubeApiServer,
 } from '../helpers/kube-api-server.ts';
 import { until } from '../helpers/until.ts';
+import { forbiddenInRank, workerSecrets } from '../helpers/worker-secrets.ts';
+
+/** The worker's own environment: none of it may reach a rank's pod. */
+const workerEnv = { PATH: '/worker/bin', LANG: 'C.UTF-8', ...workerSecrets };
 
 const TOKEN = 'gpu-worker-token';
 const NS = 'training';
@@ -91,16 +95,11 @@ function start(runner: RankRunner, extra: { deadlineAt?: number; signal?: AbortS
   const result = runner.run({
     command: rank.command,
     args: rank.args,
-    env: runner.env(
-      rank,
-      { PATH: '/worker/bin', REDIS_URL: 'redis://secret' },
-      {
-        work: '/w',
-        data: '/w/data',
-        init: '/w/init',
-        output: '/w/output',
-      },
-    ),
+    env: runner.env(rank, {
+      worker: workerEnv,
+      declared: { HF_HOME: '/models/hf' },
+      dirs: { work: '/w', data: '/w/data', init: '/w/init', output: '/w/output' },
+    }),
     signal: extra.signal ?? new AbortController().signal,
     onMetric: (m) => void metrics.push(m),
     killAfterMs: 5000,
@@ -161,6 +160,9 @@ describe('kubernetes runner', () => {
       serviceAccountName: 'trainer',
       nodeSelector: { 'node.kubernetes.io/instance-type': 'BM.GPU.H100.8' },
       tolerations: [{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }],
+      // No API token in the pod, no variable per Service of the namespace.
+      automountServiceAccountToken: false,
+      enableServiceLinks: false,
     });
     expect(job.spec!.template.metadata!.labels).toEqual(labels);
     const c = pod.containers[0]!;
@@ -183,9 +185,22 @@ describe('kubernetes runner', () => {
       INTERFLEET_CHECKPOINT_URI: 'oci://bucket/runs/x/round-2/rank-1/',
       INTERFLEET_PARAMS: '{"lr":0.1}',
     });
-    for (const absent of ['PATH', 'REDIS_URL', 'INTERFLEET_DATA_DIR', 'INTERFLEET_OUTPUT_DIR']) {
+    for (const absent of [
+      'PATH',
+      'LANG',
+      'HOME',
+      'TMPDIR',
+      'INTERFLEET_DATA_DIR',
+      'INTERFLEET_OUTPUT_DIR',
+      ...forbiddenInRank,
+    ]) {
       expect(env).not.toHaveProperty(absent);
     }
+    // Nothing but the rank's own names and the pool's declared one.
+    const rankNames = /^(RANK|WORLD_SIZE|LOCAL_RANK|LOCAL_WORLD_SIZE|TORCHELASTIC_RESTART_COUNT|INTERFLEET_[A-Z_]+)$/;
+    expect(Object.keys(env).filter((n) => !rankNames.test(n))).toEqual(['HF_HOME']);
+    expect(env.HF_HOME).toBe('/models/hf');
+    for (const value of Object.values(env)) expect(Object.values(workerSecrets)).not.toContain(value);
 
     server.startJobPod(NS, name, POD, CONTAINER);
     server.appendLog(NS, POD, 'loading shard\n{"metric":"loss","value":0.9,"step":1}\n');
@@ -205,12 +220,29 @@ describe('kubernetes runner', () => {
   it('maps a non-zero exit to its code, with the end of the log as the reason', async () => {
     const { result } = start(makeRunner());
     const name = await created();
+    // No service account configured: the namespace's default one, and still no token.
+    const pod = createdJob(name).spec!.template.spec!;
+    expect(pod.serviceAccountName).toBeUndefined();
+    expect(pod.automountServiceAccountToken).toBe(false);
     server.startJobPod(NS, name, POD, CONTAINER);
     server.appendLog(NS, POD, '{"metric":"loss","value":1}\nTraceback: loss is NaN\n');
     server.endJobPod(NS, name, POD, CONTAINER, 3);
     const r = await result;
     expect(r.exitCode).toBe(3);
     expect(failureReason(r)).toBe('exit code 3; log: Traceback: loss is NaN');
+  });
+
+  it('mounts the service account token only when configured to', async () => {
+    const { result } = start(makeRunner({ serviceAccountName: 'trainer', automountServiceAccountToken: true }));
+    const name = await created();
+    expect(createdJob(name).spec!.template.spec).toMatchObject({
+      serviceAccountName: 'trainer',
+      automountServiceAccountToken: true,
+      enableServiceLinks: false,
+    });
+    server.startJobPod(NS, name, POD, CONTAINER);
+    server.endJobPod(NS, name, POD, CONTAINER, 0);
+    expect((await result).exitCode).toBe(0);
   });
 
   it('maps a Job failed without an exit code (deadline) to its reason', async () => {

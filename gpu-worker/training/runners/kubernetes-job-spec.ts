@@ -52,6 +52,10 @@ export function buildJob(cfg: KubernetesRunnerConfig, spec: RankRunSpec, name: s
           restartPolicy: 'Never',
           terminationGracePeriodSeconds: Math.max(1, Math.ceil(spec.killAfterMs / 1000)),
           ...(cfg.serviceAccountName && { serviceAccountName: cfg.serviceAccountName }),
+          // No API token (unless configured) and no service links (a variable per Service in the
+          // namespace, REDIS_* among them): the pod's environment is the env below and the image's.
+          automountServiceAccountToken: cfg.automountServiceAccountToken,
+          enableServiceLinks: false,
           nodeSelector: cfg.nodeSelector,
           tolerations: cfg.tolerations,
           containers: [

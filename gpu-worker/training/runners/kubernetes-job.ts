@@ -232,9 +232,12 @@ export function createKubernetesRunner(cfg: KubernetesRunnerConfig, opts: Kubern
     filesOnWorker: false,
     // Gang mode would need rank 0's pod address before its peers start: not yet.
     modes: ['rounds'],
-    /** No worker directories and none of the worker's variables: the image has its own PATH and HOME. */
-    env: (rank) => ({
-      ...rankEnv(rank, {}),
+    /**
+     * None of the worker's variables and no worker directories: the image has its own PATH and HOME.
+     * The pool's declared variables pass (the operator set them for the ranks).
+     */
+    env: (rank, input) => ({
+      ...rankEnv(rank, { declared: input.declared }),
       INTERFLEET_DATA_URIS: JSON.stringify(rank.data.uris),
       INTERFLEET_SHARD: rank.data.shard,
     }),

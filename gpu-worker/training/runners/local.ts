@@ -7,7 +7,7 @@ export const localRunner: RankRunner = {
   kind: 'local',
   filesOnWorker: true,
   modes: ['gang', 'rounds'],
-  env: (rank, base, dirs, master) => rankEnv(rank, base, dirs, master),
+  env: (rank, input) => rankEnv(rank, input),
   run: (spec) =>
     runCommand({
       ...resolveProgram(spec.command, spec.args),

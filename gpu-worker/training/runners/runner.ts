@@ -6,7 +6,7 @@
  * own files (README, Training: the Kubernetes runner).
  */
 import type { RankJob } from '../../../common/contracts/training.ts';
-import type { RankDirEnv, RunOptions, RunResult } from '../run-command.ts';
+import type { RankEnvInput, RunOptions, RunResult } from '../run-command.ts';
 
 /** What a rank's run is: the local runner's options (run-command.ts), and which rank it is. */
 export interface RankRunSpec extends Omit<RunOptions, 'onStart'> {
@@ -24,13 +24,11 @@ export interface RankRunner {
   readonly filesOnWorker: boolean;
   /** The modes it can run: gang mode needs rank 0 reachable at the address the worker publishes. */
   readonly modes: readonly RankJob['mode'][];
-  /** The command's environment for this rank. */
-  env(
-    rank: RankJob,
-    base: NodeJS.ProcessEnv,
-    dirs: RankDirEnv,
-    master?: { addr: string; port: number },
-  ): Record<string, string>;
+  /**
+   * The command's environment for this rank: built from nothing but what it needs (run-command.ts
+   * rankEnv): a few inherited names, the pool's declared variables, the rank's own.
+   */
+  env(rank: RankJob, input: RankEnvInput): Record<string, string>;
   run(spec: RankRunSpec): Promise<RunResult>;
   close(): Promise<void>;
 }

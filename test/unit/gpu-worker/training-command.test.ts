@@ -72,21 +72,31 @@ describe('LineSplitter', () => {
 });
 
 describe('rankEnv', () => {
-  it("gives the rank's INTERFLEET_* variables and only the allowed part of the worker's", () => {
-    const env = rankEnv(
-      rankJobFor(spec(), 2, 1),
-      {
+  it("gives the rank's INTERFLEET_* variables, the pool's declared ones and only the allowed part of the worker's", () => {
+    const env = rankEnv(rankJobFor(spec(), 2, 1), {
+      worker: {
         PATH: '/bin',
+        HOME: '/home/worker',
+        TMPDIR: '/var/tmp/worker',
+        LANG: 'C.UTF-8',
         REDIS_URL: 'redis://:secret@x',
         CUDA_VISIBLE_DEVICES: '0',
+        NVIDIA_API_KEY: 'nvapi-secret',
+        NODE_OPTIONS: '--require /worker/preload.js',
         VLLM_API_KEY: 'k',
       },
-      { work: '/w', data: '/w/data', init: '/w/init', output: '/w/output' },
-      { addr: '10.0.0.7', port: 29500 },
-    );
+      // The rank's own names win over the pool's.
+      declared: { HF_HOME: '/models/hf', RANK: '9', HOME: '/elsewhere' },
+      dirs: { work: '/w', data: '/w/data', init: '/w/init', output: '/w/output' },
+      master: { addr: '10.0.0.7', port: 29500 },
+    });
     expect(env).toEqual({
       PATH: '/bin',
+      LANG: 'C.UTF-8',
       CUDA_VISIBLE_DEVICES: '0',
+      HF_HOME: '/models/hf',
+      HOME: '/w/home',
+      TMPDIR: '/w/tmp',
       RANK: '1',
       WORLD_SIZE: '2',
       LOCAL_RANK: '0',
@@ -131,7 +141,7 @@ describe('runCommand', () => {
 
   it('runs the command without a shell, reads its metric lines, and it checkpoints', async () => {
     const job = rankJobFor(spec(), 1, 0);
-    const { metrics, result } = run({ env: rankEnv(job, { ...process.env, REDIS_URL: 'redis://x' }) });
+    const { metrics, result } = run({ env: rankEnv(job, { worker: { ...process.env, REDIS_URL: 'redis://x' } }) });
     expect(await result).toMatchObject({ exitCode: 0, signal: null, spawnError: null });
     expect(metrics).toEqual([
       { metric: 'loss', value: 1 / 2, step: 1 },
@@ -143,7 +153,7 @@ describe('runCommand', () => {
 
   it('a non-zero exit: its code and the end of stderr make the reason', async () => {
     const job = rankJobFor(spec({ params: { failRank: 1 } }), 1, 1);
-    const r = await run({ env: rankEnv(job, process.env) }).result;
+    const r = await run({ env: rankEnv(job, { worker: process.env }) }).result;
     expect(r.exitCode).toBe(3);
     expect(failureReason(r)).toBe('exit code 3; stderr: rank 1: loss is NaN');
   });
