@@ -40,7 +40,7 @@ const keyEntrySchema = z
         .regex(/^[A-Za-z0-9_.:@-]{1,64}$/, 'id is 1-64 letters, digits or _ . : @ -'),
       key: z.string().min(16, 'key is at least 16 characters').optional(),
       sha256: z
-        .string()
+        .string({ error: 'sha256 is a string: quote it (YAML reads an all-digit hex as a number)' })
         .regex(/^[0-9a-fA-F]{64}$/, 'sha256 is the hex SHA-256 digest of the key (64 hex digits)')
         .optional(),
       tenant: z
