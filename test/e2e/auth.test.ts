@@ -10,7 +10,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import OpenAI from 'openai';
+import OpenAI, { APIError } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../common/logger.ts';
 import { InterfleetApiError, InterfleetClient } from '../../producer/client/index.ts';
@@ -164,8 +164,8 @@ describe('tenants come from the key', () => {
     for (const attempt of [() => b.batches.retrieve(batch.id), () => b.batches.cancel(batch.id)]) {
       const err = await attempt().catch((e: unknown) => e);
       expect(err).toBeInstanceOf(OpenAI.NotFoundError);
-      expect((err as OpenAI.APIError).message).toBe(
-        (missing as OpenAI.APIError).message.replace('batch_00000000000000000000', batch.id),
+      expect((err as APIError).message).toBe(
+        (missing as APIError).message.replace('batch_00000000000000000000', batch.id),
       );
     }
     const bList = await b.batches.list();
