@@ -5,12 +5,14 @@
  * 404; a body tenant needs admin), per-tenant rate limits (429 with
  * Retry-After), public probes, and the start-up rule for non-loopback hosts.
  */
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import OpenAI, { APIError } from 'openai';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+import OpenAI, { type APIError } from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../common/logger.ts';
 import { InterfleetApiError, InterfleetClient } from '../../producer/client/index.ts';
@@ -145,6 +147,33 @@ describe('API keys', () => {
     const err = await without.listBatches({ limit: 1 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(InterfleetApiError);
     expect(err).toMatchObject({ code: 'unauthorized', status: 401 });
+  });
+});
+
+describe('the CLI', () => {
+  const root = fileURLToPath(new URL('../..', import.meta.url));
+  const cli = (args: string[], env: Record<string, string>) =>
+    promisify(execFile)(
+      join(root, 'node_modules/.bin/tsx'),
+      ['producer/cli.ts', '--url', fleet.producer.url, ...args],
+      {
+        cwd: root,
+        env: { ...process.env, INTERFLEET_API_KEY: '', ...env },
+      },
+    ).then(
+      (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+      (e: { code: number; stdout: string; stderr: string }) => e,
+    );
+
+  it('sends --api-key or INTERFLEET_API_KEY, and says how when the key is missing', async () => {
+    const withOption = await cli(['--api-key', KEYS.teamA, 'batch', 'list'], {});
+    expect(withOption).toMatchObject({ code: 0, stderr: '' });
+    expect((await cli(['batch', 'list'], { INTERFLEET_API_KEY: KEYS.teamA })).code).toBe(0);
+    const without = await cli(['batch', 'list'], {});
+    expect(without.code).not.toBe(0);
+    expect(without.stderr).toBe(
+      "interfleet: You didn't provide an API key. Send it as 'Authorization: Bearer <key>' (the openai client's apiKey) (HTTP 401): pass the key with --api-key or env INTERFLEET_API_KEY\n",
+    );
   });
 });
 
