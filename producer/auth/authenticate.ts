@@ -50,7 +50,9 @@ export function authenticate(table: KeyTable | undefined) {
       return deny('Incorrect API key provided.');
     }
     request.principal = principal;
+    // Every line of this request (fastify's own "request completed" included) names the key, never the key itself.
     request.log = request.log.child({ keyId: principal.keyId, tenant: principal.tenant });
+    reply.log = request.log;
     if (access.anyOf.length > 0 && !access.anyOf.some((s) => hasScope(principal, s))) {
       const needs = access.anyOf.map((s) => `'${s}'`).join(' or ');
       return sendError(

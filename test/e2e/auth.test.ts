@@ -13,11 +13,12 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import OpenAI, { type APIError } from 'openai';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../common/logger.ts';
 import { InterfleetApiError, InterfleetClient } from '../../producer/client/index.ts';
 import { startProducer } from '../../producer/server.ts';
-import { startFleet, testConfig, type TestFleet } from '../helpers/fleet.ts';
+import { deleteKeys, startFleet, testConfig, type TestFleet } from '../helpers/fleet.ts';
 
 const KEYS = {
   admin: 'admin-key-0123456789abcdef',
@@ -305,6 +306,26 @@ describe('start-up', () => {
     } finally {
       await open.close(0);
     }
+  });
+
+  it('logs the key id and tenant of each request, never the key', async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(line) });
+    const config = testConfig('', { INTERFLEET_API_KEYS: keysYaml });
+    const producer = await startProducer(config, { logger, port: 0, batchControl: false });
+    try {
+      expect(
+        (await fetch(`${producer.url}/v1/batches`, { headers: { authorization: `Bearer ${KEYS.teamA}` } })).status,
+      ).toBe(200);
+    } finally {
+      await producer.close(0);
+      await deleteKeys(fleet.redis, config.redis.prefix);
+    }
+    const completed = lines
+      .map((l) => JSON.parse(l) as Record<string, unknown>)
+      .find((l) => l.msg === 'request completed');
+    expect(completed).toMatchObject({ keyId: 'team-a-ci', tenant: 'team-a' });
+    for (const key of Object.values(KEYS)) expect(lines.join('\n')).not.toContain(key);
   });
 
   it('names the entry and field of a bad key file', async () => {
