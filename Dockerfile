@@ -1,6 +1,6 @@
 # One image for every role; the command picks the role's bundle:
 #   docker run IMAGE                             -> gpu-worker (default)
-#   docker run IMAGE dist/producer/main.js       -> HTTP API on $PORT (set HOST=0.0.0.0)
+#   docker run IMAGE dist/producer/main.js       -> HTTP API on $PORT (set HOST=0.0.0.0, and INTERFLEET_API_KEYS_FILE or INTERFLEET_AUTH=none)
 #   docker run IMAGE dist/scheduler/main.js      -> control loops (one leader via a Redis lease)
 #   docker run IMAGE dist/launcher/main.js       -> everything in one process tree (embedded default)
 # The roles run as JavaScript bundled at build time (bin/build, esbuild), not

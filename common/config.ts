@@ -318,6 +318,38 @@ const poolSchema = z
 /** The embedded default pool's policy (a pool configured without `autoscale` keeps a fixed size). */
 const embeddedAutoscale = { minReplicas: 1, maxReplicas: 4, startupMs: 5000, scaleDown: { stabilizationMs: 60_000 } };
 
+/**
+ * Who may call the producer. `mode`: `auto` (the default) turns auth on when keys are configured,
+ * leaves it off on a loopback listen address without keys (npm start), and refuses to start on any
+ * other address without keys; `keys` requires keys; `none` turns auth off on purpose (a private
+ * network, a proxy that authenticates). `producer.auth: none` is short for `{ mode: none }`.
+ */
+const authSchema = z.preprocess(
+  (v) => (typeof v === 'string' ? { mode: v } : v),
+  z
+    .object({
+      mode: z.enum(['auto', 'keys', 'none'], { error: 'auth mode is auto, keys or none' }).default('auto'),
+      /** A YAML or JSON key file (a mounted Kubernetes Secret); env INTERFLEET_API_KEYS_FILE. */
+      keysFile: z.string().min(1).optional(),
+      /** The same content inline (a Secret exposed as an env var); env INTERFLEET_API_KEYS. */
+      keys: z.string().optional(),
+    })
+    .prefault({}),
+);
+
+/** Per-tenant request limits of the API (a sliding count per window, shared by every replica through Redis). */
+const rateLimitSchema = z
+  .object({
+    /** Default: on when auth is on (limits are per tenant, and with auth off every caller is one tenant). */
+    enabled: z.boolean().optional(),
+    /** Requests per tenant per window. */
+    max: z.number().int().min(1).default(6000),
+    windowMs: z.number().int().min(1000).default(60_000),
+    /** A tenant's own `max`, replacing the default. */
+    tenants: z.record(z.string().min(1), z.object({ max: z.number().int().min(1) })).default({}),
+  })
+  .prefault({});
+
 export const configSchema = z.object({
   redis: z
     .object({
@@ -364,6 +396,8 @@ export const configSchema = z.object({
       shutdownGraceMs: z.number().int().min(0).default(30_000),
       /** Bull Board may retry, clean or remove jobs only when this is false. */
       boardReadOnly: z.boolean().default(true),
+      auth: authSchema,
+      rateLimit: rateLimitSchema,
     })
     .prefault({}),
   worker: z
@@ -546,6 +580,10 @@ const envPaths: Record<string, { path: string[]; type: 'string' | 'number' | 'bo
   INTERFLEET_BODY_LIMIT_BYTES: { path: ['producer', 'bodyLimitBytes'], type: 'number' },
   INTERFLEET_TIMEOUT_MS: { path: ['producer', 'defaultTimeoutMs'], type: 'number' },
   INTERFLEET_BOARD_READ_ONLY: { path: ['producer', 'boardReadOnly'], type: 'boolean' },
+  INTERFLEET_AUTH: { path: ['producer', 'auth', 'mode'], type: 'string' },
+  INTERFLEET_API_KEYS_FILE: { path: ['producer', 'auth', 'keysFile'], type: 'string' },
+  INTERFLEET_API_KEYS: { path: ['producer', 'auth', 'keys'], type: 'string' },
+  INTERFLEET_RATE_LIMIT: { path: ['producer', 'rateLimit', 'enabled'], type: 'boolean' },
   WORKER_POOL: { path: ['worker', 'pool'], type: 'string' },
   WORKER_METRICS_PORT: { path: ['worker', 'metricsPort'], type: 'number' },
   SCHEDULER_METRICS_PORT: { path: ['scheduler', 'metricsPort'], type: 'number' },
@@ -613,6 +651,12 @@ export function parseConfig(env: NodeJS.ProcessEnv, fileText?: string, source = 
     if (typeof redis !== 'object' || redis === null || !('evictionCheck' in redis)) {
       setPath(raw, ['redis', 'evictionCheck'], 'refuse');
     }
+  }
+  // `producer.auth: none` is short for `{ mode: none }`; expanded first so that env vars add to it.
+  const producerRaw = raw.producer;
+  if (typeof producerRaw === 'object' && producerRaw !== null && 'auth' in producerRaw) {
+    const auth = (producerRaw as Record<string, unknown>).auth;
+    if (typeof auth === 'string') setPath(raw, ['producer', 'auth'], { mode: auth });
   }
   for (const [name, spec] of Object.entries(envPaths)) {
     const value = env[name];

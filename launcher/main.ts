@@ -73,6 +73,9 @@ async function main(): Promise<void> {
     ...poolSizeLines(config),
     `  explain    npm run cli -- scheduler explain --url ${producer.url}`,
     `             npm run cli -- autoscale explain --url ${producer.url}`,
+    producer.auth.enabled
+      ? `  auth       on: ${producer.auth.keys} API key(s); send one as 'Authorization: Bearer <key>'`
+      : `  auth       ${producer.auth.notice}`,
     `  redis      ${redis.url}${redis.stop ? ` (private; append-only file, fsync ${config.launcher.redis.appendfsync}, kept in ${redis.dataDir})` : ''}`,
     `  try        curl -s ${producer.url}/v1/chat/completions -H 'content-type: application/json' \\`,
     `               -d '{"model":"${config.pools[0]!.name}","messages":[{"role":"user","content":"Once upon a time"}]}'`,

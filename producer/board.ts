@@ -1,7 +1,10 @@
 /**
  * Bull Board at /admin/queues over every queue of every pool. Read-only
  * unless `producer.boardReadOnly` is false: retry/clean/remove buttons on a
- * production fleet are a decision, not a default.
+ * production fleet are a decision, not a default. With auth on, the auth hook
+ * (producer/auth/) guards it like the API: a browser logs in with HTTP Basic
+ * (any user name, the API key as the password); viewing needs `read`, every
+ * other method of its API (retry, clean, remove, promote, pause) `admin`.
  */
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';

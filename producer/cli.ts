@@ -5,7 +5,8 @@ import { buildProgram } from './cli/program.ts';
 
 const program = buildProgram({
   stdout: process.stdout,
-  client: (baseUrl) => new InterfleetClient({ baseUrl }),
+  // The key is a global option, read when a command makes its client (after parsing).
+  client: (baseUrl) => new InterfleetClient({ baseUrl, apiKey: program.opts<{ apiKey?: string }>().apiKey }),
   now: Date.now,
   setExitCode: (code) => {
     process.exitCode = code;

@@ -6,7 +6,7 @@
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
-import { FleetError } from '../common/errors.ts';
+import { FleetError, type ErrorCode } from '../common/errors.ts';
 
 export interface OpenAIErrorBody {
   /** `retry_after_ms` is ours: streams report errors after the headers, where Retry-After cannot go. */
@@ -16,10 +16,14 @@ export interface OpenAIErrorBody {
 /** OpenAI's `type` for each status family. */
 function errorType(status: number): string {
   if (status === 429) return 'rate_limit_error';
+  if (status === 403) return 'permission_error';
   if (status === 404) return 'not_found_error';
   if (status >= 500) return 'server_error';
   return 'invalid_request_error';
 }
+
+/** OpenAI's own code where clients know one: a missing or wrong key is `invalid_api_key`. */
+export const wireCode = (code: ErrorCode): string => (code === 'unauthorized' ? 'invalid_api_key' : code);
 
 export function errorBody(err: FleetError): OpenAIErrorBody {
   return {
@@ -27,7 +31,7 @@ export function errorBody(err: FleetError): OpenAIErrorBody {
       message: err.message,
       type: errorType(err.status),
       param: err.param ?? null,
-      code: err.code,
+      code: wireCode(err.code),
       ...(err.retryAfterMs !== undefined ? { retry_after_ms: err.retryAfterMs } : {}),
     },
   };

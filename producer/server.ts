@@ -36,12 +36,22 @@ import { trainingRoutes } from './routes/training.ts';
 import { trainedModelsRoutes } from './routes/trained-models.ts';
 import { TrainedModelRegistry } from '../common/training/trained-model-registry.ts';
 import { trainingLogsRoutes } from './routes/training-logs.ts';
+import {
+  authenticate,
+  decideAuth,
+  loadKeyTable,
+  rateLimitEnabled,
+  registerRateLimit,
+  type AuthDecision,
+} from './auth/index.ts';
 
 export interface RunningProducer {
   readonly app: FastifyInstance;
   /** Base URL the API listens on, e.g. http://127.0.0.1:8080. */
   readonly url: string;
   readonly replicaId: string;
+  /** Whether API keys are checked; when not, the notice to print (npm start's launcher shows it). */
+  readonly auth: AuthDecision;
   close(graceMs?: number): Promise<void>;
 }
 
@@ -57,6 +67,11 @@ export async function startProducer(config: Config, opts: ProducerOptions): Prom
   const replicaId = randomUUID().slice(0, 12);
   const logger = opts.logger.child({ role: 'producer', replicaId });
   const prefix = config.redis.prefix;
+  // Before any connection: a producer that would listen unprotected refuses to start at all.
+  const keys = loadKeyTable(config.producer.auth);
+  const auth = decideAuth(config.producer.auth.mode, config.producer.host, keys.size);
+  if (auth.enabled) logger.info({ keys: auth.keys }, 'auth on: API keys are checked');
+  else logger.warn(auth.notice);
   // One set of storage clients for the training checks and batch control (the cloud SDKs hold connections and tokens).
   const storage = createStorage(config.storage);
   const redis = createRedis(config.redis, 'command', {
@@ -116,6 +131,8 @@ export async function startProducer(config: Config, opts: ProducerOptions): Prom
     genReqId: () => randomUUID(),
   });
   app.setErrorHandler(errorHandler);
+  // First on every request (routes, Board, 404s): the principal, or 401/403.
+  app.addHook('onRequest', authenticate(auth.enabled ? keys : undefined));
   app.setNotFoundHandler((request, reply) =>
     sendError(reply, new FleetError('not_found', `no route ${request.method} ${request.url}`)),
   );
@@ -130,6 +147,9 @@ export async function startProducer(config: Config, opts: ProducerOptions): Prom
   await app.register(async (api) => {
     api.setValidatorCompiler(validatorCompiler);
     api.setSerializerCompiler(serializerCompiler);
+    if (rateLimitEnabled(config.producer.rateLimit, auth.enabled)) {
+      await registerRateLimit(api, config.producer.rateLimit, redis, prefix);
+    }
     await api.register(chatCompletionsRoute(service));
     await api.register(inferRoute(service, new TrainedModelRegistry(redis, config.redis.prefix)));
     await api.register(batchRoutes(batches));
@@ -175,6 +195,7 @@ export async function startProducer(config: Config, opts: ProducerOptions): Prom
     app,
     url: address,
     replicaId,
+    auth,
     close(graceMs = config.producer.shutdownGraceMs) {
       closing ??= (async () => {
         logger.info({ graceMs, inFlight: service.inFlight }, 'producer draining');

@@ -52,11 +52,8 @@ export const batchCreateBodySchema = z
       output_location: storageUriSchema.optional(),
       metadata: metadataSchema.nullish(),
       priority: submissionPrioritySchema,
-      tenant: z
-        .string()
-        .min(1, 'tenant must not be empty')
-        .max(64, 'tenant is at most 64 characters')
-        .default('default'),
+      /** The tenant charged; absent: the API key's (only an admin key names another; auth off: `default`). */
+      tenant: z.string().min(1, 'tenant must not be empty').max(64, 'tenant is at most 64 characters').optional(),
     },
     {
       error: (iss) => (iss.code === 'unrecognized_keys' ? `unsupported field(s): ${iss.keys.join(', ')}` : undefined),

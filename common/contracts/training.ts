@@ -50,7 +50,8 @@ const trainingJobFields = z.strictObject(
   {
     /** The pool whose training lanes run it. */
     pool: z.string({ error: 'pool is required: the name of a configured pool' }).min(1, 'pool must not be empty'),
-    tenant: z.string().min(1, 'tenant must not be empty').max(64, 'tenant is at most 64 characters').default('default'),
+    /** The tenant charged; absent: the API key's (only an admin key names another; auth off: `default`). */
+    tenant: z.string().min(1, 'tenant must not be empty').max(64, 'tenant is at most 64 characters').optional(),
     /** The program, run without a shell (an absolute path, or a name looked up in the worker's PATH). */
     command: commandField('the program each rank runs'),
     /** Its arguments, passed as they are (no shell: nothing is expanded or split). */

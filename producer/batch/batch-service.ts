@@ -22,6 +22,7 @@ import {
   type BatchCreateBody,
   type BatchCreateParams,
 } from '../../common/contracts/batch-api.ts';
+import { DEFAULT_TENANT } from '../../common/auth/principal.ts';
 import { FleetError } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
 import type { RedisClient } from '../../common/redis.ts';
@@ -86,7 +87,7 @@ export function buildSpec(
     expiresAt: ids.now + windowMs,
     metadata: body.metadata ?? null,
     priority: body.priority,
-    tenant: body.tenant,
+    tenant: body.tenant ?? DEFAULT_TENANT,
     source: ids.source,
   };
 }
@@ -154,7 +155,7 @@ export class BatchService {
       );
       return (await this.get(spec.id))!;
     }
-    const key = idempotencyClaimKey(this.deps.config.redis.prefix, body.tenant, idempotencyKey);
+    const key = idempotencyClaimKey(this.deps.config.redis.prefix, body.tenant ?? DEFAULT_TENANT, idempotencyKey);
     const fingerprint = createHash('sha256').update(JSON.stringify(body)).digest('hex');
     const batchId = await this.createOnce(key, IDEMPOTENCY_TTL_S, fingerprint, body, source);
     return (await this.get(batchId))!;
@@ -164,11 +165,29 @@ export class BatchService {
     return this.redisCall('read batch', () => this.deps.store.get(batchId));
   }
 
-  /** Newest first; `after` is the last id of the previous page. */
-  async list(limit: number, after?: string): Promise<{ batches: BatchState[]; hasMore: boolean }> {
+  /**
+   * Newest first; `after` is the last id of the previous page. With a tenant, only its batches:
+   * the one index holds every tenant's, so pages of it are read until `limit` of the tenant's are
+   * found (a per-tenant index would spare the scan when tenants number in the hundreds).
+   */
+  async list(limit: number, after?: string, tenant?: string): Promise<{ batches: BatchState[]; hasMore: boolean }> {
     return this.redisCall('list batches', async () => {
-      const { ids, hasMore } = await this.deps.store.listIds(limit, after);
-      return { batches: await this.deps.store.getMany(ids), hasMore };
+      if (tenant === undefined) {
+        const { ids, hasMore } = await this.deps.store.listIds(limit, after);
+        return { batches: await this.deps.store.getMany(ids), hasMore };
+      }
+      const found: BatchState[] = [];
+      let cursor = after;
+      for (;;) {
+        const { ids, hasMore } = await this.deps.store.listIds(Math.max(100, limit), cursor);
+        for (const state of await this.deps.store.getMany(ids)) {
+          if (state.spec.tenant !== tenant) continue;
+          if (found.length === limit) return { batches: found, hasMore: true };
+          found.push(state);
+        }
+        if (!hasMore || ids.length === 0) return { batches: found, hasMore: false };
+        cursor = ids.at(-1);
+      }
     });
   }
 

@@ -39,6 +39,9 @@ export function describeError(err: unknown, url: string): string {
     if (err.status === undefined && err.code === 'deadline_exceeded') {
       return `the interfleet API at ${url} did not answer in time`;
     }
+    if (err.code === 'unauthorized') {
+      return `${err.message} (HTTP 401): pass the key with --api-key or env INTERFLEET_API_KEY`;
+    }
     const where = err.param ? ` [${err.param}]` : '';
     return err.status === undefined ? err.message : `${err.message}${where} (HTTP ${err.status})`;
   }

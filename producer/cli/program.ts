@@ -16,6 +16,11 @@ export function buildProgram(ctx: CliContext, env: NodeJS.ProcessEnv = process.e
   return new Command('interfleet')
     .description('interfleet: AI work on a fleet of GPU workers')
     .option('--url <url>', 'the producer API (env INTERFLEET_URL)', env.INTERFLEET_URL || DEFAULT_URL)
+    .option(
+      '--api-key <key>',
+      'the API key, when the producer checks keys (env INTERFLEET_API_KEY)',
+      env.INTERFLEET_API_KEY,
+    )
     .addCommand(batchCommand(ctx))
     .addCommand(trainCommand(ctx))
     .addCommand(modelsCommand(ctx))

@@ -61,8 +61,13 @@ export interface InterfleetClientOptions {
   timeoutMs?: number;
   /** A fetch implementation (tests, proxies); the global one by default. */
   fetch?: typeof fetch;
-  /** Headers sent with every request (auth, tracing). */
+  /** Headers sent with every request (tracing, a proxy's own auth). */
   headers?: Record<string, string>;
+  /**
+   * The API key, sent as `Authorization: Bearer <key>`; by default env INTERFLEET_API_KEY (as the
+   * openai client reads OPENAI_API_KEY). Not needed when the producer runs with auth off.
+   */
+  apiKey?: string;
 }
 
 export interface RequestOptions {
@@ -154,7 +159,8 @@ export class InterfleetClient {
     this.baseUrl = opts.baseUrl.replace(/\/+$/, '');
     this.timeoutMs = checkTimeout(opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
     this.fetchImpl = opts.fetch ?? globalThis.fetch;
-    this.headers = { ...opts.headers };
+    const apiKey = opts.apiKey ?? process.env.INTERFLEET_API_KEY;
+    this.headers = { ...(apiKey && { authorization: `Bearer ${apiKey}` }), ...opts.headers };
   }
 
   /** Training jobs: create, retrieve, cancel, logs, wait. */

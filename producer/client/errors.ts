@@ -78,7 +78,9 @@ export function errorFromBody(
 ): InterfleetApiError {
   const parsed = errorResponseSchema.safeParse(body);
   if (!parsed.success) return new InterfleetApiError('unknown', fallback.message, { status: fallback.status, ...opts });
-  const { message, param, code, retry_after_ms } = parsed.data.error;
+  const { message, param, retry_after_ms } = parsed.data.error;
+  // The producer answers a missing or wrong key with OpenAI's code for it.
+  const code = parsed.data.error.code === 'invalid_api_key' ? 'unauthorized' : parsed.data.error.code;
   return new InterfleetApiError(code != null && isErrorCode(code) ? code : 'unknown', message, {
     status: fallback.status,
     param: param ?? undefined,

@@ -15,6 +15,7 @@ import {
 } from '../../common/contracts/batch-api.ts';
 import { FleetError } from '../../common/errors.ts';
 import type { BatchService } from '../batch/batch-service.ts';
+import { canSee, jobTenant, listTenant, principalOf } from '../auth/index.ts';
 
 /**
  * Optional: a caller that retries (Cloud Scheduler, a Cloud Function, a service) sends the same key
@@ -40,11 +41,13 @@ export const batchRoutes =
           param: 'Idempotency-Key',
         });
       }
-      return toApiBatch(await batches.create(request.body, 'api', key.data));
+      const tenant = jobTenant(principalOf(request), request.body.tenant);
+      return toApiBatch(await batches.create({ ...request.body, tenant }, 'api', key.data));
     });
 
     app.get('/v1/batches', { schema: { querystring: batchListQuerySchema } }, async (request): Promise<BatchList> => {
-      const { batches: page, hasMore } = await batches.list(request.query.limit, request.query.after);
+      const { limit, after } = request.query;
+      const { batches: page, hasMore } = await batches.list(limit, after, listTenant(principalOf(request)));
       const data = page.map(toApiBatch);
       return {
         object: 'list',
@@ -57,12 +60,15 @@ export const batchRoutes =
 
     app.get('/v1/batches/:batch_id', { schema: { params: batchIdParamsSchema } }, async (request) => {
       const state = await batches.get(request.params.batch_id);
-      if (!state) throw notFound(request.params.batch_id);
+      // Another tenant's batch answers as a missing one: its existence is not the caller's to know.
+      if (!state || !canSee(principalOf(request), state.spec.tenant)) throw notFound(request.params.batch_id);
       return toApiBatch(state);
     });
 
     // A batch finishing or finished cannot be cancelled: the service throws FleetError('conflict'), a 409.
     app.post('/v1/batches/:batch_id/cancel', { schema: { params: batchIdParamsSchema } }, async (request) => {
+      const visible = await batches.get(request.params.batch_id);
+      if (!visible || !canSee(principalOf(request), visible.spec.tenant)) throw notFound(request.params.batch_id);
       const state = await batches.cancel(request.params.batch_id);
       if (!state) throw notFound(request.params.batch_id);
       return toApiBatch(state);

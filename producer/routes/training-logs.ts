@@ -12,6 +12,7 @@ import { z } from 'zod';
 import type { Config } from '../../common/config.ts';
 import { maxGangSize, maxRounds, trainingJobIdSchema } from '../../common/contracts/training.ts';
 import { FleetError } from '../../common/errors.ts';
+import { canSee, principalOf } from '../auth/index.ts';
 import { settleWithin } from '../../common/process.ts';
 import { PoolQueues } from '../../common/pool-queues.ts';
 import type { RedisClient } from '../../common/redis.ts';
@@ -70,7 +71,8 @@ export const trainingLogsRoutes =
       const query = parsed.data;
       const pool = await store.poolOf(id);
       const state = pool === undefined ? undefined : await store.get(pool, id);
-      if (!state) throw notFound(id);
+      // Another tenant's job answers as a missing one.
+      if (!state || !canSee(principalOf(request), state.spec.tenant)) throw notFound(id);
       const { spec } = state;
       if (query.round !== undefined && query.round > spec.rounds) {
         throw new FleetError('bad_request', `round: training job ${id} has ${spec.rounds} round(s)`, {

@@ -16,7 +16,9 @@ import {
   trainingJobIdSchema,
   type TrainingSpec,
 } from '../../common/contracts/training.ts';
+import type { Principal } from '../../common/auth/principal.ts';
 import { FleetError } from '../../common/errors.ts';
+import { canSee, jobTenant, principalOf } from '../auth/index.ts';
 import type { RedisClient } from '../../common/redis.ts';
 import { TrainingResultsStore, type JobResults } from '../../common/training/training-results.ts';
 import { isStorageError, type Storage } from '../../common/storage/index.ts';
@@ -150,16 +152,19 @@ export const trainingRoutes =
     const store = new TrainingStore(redis, config.redis.prefix);
     const results = new TrainingResultsStore(redis, config.redis.prefix);
 
-    const read = async (id: string) => {
+    /** The job as the caller may see it: another tenant's answers as a missing one (no existence leak). */
+    const read = async (id: string, principal: Principal) => {
       const pool = await store.poolOf(id);
       const state = pool === undefined ? undefined : await store.get(pool, id);
-      if (!state) throw notFound(id);
+      if (!state || !canSee(principal, state.spec.tenant)) throw notFound(id);
       const [ranks, res] = await Promise.all([store.ranks(state.spec.pool, id), results.get(state.spec.pool, id)]);
       return toApiTrainingJob(state, ranks, res);
     };
 
     app.post('/v1/training/jobs', { schema: { body: trainingJobBodySchema } }, async (request) => {
       const body = request.body;
+      const principal = principalOf(request);
+      const tenant = jobTenant(principal, body.tenant);
       const pool = findPool(config, body.pool);
       if (!pool) {
         const names = config.pools.map((p) => p.name).join(', ');
@@ -217,7 +222,7 @@ export const trainingRoutes =
       const spec: TrainingSpec = {
         id: newTrainingJobId(createdAt),
         pool: pool.name,
-        tenant: body.tenant,
+        tenant,
         command: body.command,
         args: body.args,
         reduce: body.reduce ?? null,
@@ -241,18 +246,22 @@ export const trainingRoutes =
       };
       await store.create(spec);
       request.log.info({ trainingJob: spec.id, pool: spec.pool, workers: spec.workers }, 'training job queued');
-      return read(spec.id);
+      return read(spec.id, principal);
     });
 
-    app.get('/v1/training/jobs/:id', { schema: { params: paramsSchema } }, async (request) => read(request.params.id));
+    app.get('/v1/training/jobs/:id', { schema: { params: paramsSchema } }, async (request) =>
+      read(request.params.id, principalOf(request)),
+    );
 
     app.post('/v1/training/jobs/:id/cancel', { schema: { params: paramsSchema } }, async (request) => {
       const { id } = request.params;
+      const principal = principalOf(request);
       const pool = await store.poolOf(id);
-      if (pool === undefined) throw notFound(id);
+      const state = pool === undefined ? undefined : await store.get(pool, id);
+      if (pool === undefined || !state || !canSee(principal, state.spec.tenant)) throw notFound(id);
       const r = await store.cancel(pool, id, 'cancelled by request', now());
       if (r.status === undefined) throw notFound(id);
       if (!r.moved) throw new FleetError('conflict', `training job ${id} is ${r.status} and cannot be cancelled`);
-      return read(id);
+      return read(id, principal);
     });
   };

@@ -26,11 +26,10 @@ function firstIssue(body: unknown): string | undefined {
 }
 
 describe('training job body', () => {
-  it('fills defaults', () => {
+  it('fills defaults (no tenant: the route fills the API key’s)', () => {
     expect(trainingJobBodySchema.parse({ ...valid, args: undefined })).toEqual({
       ...valid,
       args: [],
-      tenant: 'default',
       params: {},
       shard: 'lines',
       mode: 'gang',

@@ -184,12 +184,11 @@ describe('defaultOutputLocation', () => {
 describe('create body', () => {
   const valid = { input_file: 'file:///data/in.jsonl', endpoint: '/v1/chat/completions' };
 
-  it('fills the defaults', () => {
+  it('fills the defaults (no tenant: the route fills the API key’s)', () => {
     expect(batchCreateBodySchema.parse(valid)).toEqual({
       ...valid,
       completion_window: '24h',
       priority: 0,
-      tenant: 'default',
     });
     expect(batchCreateBodySchema.parse({ input_file_id: 'gs://bkt/x/', endpoint: '/v1/infer' }).input_file_id).toBe(
       'gs://bkt/x/',
