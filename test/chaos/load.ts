@@ -306,7 +306,9 @@ export class SteadyLoad {
         trainingWords = `training ${job.status} (round ${job.round}, ${job.restarts} restarts${job.error ? `, ${job.error}` : ''})`;
       } else trainingWords = 'training job unreadable';
     }
-    const batchWords = `${this.batches.length} batches (${this.batches.map((b) => b.status ?? 'not final').join('/')}), ${lines} lines, ${errorLines} error lines`;
+    const byStatus = new Map<string, number>();
+    for (const b of this.batches) byStatus.set(b.status ?? 'not final', (byStatus.get(b.status ?? 'not final') ?? 0) + 1);
+    const batchWords = `${this.batches.length} batches (${[...byStatus].map(([s, n]) => `${n} ${s}`).join(', ')}), ${lines} lines, ${errorLines} error lines`;
     return {
       lost,
       duplicated,
