@@ -29,6 +29,10 @@ export interface FleetOptions {
   privateRedis?: 'always' | 'everysec';
   /** Roles reach Redis through a TCP proxy the row can cut. */
   proxy?: boolean;
+  /** A worker's drain on SIGTERM (default 15 s). */
+  workerGraceMs?: number;
+  /** Scheduler lease (default 2000 ms, renewed every 250 ms). */
+  leaseTtlMs?: number;
   /** Replaces gpu-worker/main.ts (a worker with a test backend). */
   workerEntry?: string;
 }
@@ -58,8 +62,8 @@ function configYaml(opts: FleetOptions): string {
   return `
 log: { pretty: false }
 producer: { defaultTimeoutMs: 10000, retryAfterMs: 1000 }
-worker: { heartbeatMs: 500, heartbeatTtlMs: 3000, shutdownGraceMs: 15000 }
-scheduler: { renewEveryMs: 250, leaseTtlMs: 2000, balanceEveryMs: 500 }
+worker: { heartbeatMs: 500, heartbeatTtlMs: 3000, shutdownGraceMs: ${opts.workerGraceMs ?? 15000} }
+scheduler: { renewEveryMs: 250, leaseTtlMs: ${opts.leaseTtlMs ?? 2000}, balanceEveryMs: 500 }
 batch: { chunkLines: 8, windowPerPool: 4, admitEveryMs: 200 }
 ${opts.yaml ?? ''}
 pools:
