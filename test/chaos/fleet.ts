@@ -161,10 +161,17 @@ export async function startChaosFleet(env: ChaosEnv, opts: FleetOptions = {}): P
     // The scheduler first: the lease goes to the first replica, which the leader row kills.
     for (let i = 0; i < (opts.schedulers ?? 1); i++) {
       await fleet.addScheduler();
-      if (i === 0) await until(async () => (fleet.schedulers[0]!.output().includes('became scheduler leader') ? true : undefined), 30_000);
+      if (i === 0)
+        await until(
+          async () => (fleet.schedulers[0]!.output().includes('became scheduler leader') ? true : undefined),
+          30_000,
+        );
     }
     fleet.producer = start('producer');
-    await Promise.all([fleet.producer.ready(60_000), ...Array.from({ length: opts.workers ?? 2 }, () => fleet.addWorker())]);
+    await Promise.all([
+      fleet.producer.ready(60_000),
+      ...Array.from({ length: opts.workers ?? 2 }, () => fleet.addWorker()),
+    ]);
     return fleet;
   } catch (err) {
     await fleet.stop();

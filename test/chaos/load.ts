@@ -33,8 +33,8 @@ export interface LoadOptions {
   training?: { ranks: number; rounds: number; sleepMs: number } | false;
   /** A small batch (`lines` lines) created every `everyMs` until `stopSubmitting`. */
   trickle?: { everyMs: number; lines: number };
-  /** Lines (by custom_id prefix) that a row's test backend reacts to, put in the first batch. */
-  poisonLines?: string[];
+  /** Per batch index: custom_id prefixes of lines a row's test backend reacts to. */
+  poisonLines?: Record<number, string[]>;
 }
 
 export interface RtOutcome {
@@ -95,7 +95,8 @@ export class SteadyLoad {
   private constructor(
     private readonly fleet: ChaosFleet,
     private readonly env: ChaosEnv,
-    readonly opts: Required<Omit<LoadOptions, 'trickle' | 'poisonLines'>> & Pick<LoadOptions, 'trickle' | 'poisonLines'>,
+    readonly opts: Required<Omit<LoadOptions, 'trickle' | 'poisonLines'>> &
+      Pick<LoadOptions, 'trickle' | 'poisonLines'>,
   ) {}
 
   static async start(fleet: ChaosFleet, env: ChaosEnv, options: LoadOptions = {}): Promise<SteadyLoad> {
@@ -108,7 +109,7 @@ export class SteadyLoad {
       ...options,
     });
     for (let i = 0; i < load.opts.batches; i++) {
-      await load.createBatch(load.opts.linesPerBatch, i === 0 ? load.opts.poisonLines : undefined);
+      await load.createBatch(load.opts.linesPerBatch, load.opts.poisonLines?.[i]);
     }
     if (load.opts.training) await load.submitTraining(load.opts.training);
     load.rtTimer = setInterval(() => load.track(load.sendRt()), 1000 / load.opts.rtPerSecond);
@@ -151,7 +152,11 @@ export class SteadyLoad {
       const res = await fetch(`${this.fleet.url}/v1/chat/completions`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ model: POOL, messages: [{ role: 'user', content: 'Once upon a time' }], max_tokens: 32 }),
+        body: JSON.stringify({
+          model: POOL,
+          messages: [{ role: 'user', content: 'Once upon a time' }],
+          max_tokens: 32,
+        }),
         signal: AbortSignal.timeout(10_000 + HANG_MARGIN_MS),
       });
       await res.arrayBuffer();
@@ -173,13 +178,22 @@ export class SteadyLoad {
         custom_id: id,
         method: 'POST',
         url: '/v1/chat/completions',
-        body: { model: POOL, messages: [{ role: 'user', content: `${id} tell a story` }], max_tokens: this.opts.lineTokens },
+        body: {
+          model: POOL,
+          messages: [{ role: 'user', content: `${id} tell a story` }],
+          max_tokens: this.opts.lineTokens,
+        },
       });
     writeFileSync(input, ids.map(body).join('\n') + '\n');
     const res = await fetch(`${this.fleet.url}/v1/batches`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ input_file: pathToFileURL(input).href, endpoint: '/v1/chat/completions', model: POOL, completion_window: '24h' }),
+      body: JSON.stringify({
+        input_file: pathToFileURL(input).href,
+        endpoint: '/v1/chat/completions',
+        model: POOL,
+        completion_window: '24h',
+      }),
       signal: AbortSignal.timeout(10_000),
     }).catch(() => undefined);
     if (!res) {
@@ -187,7 +201,8 @@ export class SteadyLoad {
       return;
     }
     const answer = await json(res);
-    if (res.status === 200 || res.status === 201 || res.status === 202) this.batches.push({ id: answer.id as string, lines: ids });
+    if (res.status === 200 || res.status === 201 || res.status === 202)
+      this.batches.push({ id: answer.id as string, lines: ids });
     else this.refusedSubmits.push({ status: res.status, body: JSON.stringify(answer).slice(0, 200) });
   }
 
@@ -232,11 +247,12 @@ export class SteadyLoad {
     clearInterval(this.trickleTimer);
   }
 
-  /** Stops new work, waits (at most `timeoutMs`) for every accepted piece to end, and counts. */
+  /**
+   * Stops new batches, waits (at most `timeoutMs`) for every accepted piece to end while the
+   * real-time load goes on, then stops it and counts.
+   */
   async settle(timeoutMs: number): Promise<Tally> {
-    this.stopRt();
     this.stopSubmitting();
-    await Promise.all(this.inFlight);
     const deadline = Date.now() + timeoutMs;
     const finalBatch = ['completed', 'failed', 'expired', 'cancelled'];
     let job: TrainingJob | undefined;
@@ -262,6 +278,8 @@ export class SteadyLoad {
       if ((this.batches.every((b) => b.status) && trainingDone) || Date.now() > deadline) break;
       await new Promise((r) => setTimeout(r, 500));
     }
+    this.stopRt();
+    await Promise.all(this.inFlight);
     return this.count(job);
   }
 
@@ -307,7 +325,8 @@ export class SteadyLoad {
       } else trainingWords = 'training job unreadable';
     }
     const byStatus = new Map<string, number>();
-    for (const b of this.batches) byStatus.set(b.status ?? 'not final', (byStatus.get(b.status ?? 'not final') ?? 0) + 1);
+    for (const b of this.batches)
+      byStatus.set(b.status ?? 'not final', (byStatus.get(b.status ?? 'not final') ?? 0) + 1);
     const batchWords = `${this.batches.length} batches (${[...byStatus].map(([s, n]) => `${n} ${s}`).join(', ')}), ${lines} lines, ${errorLines} error lines`;
     return {
       lost,

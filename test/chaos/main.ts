@@ -29,7 +29,9 @@ function isRow(value: unknown): value is ChaosRow {
 async function discoverRows(): Promise<ChaosRow[]> {
   const dir = join(here, 'rows');
   const rows: ChaosRow[] = [];
-  for (const file of readdirSync(dir).filter((f) => /\.ts$/.test(f) && !f.endsWith('.d.ts')).sort()) {
+  for (const file of readdirSync(dir)
+    .filter((f) => /\.ts$/.test(f) && !f.endsWith('.d.ts'))
+    .sort()) {
     const mod = (await import(pathToFileURL(join(dir, file)).href)) as Record<string, unknown>;
     rows.push(...Object.values(mod).filter(isRow));
   }
@@ -57,16 +59,24 @@ async function main(): Promise<void> {
     options: { short: { type: 'boolean', default: false }, only: { type: 'string' }, out: { type: 'string' } },
   });
   const mode = values.short ? 'short' : 'full';
-  const only = values.only?.split(',').map((s) => s.trim()).filter(Boolean);
+  const only = values.only
+    ?.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   let rows = await discoverRows();
   if (only) {
     const unknown = only.filter((id) => !rows.some((r) => r.id === id));
-    if (unknown.length > 0) throw new Error(`--only names no row: ${unknown.join(', ')} (rows: ${rows.map((r) => r.id).join(', ')})`);
+    if (unknown.length > 0)
+      throw new Error(`--only names no row: ${unknown.join(', ')} (rows: ${rows.map((r) => r.id).join(', ')})`);
     rows = rows.filter((r) => only.includes(r.id));
   } else if (mode === 'short') rows = rows.filter((r) => r.short);
   const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
   const started = Date.now();
-  console.log(`chaos (${mode}): ${rows.map((r) => r.id).join(', ')}; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  console.log(
+    `chaos (${mode}): ${rows.map((r) => r.id).join(', ')}; load average ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}`,
+  );
   const results: { row: ChaosRow; result: RowResult; ms: number }[] = [];
   for (const row of rows) {
     const workDir = mkdtempSync(join(tmpdir(), `interfleet-chaos-${row.id}-`));
@@ -96,12 +106,18 @@ async function main(): Promise<void> {
     }
     const ms = Date.now() - t0;
     results.push({ row, result, ms });
-    console.log(`  ${result.holds ? 'holds' : 'DOES NOT HOLD'} (${(ms / 1000).toFixed(0)} s): lost ${result.lost}, duplicated ${result.duplicated}; ${result.detail}`);
+    console.log(
+      `  ${result.holds ? 'holds' : 'DOES NOT HOLD'} (${(ms / 1000).toFixed(0)} s): lost ${result.lost}, duplicated ${result.duplicated}; ${result.detail}`,
+    );
     if (result.holds && !process.env.CHAOS_KEEP) rmSync(workDir, { recursive: true, force: true });
     else console.log(`  kept ${workDir}`);
   }
   const table = markdown(results);
-  console.log(`\n${table}\n\n${((Date.now() - started) / 1000).toFixed(0)} s in all; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  console.log(
+    `\n${table}\n\n${((Date.now() - started) / 1000).toFixed(0)} s in all; load average ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}`,
+  );
   if (values.out) writeFileSync(values.out, `${table}\n`);
   const failed = results.filter((r) => !r.result.holds || r.result.lost > 0 || r.result.duplicated > 0);
   if (failed.length > 0) {

@@ -27,7 +27,10 @@ export async function waitResumed(
   const out: Resumed = { exited: [] };
   const deadline = Date.now() + timeoutMs;
   const workerPids = fleet.workers.map((w) => w.pid);
-  while (Date.now() < deadline && (out.producerMs === undefined || out.workersMs === undefined || out.schedulerMs === undefined)) {
+  while (
+    Date.now() < deadline &&
+    (out.producerMs === undefined || out.workersMs === undefined || out.schedulerMs === undefined)
+  ) {
     const now = Date.now();
     if (out.producerMs === undefined) {
       const ok = load.rtSince(since).find((r) => r.status >= 200 && r.status < 300);
@@ -58,4 +61,5 @@ export async function waitResumed(
   return out;
 }
 
-export const seconds = (ms: number | undefined): string => (ms === undefined ? 'not within the limit' : `${(ms / 1000).toFixed(1)} s`);
+export const seconds = (ms: number | undefined): string =>
+  ms === undefined ? 'not within the limit' : `${(ms / 1000).toFixed(1)} s`;

@@ -15,7 +15,11 @@ const entries = {
   producer: fileURLToPath(new URL('../../producer/main.ts', import.meta.url)),
 } as const;
 /** The line each role logs once it is up (a scheduler: once it leads; see `standbyLine`). */
-const readyLine = { worker: 'gpu-worker ready', scheduler: 'became scheduler leader', producer: 'producer ready' } as const;
+const readyLine = {
+  worker: 'gpu-worker ready',
+  scheduler: 'became scheduler leader',
+  producer: 'producer ready',
+} as const;
 /** A scheduler logs this before it campaigns for the lease: up, leading or not. */
 export const standbyLine = 'autoscal';
 

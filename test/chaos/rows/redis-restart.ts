@@ -42,7 +42,9 @@ async function once(base: ChaosEnv, fsync: 'always' | 'everysec'): Promise<Run> 
     await fleet.restartRedis();
     const restartedAt = Date.now();
     const resumed = await waitResumed(fleet, load, restartedAt, LEASE_TTL_MS, RESUME_LIMIT_MS + 5000);
-    env.log(`resumed: producer ${seconds(resumed.producerMs)}, workers ${seconds(resumed.workersMs)}, scheduler ${seconds(resumed.schedulerMs)}`);
+    env.log(
+      `resumed: producer ${seconds(resumed.producerMs)}, workers ${seconds(resumed.workersMs)}, scheduler ${seconds(resumed.schedulerMs)}`,
+    );
     await new Promise((r) => setTimeout(r, 3000));
     const tally = await load.settle(env.mode === 'short' ? 120_000 : 180_000);
     const missing = tally.batches.filter((b) => !b.status).length;
@@ -69,13 +71,20 @@ async function once(base: ChaosEnv, fsync: 'always' | 'everysec'): Promise<Run> 
 export const redisRestart: ChaosRow = {
   id: 'redis-restart',
   fault: 'Redis SIGKILL + restart with AOF (appendfsync always, then everysec)',
-  mustHold: '0 acknowledged submissions lost (with `always`; say what `everysec` loses); every role resumes ≤ 20 s with no restart',
+  mustHold:
+    '0 acknowledged submissions lost (with `always`; say what `everysec` loses); every role resumes ≤ 20 s with no restart',
   short: true,
   async run(env) {
     const always = await once(env, 'always');
     const everysec = await once(env, 'everysec');
-    const resumedInTime = (r: Run): boolean => r.recoveryMs !== null && r.recoveryMs <= RESUME_LIMIT_MS && r.exited.length === 0;
-    const holds = always.lost === 0 && always.duplicated === 0 && always.missing === 0 && resumedInTime(always) && resumedInTime(everysec);
+    const resumedInTime = (r: Run): boolean =>
+      r.recoveryMs !== null && r.recoveryMs <= RESUME_LIMIT_MS && r.exited.length === 0;
+    const holds =
+      always.lost === 0 &&
+      always.duplicated === 0 &&
+      always.missing === 0 &&
+      resumedInTime(always) &&
+      resumedInTime(everysec);
     return {
       load: always.load,
       lost: always.lost,

@@ -50,7 +50,12 @@ export const workerSigkill: ChaosRow = {
       await victim.kill();
       env.log(`SIGKILL worker ${victimPid} holding ${held.map((h) => `${h.lane}:${h.id}`).join(', ')}`);
       const replacement = fleet.addWorker();
-      const released = await releasedAfter(queues, held.filter((h) => h.lane !== 'rt'), killAt, 30_000);
+      const released = await releasedAfter(
+        queues,
+        held.filter((h) => h.lane !== 'rt'),
+        killAt,
+        30_000,
+      );
       await replacement;
       const tally = await load.settle(env.mode === 'short' ? 120_000 : 180_000);
       // Real-time jobs are not handed over: the caller's deadline answers them (counted in the tally).
@@ -59,7 +64,11 @@ export const workerSigkill: ChaosRow = {
       const bound = LOCK_MS + STALLED_MS + SLACK_MS;
       const heldRt = held.filter((h) => h.lane === 'rt').length;
       const holds =
-        tally.lost === 0 && tally.duplicated === 0 && recoveryMs !== null && recoveryMs <= bound && tally.training?.status === 'succeeded';
+        tally.lost === 0 &&
+        tally.duplicated === 0 &&
+        recoveryMs !== null &&
+        recoveryMs <= bound &&
+        tally.training?.status === 'succeeded';
       return {
         load: load.describe(),
         lost: tally.lost,

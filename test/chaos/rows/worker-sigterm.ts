@@ -54,7 +54,12 @@ export const workerSigterm: ChaosRow = {
       const termAt = Date.now();
       victim.signal('SIGTERM');
       env.log(`SIGTERM worker ${victimPid} holding ${held.map((h) => `${h.lane}:${h.id}`).join(', ')}`);
-      const released = await releasedAfter(queues, held.filter((h) => h.lane !== 'rt'), termAt, 30_000);
+      const released = await releasedAfter(
+        queues,
+        held.filter((h) => h.lane !== 'rt'),
+        termAt,
+        30_000,
+      );
       await Promise.race([victim.exited, new Promise((r) => setTimeout(r, GRACE_MS + 15_000))]);
       const exitMs = victim.proc.exitCode !== null ? Date.now() - termAt : undefined;
       // Attempts right after the hand-back, before another run can finish (and count) one.
@@ -63,7 +68,8 @@ export const workerSigterm: ChaosRow = {
         const [lane, id] = key.split(/:(.*)/s) as ['bulk' | 'train', string];
         const job = (await queues[lane].getJob(id)) as Job | undefined;
         const state = job ? await job.getState() : 'gone';
-        if (job && state !== 'completed' && job.attemptsMade !== before) spent.push(`${key} ${before}→${job.attemptsMade}`);
+        if (job && state !== 'completed' && job.attemptsMade !== before)
+          spent.push(`${key} ${before}→${job.attemptsMade}`);
       }
       const log = victim.output();
       const chunkYielded = log.includes('chunk yielded (draining)');
