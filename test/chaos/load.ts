@@ -334,7 +334,14 @@ export class SteadyLoad {
       rt,
       batches: this.batches,
       ...(job ? { training: job } : {}),
-      summary: `${this.refusedSubmits.length ? `submissions refused: ${this.refusedSubmits.slice(0, 2).map((r) => `${r.status} ${r.body}`).join('; ')}; ` : ''}rt ${rt.ok}/${rt.sent} ok, ${rt.refused} refused, ${rt.failed} failed, ${rt.hung} hung; ${batchWords}; ${trainingWords}`,
+      summary: `${
+        this.refusedSubmits.length
+          ? `submissions refused: ${this.refusedSubmits
+              .slice(0, 2)
+              .map((r) => `${r.status} ${r.body}`)
+              .join('; ')}; `
+          : ''
+      }rt ${rt.ok}/${rt.sent} ok, ${rt.refused} refused, ${rt.failed} failed, ${rt.hung} hung; ${batchWords}; ${trainingWords}`,
     };
   }
 
