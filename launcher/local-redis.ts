@@ -106,10 +106,11 @@ export interface PrivateRedis {
  * `persist`: a temporary dir, nothing persisted, removed on stop (benchmarks
  * use it for a Redis whose memory is theirs alone). With it: an append-only
  * file in `persist.dataDir`, kept on stop; a second server on the same dir
- * is refused (both would write one file).
+ * is refused (both would write one file). `port`: a given one instead of a free one (the
+ * fault suite restarts a killed server where its clients look for it).
  */
-export async function startPrivateRedis(persist?: Persistence): Promise<PrivateRedis> {
-  const port = await freePort();
+export async function startPrivateRedis(persist?: Persistence, port?: number): Promise<PrivateRedis> {
+  port ??= await freePort();
   let dir: string;
   if (persist) {
     dir = persist.dataDir;

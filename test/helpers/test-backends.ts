@@ -33,3 +33,33 @@ export function slowBackend(
     async close() {},
   };
 }
+
+/**
+ * Wraps a real backend with poison inputs, for the fault suite's poison-job row: a task whose
+ * text contains `throwMark` makes the call throw (a single run, or the whole micro-batch it is
+ * in, as a backend that breaks on one input does); one containing `crashMark` ends the worker
+ * process at once (exit code 70), as a native backend's crash would. Everything else runs on `inner`.
+ */
+export function poisonBackend(inner: ModelBackend, throwMark: string, crashMark: string): ModelBackend {
+  const check = (input: TaskInput): void => {
+    const text = JSON.stringify(input);
+    if (text.includes(crashMark)) process.exit(70);
+    if (text.includes(throwMark)) throw new Error(`poison input: the backend fails on ${throwMark}`);
+  };
+  const runMany = inner.runMany?.bind(inner);
+  return {
+    kind: inner.kind,
+    tasks: inner.tasks,
+    async run(input, opts) {
+      check(input);
+      return inner.run(input, opts);
+    },
+    ...(runMany && {
+      async runMany(inputs, opts) {
+        inputs.forEach(check);
+        return runMany(inputs, opts);
+      },
+    }),
+    close: () => inner.close(),
+  };
+}
