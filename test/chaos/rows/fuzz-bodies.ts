@@ -65,7 +65,7 @@ async function run(env: ChaosEnv): Promise<RowResult> {
       recoveryMs: null,
       holds: !result.failed && changed.length === 0 && enqueued === 0 && !polluted,
       detail:
-        `status ${counts.join(' ')}; 5xx ${fiveHundreds}; jobs enqueued ${enqueued}; keys changed ${changed.length}; ` +
+        `status ${counts.join(' ')}; 5xx (not counting /readyz's 503 + Retry-After) ${fiveHundreds}; jobs enqueued ${enqueued}; keys changed ${changed.length}; ` +
         `Object.prototype ${polluted ? 'POLLUTED' : 'untouched'}; seed ${result.seed}${failure}`,
     };
   } finally {
