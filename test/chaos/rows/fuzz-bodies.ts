@@ -55,7 +55,7 @@ async function run(env: ChaosEnv): Promise<RowResult> {
     const polluted = prototypeFingerprint() !== prototypeBefore;
     const fiveHundreds = [...statuses].filter(([s]) => s >= 500 && s !== 503).reduce((a, [, n]) => a + n, 0);
     const counts = [...statuses].sort(([a], [b]) => a - b).map(([s, n]) => `${s}×${n}`);
-    const failure = result.failed ? `; FAILED: ${String(result.errorInstance ?? result.error).slice(0, 300)}` : '';
+    const failure = result.failed ? `; FAILED: ${String(result.errorInstance).slice(0, 300)}` : '';
     if (result.failed) env.log(`fuzz counterexample: ${JSON.stringify(result.counterexample)}`.slice(0, 2000));
     for (const line of changed.slice(0, 20)) env.log(`changed under the prefix: ${line}`);
     return {
