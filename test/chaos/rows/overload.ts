@@ -66,6 +66,8 @@ interface Tally {
   emptyOk: number;
   byStatus: Map<string, number>;
   withoutRetryAfter: number;
+  /** The first 503's message: why the producer was unavailable. */
+  first503?: string;
 }
 
 /** Offers `rate` requests/s, open loop, for `seconds`; resolves once every answer is in. */
@@ -88,6 +90,7 @@ async function drive(client: OpenAI, rate: number, seconds: number): Promise<Tal
             if (!(err instanceof OpenAI.APIError) || err.status === undefined)
               return void count(`error ${String(err)}`.slice(0, 60));
             count(String(err.status));
+            if (err.status === 503) t.first503 ??= err.message.slice(0, 120);
             if ((err.status === 429 || err.status === 503) && !err.headers?.get('retry-after')) t.withoutRetryAfter++;
           },
         ),
@@ -172,6 +175,7 @@ async function run(env: ChaosEnv): Promise<RowResult> {
       evicted === 0 &&
       peak - memoryBefore < MEMORY_BOUND_BYTES &&
       offered >= target * 0.8;
+    const ok = tally.byStatus.get('200') ?? 0;
     const counts = [...tally.byStatus].map(([k, n]) => `${k}×${n}`).join(' ');
     return {
       load: `sustainable ${rate.toFixed(1)} rt/s measured; offered ${offered.toFixed(0)} rt/s (10×) for ${seconds} s; 1 batch of ${BATCH_LINES} lines`,
@@ -180,7 +184,8 @@ async function run(env: ChaosEnv): Promise<RowResult> {
       recoveryMs: null,
       holds,
       detail:
-        `${counts}; 2xx with a completion ${tally.completions}/${tally.byStatus.get('200') ?? 0}; ` +
+        `${counts}; 2xx with a completion ${tally.completions}/${ok} (goodput ${(ok / seconds).toFixed(1)}/s, ${((ok / seconds / rate) * 100).toFixed(0)}% of sustainable); ` +
+        (tally.first503 ? `first 503: ${tally.first503}; ` : '') +
         `429/503 without Retry-After ${tally.withoutRetryAfter}; batch ${final.status} ${answered.size}/${BATCH_LINES} at ${batchDoneS.toFixed(1)} s; ` +
         `Redis used_memory ${mib(memoryBefore)} MiB before, peak ${mib(peak)}, end ${mib(memoryEnd)} (bound +${mib(MEMORY_BOUND_BYTES)}; the Redis is shared); evicted_keys +${evicted}`,
     };
