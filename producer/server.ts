@@ -23,6 +23,7 @@ import { BOARD_PATH, registerBoard } from './board.ts';
 import { DepthMonitor } from './depth-monitor.ts';
 import { FleetError } from '../common/errors.ts';
 import { errorHandler, sendError } from './http-errors.ts';
+import { useJsonBodyParser } from './json-body.ts';
 import { createProducerMetrics } from './metrics.ts';
 import { RealtimeService } from './realtime-service.ts';
 import { ReplyInbox } from './reply-inbox.ts';
@@ -113,6 +114,7 @@ export async function startProducer(config: Config, opts: ProducerOptions): Prom
     genReqId: () => randomUUID(),
   });
   app.setErrorHandler(errorHandler);
+  useJsonBodyParser(app);
   app.setNotFoundHandler((request, reply) =>
     sendError(reply, new FleetError('not_found', `no route ${request.method} ${request.url}`)),
   );
