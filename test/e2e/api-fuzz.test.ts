@@ -58,7 +58,11 @@ const trainingBody = () => ({
 });
 
 describe('fuzzed requests', () => {
-  test.prop([fc.constant(null).chain(() => fuzzCase(targets))], { numRuns: Number(process.env.FUZZ_RUNS ?? 300) })(
+  test.prop([fc.constant(null).chain(() => fuzzCase(targets))], {
+    numRuns: Number(process.env.FUZZ_RUNS ?? 300),
+    // FUZZ_SEED replays the seed a failure printed.
+    ...(process.env.FUZZ_SEED !== undefined && { seed: Number(process.env.FUZZ_SEED) }),
+  })(
     'never 5xx; invalid bodies 4xx naming the field',
     async (c) => {
       const answer = await send(fleet.producer.url, c);
@@ -87,6 +91,14 @@ describe('fuzzed requests', () => {
       path: '/admin/queues/api/queues?activeQueue=%25C0%2580&status=completed&page=1&jobsPerPage=1',
       param: 'activeQueue',
       mentions: 'activeQueue',
+    },
+    {
+      label: 'a __proto__ key inside a field (400 "Body is not valid JSON", naming nothing)',
+      method: 'POST' as const,
+      path: '/v1/chat/completions',
+      body: () => '{"model":"p","messages":[{"role":"user","content":"x"}],"max_tokens":{"":{"__proto__":null}}}',
+      param: 'max_tokens..__proto__',
+      mentions: '__proto__',
     },
     {
       label: 'scheduler explain with pool twice (400 naming nothing)',
