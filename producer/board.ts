@@ -11,6 +11,8 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
 import type { Queue } from 'bullmq';
 import type { FastifyInstance } from 'fastify';
+import { FleetError } from '../common/errors.ts';
+import { sendError } from './http-errors.ts';
 
 export const BOARD_PATH = '/admin/queues';
 
@@ -31,5 +33,36 @@ export async function registerBoard(
     serverAdapter,
     options: { uiConfig: { boardTitle: 'interfleet' } },
   });
-  await app.register(serverAdapter.registerPlugin(), { prefix: BOARD_PATH });
+  await app.register(
+    async (board) => {
+      // Bull Board decodes some query values a second time (activeQueue, queueName): a '%' left
+      // after the first decoding made decodeURIComponent throw, a 500 instead of a 400.
+      board.addHook('onRequest', async (request, reply) => {
+        const bad = undecodableQueryKey(request.query);
+        if (bad !== undefined) {
+          return sendError(
+            reply,
+            new FleetError('bad_request', `${bad}: not a valid percent-encoded value`, { param: bad }),
+          );
+        }
+      });
+      await board.register(serverAdapter.registerPlugin());
+    },
+    { prefix: BOARD_PATH },
+  );
+}
+
+/** The first query parameter whose value decodeURIComponent cannot decode. */
+function undecodableQueryKey(query: unknown): string | undefined {
+  for (const [key, value] of Object.entries((query ?? {}) as Record<string, unknown>)) {
+    for (const v of Array.isArray(value) ? value : [value]) {
+      if (typeof v !== 'string') continue;
+      try {
+        decodeURIComponent(v);
+      } catch {
+        return key;
+      }
+    }
+  }
+  return undefined;
 }

@@ -23,6 +23,7 @@ import { BOARD_PATH, registerBoard } from './board.ts';
 import { DepthMonitor } from './depth-monitor.ts';
 import { FleetError } from '../common/errors.ts';
 import { errorHandler, sendError } from './http-errors.ts';
+import { useJsonBodyParser } from './json-body.ts';
 import { createProducerMetrics } from './metrics.ts';
 import { startOtlpMetrics } from '../common/otlp-metrics.ts';
 import { RealtimeService } from './realtime-service.ts';
@@ -133,6 +134,7 @@ export async function startProducer(config: Config, opts: ProducerOptions): Prom
   app.setErrorHandler(errorHandler);
   // First on every request (routes, Board, 404s): the principal, or 401/403.
   app.addHook('onRequest', authenticate(auth.enabled ? keys : undefined));
+  useJsonBodyParser(app);
   app.setNotFoundHandler((request, reply) =>
     sendError(reply, new FleetError('not_found', `no route ${request.method} ${request.url}`)),
   );

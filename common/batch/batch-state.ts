@@ -262,6 +262,18 @@ return {1, st[1]}
 `;
 
 /*
+ * KEYS[1] state. ARGV[1] the spec (JSON).
+ * Creates the batch, validating, in one step: a reader between a spec and its status (two
+ * concurrent submits with one Idempotency-Key) read a state it could not decode, a 500.
+ * Returns 1 when created, 0 when the batch already existed.
+ */
+const CREATE = `
+if redis.call('HSETNX', KEYS[1], 'spec', ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'validating', 'stop', '', 'planned', '0')
+return 1
+`;
+
+/*
  * KEYS[1] state. ARGV[1..] field/value pairs set with `failed`.
  * Fails a batch whose planning failed: from validating, or from a state its published pieces led
  * to (in_progress, or stopped meanwhile) while not yet planned. Returns {1, old} or {0, current}.
@@ -401,9 +413,8 @@ export class BatchStore {
   async create(spec: BatchSpec): Promise<void> {
     const k = this.keys(spec.id);
     const idx = batchIndexKeys(this.prefix);
-    const created = await this.redis.hsetnx(k.state, 'spec', JSON.stringify(spec));
+    const created = Number(await this.redis.eval(CREATE, 1, k.state, JSON.stringify(spec)));
     if (created === 0) throw new Error(`batch ${spec.id} already exists`);
-    await this.redis.hset(k.state, 'status', 'validating', 'stop', '', 'planned', '0');
     // Indexes live in another slot: a second round trip (a crash here leaves an unlisted batch with no job).
     await this.redis.pipeline().zadd(idx.all, 0, spec.id).zadd(idx.open, 0, spec.id).exec();
   }

@@ -17,6 +17,15 @@ export const maxRounds = 1000;
 export const maxRestarts = 100;
 
 /** A storage URI field, with a message that names the field when it is missing. */
+/** Its JSON length; Infinity when nested too deep to serialise (JSON.stringify throws RangeError: a 500, not a 400). */
+function jsonLength(value: unknown): number {
+  try {
+    return JSON.stringify(value).length;
+  } catch {
+    return Infinity;
+  }
+}
+
 const uriField = (name: string) =>
   z.string({ error: `${name} is required: a storage URI (file://, gs:// or oci://)` }).superRefine((uri, ctx) => {
     try {
@@ -110,7 +119,7 @@ const trainingJobFields = z.strictObject(
     /** Handed to the command as JSON (INTERFLEET_PARAMS); at most 16 KiB once serialised. */
     params: z
       .record(z.string(), z.unknown(), { error: 'params must be a JSON object' })
-      .refine((p) => JSON.stringify(p).length <= 16_384, 'params is at most 16 KiB as JSON')
+      .refine((p) => jsonLength(p) <= 16_384, 'params is at most 16 KiB as JSON')
       .default({}),
     /** Gang size N: the ranks that must run at once. */
     workers: z

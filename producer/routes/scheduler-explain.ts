@@ -39,7 +39,9 @@ export const schedulerExplainRoute =
     app.get('/v1/scheduler/explain', async (req): Promise<SchedulerExplain> => {
       const query = querySchema.safeParse(req.query);
       if (!query.success) {
-        throw new FleetError('bad_request', `bad query: ${query.error.issues[0]!.message}`);
+        const issue = query.error.issues[0]!;
+        const param = issue.path.join('.') || (issue.code === 'unrecognized_keys' ? issue.keys[0] : undefined);
+        throw new FleetError('bad_request', `bad query: ${param ? `${param}: ` : ''}${issue.message}`, { param });
       }
       const { pool } = query.data;
       const pools = config.pools.map((p) => p.name).filter((p) => pool === undefined || p === pool);

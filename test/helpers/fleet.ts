@@ -63,7 +63,8 @@ export async function startFleet(opts: FleetOptions = {}): Promise<TestFleet> {
     workers.push(await startWorker(config, { logger, ...(opts.backend ? { backend: opts.backend() } : {}) }));
   }
   const producer = await startProducer(config, { logger, port: 0 });
-  const redis = new Redis(REDIS_URL);
+  // The fleet's own Redis (opts.env may name another than REDIS_URL, as a chaos row does).
+  const redis = new Redis(config.redis.url);
   return {
     config,
     prefix: config.redis.prefix,
