@@ -14,6 +14,7 @@ import {
   type BatchList,
 } from '../../common/contracts/batch-api.ts';
 import { FleetError } from '../../common/errors.ts';
+import { principalOf } from '../auth/request-principal.ts';
 import type { BatchService } from '../batch/batch-service.ts';
 
 /**
@@ -40,7 +41,8 @@ export const batchRoutes =
           param: 'Idempotency-Key',
         });
       }
-      return toApiBatch(await batches.create(request.body, 'api', key.data));
+      // Its input and output must lie where this caller may read and write (400/403 before anything is queued).
+      return toApiBatch(await batches.create(request.body, 'api', key.data, principalOf(request)));
     });
 
     app.get('/v1/batches', { schema: { querystring: batchListQuerySchema } }, async (request): Promise<BatchList> => {

@@ -6,6 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { testFileRootsEnv } from './file-roots.ts';
 import { until } from './until.ts';
 
 const entries = {
@@ -28,7 +29,7 @@ export interface RoleProcess {
 
 export function startRole(role: keyof typeof entries, env: Record<string, string>): RoleProcess {
   const proc = spawn(process.execPath, ['--import', 'tsx', entries[role]], {
-    env: { ...process.env, LOG_LEVEL: 'info', ...env },
+    env: { ...process.env, LOG_LEVEL: 'info', ...testFileRootsEnv, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
