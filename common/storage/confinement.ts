@@ -47,8 +47,8 @@ const refuse = (code: 'bad_request' | 'forbidden', message: string): StorageDeci
 });
 
 /** Percent-decodes until stable (a few rounds), so `%252e%252e` is seen as the `..` it may become. */
-function decoded(segment: string): string {
-  let s = segment;
+function decoded(text: string): string {
+  let s = text;
   for (let i = 0; i < 3; i++) {
     let next: string;
     try {
@@ -62,10 +62,11 @@ function decoded(segment: string): string {
   return s;
 }
 
-/** Whether the URI, as written, has a `..` segment (URL parsing would silently resolve it). */
+/** Whether the URI, as written or once decoded, has a `..` segment (URL parsing would silently resolve it). */
 export function hasDotDot(uri: string): boolean {
   const rest = uri.replace(/^[a-z][a-z0-9+.-]*:\/\//i, '');
-  return rest.split(/[/\\]/).some((segment) => decoded(segment) === '..');
+  const dots = (text: string) => text.split(/[/\\]/).some((segment) => segment === '..');
+  return dots(rest) || dots(decoded(rest)) || rest.split('/').some((segment) => decoded(segment) === '..');
 }
 
 /** Whether `path` is `dir` or lies under it, on whole segments. */
