@@ -156,7 +156,7 @@ describe('on the worker, where the file adapter checks again at every open', () 
       });
       const job = await queue.add('chunk', data, { jobId: `injected-${state.spec.id}`, attempts: 1 });
       const failed = await until(async () => ((await job.isFailed()) ? queue.getJob(job.id!) : undefined), 20_000);
-      expect(failed!.failedReason).toContain(`permission_denied: ${secretUri} is outside the allowed roots`);
+      expect(failed.failedReason).toContain(`permission_denied: ${secretUri} is outside the allowed roots`);
       const written = await readdir(join(root, state.spec.id), { recursive: true }).catch(() => []);
       for (const f of written.filter((name) => name.endsWith('.jsonl'))) {
         expect(await readFile(join(root, state.spec.id, f), 'utf8')).not.toContain(SECRET);
