@@ -493,6 +493,11 @@ export const configSchema = z.object({
        */
       workers: z.number().int().min(0).max(64).default(2),
       /**
+       * The folder `npm start` gives file:// when storage.file.roots is empty (created if missing):
+       * default $XDG_DATA_HOME/interfleet/data, else ~/.local/share/interfleet/data.
+       */
+      dataDir: z.string().regex(/^\//, 'launcher.dataDir is an absolute path').optional(),
+      /**
        * The private redis-server `npm start` starts when none answers at redis.url: persisted with
        * an append-only file in `dataDir` (default: $XDG_STATE_HOME/interfleet/redis, else
        * ~/.local/state/interfleet/redis), so that a stopped and restarted `npm start` finds every
@@ -570,8 +575,11 @@ export type Config = z.infer<typeof configSchema>;
 export type PoolConfig = Config['pools'][number];
 export type BackendKind = (typeof backendKinds)[number];
 
+/** `paths`: a list separated by `:`, as PATH is. */
+type EnvType = 'string' | 'number' | 'boolean' | 'paths';
+
 /** Environment variables and the config path each one sets. */
-const envPaths: Record<string, { path: string[]; type: 'string' | 'number' | 'boolean' }> = {
+const envPaths: Record<string, { path: string[]; type: EnvType }> = {
   REDIS_URL: { path: ['redis', 'url'], type: 'string' },
   REDIS_CLUSTER: { path: ['redis', 'cluster'], type: 'boolean' },
   INTERFLEET_PREFIX: { path: ['redis', 'prefix'], type: 'string' },
@@ -592,6 +600,8 @@ const envPaths: Record<string, { path: string[]; type: 'string' | 'number' | 'bo
   INTERFLEET_BATCH_CHUNK_LINES: { path: ['batch', 'chunkLines'], type: 'number' },
   INTERFLEET_BATCH_WINDOW: { path: ['batch', 'windowPerPool'], type: 'number' },
   INTERFLEET_LOCAL_WORKERS: { path: ['launcher', 'workers'], type: 'number' },
+  INTERFLEET_DATA_DIR: { path: ['launcher', 'dataDir'], type: 'string' },
+  INTERFLEET_FILE_ROOTS: { path: ['storage', 'file', 'roots'], type: 'paths' },
   INTERFLEET_REDIS_DIR: { path: ['launcher', 'redis', 'dataDir'], type: 'string' },
   INTERFLEET_REDIS_FSYNC: { path: ['launcher', 'redis', 'appendfsync'], type: 'string' },
   INTERFLEET_REDIS_EVICTION_CHECK: { path: ['redis', 'evictionCheck'], type: 'string' },
@@ -620,8 +630,9 @@ function setPath(target: Record<string, unknown>, path: string[], value: unknown
   node[path.at(-1)!] = value;
 }
 
-function envValue(name: string, raw: string, type: 'string' | 'number' | 'boolean'): unknown {
+function envValue(name: string, raw: string, type: EnvType): unknown {
   if (type === 'string') return raw;
+  if (type === 'paths') return raw.split(':').filter((p) => p !== '');
   if (type === 'number') {
     const n = Number(raw);
     if (raw.trim() === '' || !Number.isFinite(n)) throw new ConfigError([`${name}: expected a number, got "${raw}"`]);

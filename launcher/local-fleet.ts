@@ -76,6 +76,8 @@ export class LocalProcessFleet implements LocalFleet {
       env: {
         ...process.env,
         REDIS_URL: this.config.redis.url,
+        // The roots the launcher settled on (its data directory when the config named none).
+        INTERFLEET_FILE_ROOTS: this.config.storage.file.roots.join(':'),
         WORKER_POOL: pool,
         WORKER_METRICS_PORT: '0',
       },

@@ -9,6 +9,7 @@ import { createLogger } from '../common/logger.ts';
 import { runUntilSignal } from '../common/process.ts';
 import { startProducer } from '../producer/server.ts';
 import { startScheduler } from '../scheduler/scheduler.ts';
+import { withFileRoots } from './file-roots.ts';
 import { LocalProcessFleet } from './local-fleet.ts';
 import { defaultDataDir, ensureRedis, NoRedisError } from './local-redis.ts';
 
@@ -43,6 +44,9 @@ async function main(): Promise<void> {
     log.info({ url: redis.url, dataDir: redis.dataDir }, 'no Redis answered; started a private redis-server');
   }
   config = { ...config, redis: { ...config.redis, url: redis.url } };
+  // file:// only under the configured roots, or else one data directory of ours (workers get the same).
+  const files = withFileRoots(config);
+  config = files.config;
 
   // Every pool gets its workers (a pool without any never becomes ready); the scheduler's `local`
   // actuator resizes the pools with an autoscale policy from there.
@@ -76,6 +80,7 @@ async function main(): Promise<void> {
     producer.auth.enabled
       ? `  auth       on: ${producer.auth.keys} API key(s); send one as 'Authorization: Bearer <key>'`
       : `  auth       ${producer.auth.notice}`,
+    `  files      file:// batches may read and write under ${config.storage.file.roots.join(', ')}${files.dataDir ? ' (INTERFLEET_DATA_DIR to move it, storage.file.roots to choose your own)' : ' (storage.file.roots)'}`,
     `  redis      ${redis.url}${redis.stop ? ` (private; append-only file, fsync ${config.launcher.redis.appendfsync}, kept in ${redis.dataDir})` : ''}`,
     `  try        curl -s ${producer.url}/v1/chat/completions -H 'content-type: application/json' \\`,
     `               -d '{"model":"${config.pools[0]!.name}","messages":[{"role":"user","content":"Once upon a time"}]}'`,

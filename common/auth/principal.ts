@@ -10,9 +10,11 @@ export const scopes = ['infer', 'batch', 'train', 'read', 'admin'] as const;
 export type Scope = (typeof scopes)[number];
 
 /**
- * Cloud storage a caller may name, as URI prefixes (`gs://bucket/prefix/`,
- * `oci://namespace/bucket/prefix/`); `{tenant}` in a prefix stands for the
- * principal's tenant, so one grant can give every tenant its own prefix.
+ * Storage a caller may name, as URI prefixes (`gs://bucket/prefix/`,
+ * `oci://bucket@namespace/prefix/`, `file:///data/prefix/`) matched on whole
+ * segments; `{tenant}` in a prefix stands for the principal's tenant, so one
+ * grant can give every tenant its own prefix. `file://` must also lie under
+ * storage.file.roots (common/storage/confinement.ts decides).
  * `any`: no confinement (auth off, or a key granted every bucket on purpose).
  */
 export type StorageGrant = 'any' | { readonly prefixes: readonly string[] };

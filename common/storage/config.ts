@@ -3,8 +3,9 @@
  * schema (common/config.ts). Credentials are never configured here: each SDK
  * finds them through its standard chain (GCS: Application Default
  * Credentials, i.e. GKE Workload Identity in the cluster; OCI: the chosen
- * `auth` below). Every default is here; with none set, file:// works and the
- * cloud adapters are only built when a gs:// or oci:// URI is first used.
+ * `auth` below). Every default is here; with none set, file:// is off (no
+ * roots) and the cloud adapters are only built when a gs:// or oci:// URI is
+ * first used.
  */
 import { z } from 'zod';
 
@@ -12,9 +13,11 @@ const MiB = 1024 * 1024;
 
 export const fileStorageConfigSchema = z.object({
   /**
-   * Absolute folders that file:// URIs must lie under; empty allows any
-   * path. Set it wherever callers can name URIs (the batch API), so they
-   * cannot read arbitrary files of the producer or worker.
+   * Absolute folders that file:// URIs must lie under (their real paths too:
+   * a symbolic link out of a root is refused); empty turns file:// off.
+   * Checked by the API before anything is read or written, and again by
+   * the file adapter at every open. `npm start` sets its data directory when
+   * none is configured (env INTERFLEET_FILE_ROOTS, separated by `:`).
    */
   roots: z.array(z.string().regex(/^\//, 'roots are absolute paths')).default([]),
 });

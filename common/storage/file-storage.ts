@@ -6,6 +6,10 @@
  * reader never sees a half-written object. concat writes a temp file and
  * rename(2)s it over the target (atomic replace). Symbolic links are not
  * followed when listing.
+ *
+ * Confinement: a path must lie under one of `roots`, and so must its real
+ * path, checked on every call just before the file is opened, so a symbolic
+ * link planted after the producer's check is refused here too.
  */
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, type Dirent } from 'node:fs';
@@ -28,6 +32,8 @@ import {
   type WriteOptions,
   type WriteResult,
 } from './storage.ts';
+import { hasDotDot, isUnder } from './confinement.ts';
+import { realPathOf } from './real-path.ts';
 import { formatStorageUri, parseObjectUri, parseStorageUri } from './uri.ts';
 
 /**
@@ -96,22 +102,43 @@ function mapFsError(err: unknown, uri: string, signal?: AbortSignal): StorageErr
   }
 }
 
-export function createFileStorage(config: FileStorageConfig = { roots: [] }): Storage {
-  const roots = config.roots.map((root) => (root.endsWith('/') ? root : `${root}/`));
+/** Every path: for tests and tools that name their own files. The fleet's roles pass `storage.file`. */
+const unconfined: FileStorageConfig = { roots: ['/'] };
 
-  function checkRoots(uri: string, path: string): string {
-    if (roots.length > 0 && !roots.some((root) => path.startsWith(root) || `${path}/` === root)) {
-      throw new StorageError('permission_denied', `${uri} is outside the allowed roots (storage.file.roots)`, { uri });
-    }
-    return path;
-  }
+export function createFileStorage(config: FileStorageConfig = unconfined): Storage {
+  const roots = config.roots;
 
-  function pathOf(uri: string, object: boolean): string {
+  /**
+   * The real path to open for `uri`, checked against the roots at the moment of the call (a link
+   * planted after the API's check is caught here): the path must lie under a root, and so must
+   * where it leads once symbolic links are followed. Every call then works on the real path.
+   */
+  async function pathOf(uri: string, object: boolean): Promise<string> {
     const parsed = object ? parseObjectUri(uri) : parseStorageUri(uri);
     if (parsed.scheme !== 'file') {
       throw new StorageError('invalid_uri', `file storage cannot serve ${uri}`, { uri });
     }
-    return checkRoots(uri, parsed.path);
+    if (hasDotDot(uri)) throw new StorageError('invalid_uri', `${uri} has a ".." segment`, { uri });
+    if (roots.length === 0) {
+      throw new StorageError('permission_denied', `${uri}: file:// storage is off (storage.file.roots is empty)`, {
+        uri,
+      });
+    }
+    const root = roots.find((r) => isUnder(parsed.path, r));
+    if (root === undefined) {
+      throw new StorageError('permission_denied', `${uri} is outside the allowed roots (storage.file.roots)`, { uri });
+    }
+    const [real, realRoot] = await Promise.all([realPathOf(parsed.path), realPathOf(root)]).catch((err: unknown) => {
+      throw mapFsError(err, uri);
+    });
+    if (!isUnder(real, realRoot)) {
+      throw new StorageError(
+        'permission_denied',
+        `${uri} leads through a symbolic link out of the allowed roots (storage.file.roots)`,
+        { uri },
+      );
+    }
+    return real;
   }
 
   async function run<T>(uri: string, signal: AbortSignal | undefined, call: () => Promise<T>): Promise<T> {
@@ -163,13 +190,13 @@ export function createFileStorage(config: FileStorageConfig = { roots: [] }): St
 
   return {
     stat(uri, opts: CallOptions = {}) {
-      return run(uri, opts.signal, () => statPath(uri, pathOf(uri, true)));
+      return run(uri, opts.signal, async () => statPath(uri, await pathOf(uri, true)));
     },
 
     async read(uri, opts: ReadOptions = {}) {
       const { start, end } = checkRange(opts);
       return run(uri, opts.signal, async () => {
-        const handle = await open(pathOf(uri, true), 'r');
+        const handle = await open(await pathOf(uri, true), 'r');
         try {
           if (!(await handle.stat()).isFile()) throw new StorageError('not_found', `${uri} is not a file`, { uri });
         } catch (err) {
@@ -189,7 +216,7 @@ export function createFileStorage(config: FileStorageConfig = { roots: [] }): St
       const { signal } = opts;
       let tmp: string | undefined;
       try {
-        const path = pathOf(uri, true);
+        const path = await pathOf(uri, true);
         // Fast path: a re-run chunk skips writing a temp copy of a part that exists.
         const exists = await stat(path).then(
           (s) => s.isFile(),
@@ -219,7 +246,14 @@ export function createFileStorage(config: FileStorageConfig = { roots: [] }): St
     async list(prefixUri, opts = {}): Promise<ListPage> {
       const limit = clampPageSize(opts.pageSize);
       return run(prefixUri, opts.signal, async () => {
-        const keys = await collect(pathOf(prefixUri, false), opts.pageToken, limit);
+        // Walked on the real path, answered in the caller's spelling of the prefix.
+        const prefix = parseStorageUri(prefixUri);
+        const lexical = prefix.scheme === 'file' ? prefix.path : '';
+        const real = await pathOf(prefixUri, false);
+        const toReal = (key: string) => (key.startsWith(lexical) ? real + key.slice(lexical.length) : key);
+        const toLexical = (key: string) => (key.startsWith(real) ? lexical + key.slice(real.length) : key);
+        const after = opts.pageToken === undefined ? undefined : toReal(opts.pageToken);
+        const keys = await collect(real, after, limit);
         const page = keys.slice(0, limit);
         // A file deleted since the walk is simply not listed.
         const sized = await Promise.all(
@@ -231,32 +265,31 @@ export function createFileStorage(config: FileStorageConfig = { roots: [] }): St
           ),
         );
         const items = sized.flatMap((f) =>
-          f ? [{ uri: formatStorageUri({ scheme: 'file', path: f.path }), size: f.size }] : [],
+          f ? [{ uri: formatStorageUri({ scheme: 'file', path: toLexical(f.path) }), size: f.size }] : [],
         );
-        return keys.length > limit ? { items, nextPageToken: page[page.length - 1] } : { items };
+        return keys.length > limit ? { items, nextPageToken: toLexical(page[page.length - 1]!) } : { items };
       });
     },
 
     async concat(targetUri, sourceUris, opts: WriteOptions = {}) {
       const { signal } = opts;
-      const target = pathOf(targetUri, true);
-      const sources = sourceUris.map((uri) => pathOf(uri, true));
-      const tmp = tempPath(target);
+      const [target, ...sources] = await Promise.all([targetUri, ...sourceUris].map((uri) => pathOf(uri, true)));
+      const tmp = tempPath(target!);
       try {
-        await mkdir(dirname(target), { recursive: true });
+        await mkdir(dirname(target!), { recursive: true });
         await copyInto(tmp, sources, signal);
-        await rename(tmp, target);
+        await rename(tmp, target!);
       } catch (err) {
         throw mapFsError(err, targetUri, signal);
       } finally {
         await unlink(tmp).catch(() => undefined);
       }
-      return statPath(targetUri, target);
+      return statPath(targetUri, target!);
     },
 
     delete(uri, opts: CallOptions = {}) {
       return run(uri, opts.signal, async () => {
-        await unlink(pathOf(uri, true)).catch((err: NodeJS.ErrnoException) => {
+        await unlink(await pathOf(uri, true)).catch((err: NodeJS.ErrnoException) => {
           if (err.code !== 'ENOENT' && err.code !== 'ENOTDIR') throw err;
         });
       });

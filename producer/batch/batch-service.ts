@@ -28,6 +28,8 @@ import type { Logger } from '../../common/logger.ts';
 import type { RedisClient } from '../../common/redis.ts';
 import { isStorageError, parseStorageUri } from '../../common/storage/index.ts';
 import { cronFiringKey, idempotencyClaimKey } from '../../common/topology.ts';
+import { anonymousPrincipal, type Principal } from '../../common/auth/principal.ts';
+import { confineStorage, operatorPrincipal, type StorageAccess } from '../auth/storage-grants.ts';
 
 /** A cron firing's batch id is kept this long, so a retried firing finds it (seconds). */
 const CRON_KEY_TTL_S = 7 * 86_400;
@@ -92,6 +94,22 @@ export function buildSpec(
   };
 }
 
+/**
+ * What a batch reads and writes: its input, and the output prefix that holds its output, error,
+ * manifest and plan files (named by output_location, or beside the input when it names none).
+ */
+export function batchStorageAccess(body: BatchCreateBody, spec: BatchSpec): StorageAccess[] {
+  const inputField = body.input_file !== undefined ? 'input_file' : 'input_file_id';
+  return [
+    { field: inputField, uri: spec.input, access: 'read' },
+    {
+      field: body.output_location !== undefined ? 'output_location' : inputField,
+      uri: spec.outputPrefix,
+      access: 'write',
+    },
+  ];
+}
+
 function checkUri(uri: string, param: string): void {
   try {
     parseStorageUri(uri);
@@ -143,10 +161,16 @@ export class BatchService {
    * within a day answers the batch the first try created instead of making a
    * second one; the same key with a different body is a conflict (409).
    */
-  async create(body: BatchCreateBody, source = 'api', idempotencyKey?: string): Promise<BatchState> {
+  async create(
+    body: BatchCreateBody,
+    source = 'api',
+    idempotencyKey?: string,
+    principal: Pick<Principal, 'tenant' | 'storage'> = anonymousPrincipal,
+  ): Promise<BatchState> {
     if (idempotencyKey === undefined) {
       const now = this.now();
       const spec = buildSpec(body, this.limits, { id: newBatchId(now), now, source });
+      await this.confine(body, spec, principal);
       await this.redisCall('create batch', () => this.deps.store.create(spec));
       await this.enqueuePlan(spec.id);
       this.deps.logger.info(
@@ -157,7 +181,7 @@ export class BatchService {
     }
     const key = idempotencyClaimKey(this.deps.config.redis.prefix, body.tenant ?? DEFAULT_TENANT, idempotencyKey);
     const fingerprint = createHash('sha256').update(JSON.stringify(body)).digest('hex');
-    const batchId = await this.createOnce(key, IDEMPOTENCY_TTL_S, fingerprint, body, source);
+    const batchId = await this.createOnce(key, IDEMPOTENCY_TTL_S, fingerprint, body, source, principal);
     return (await this.get(batchId))!;
   }
 
@@ -241,7 +265,7 @@ export class BatchService {
       throw new FleetError('bad_request', `schedule ${schedule.name}: ${z.prettifyError(parsed.error)}`);
     }
     const key = cronFiringKey(this.deps.config.redis.prefix, schedule.name, firedAt);
-    return this.createOnce(key, CRON_KEY_TTL_S, '', parsed.data, `cron:${schedule.name}`);
+    return this.createOnce(key, CRON_KEY_TTL_S, '', parsed.data, `cron:${schedule.name}`, operatorPrincipal);
   }
 
   /**
@@ -256,6 +280,7 @@ export class BatchService {
     fingerprint: string,
     body: BatchCreateBody,
     source: string,
+    principal: Pick<Principal, 'tenant' | 'storage'>,
   ): Promise<string> {
     const now = this.now();
     const mine = `${newBatchId(now)} ${fingerprint}`;
@@ -277,6 +302,7 @@ export class BatchService {
       return batchId;
     }
     const spec = buildSpec(body, this.limits, { id: batchId, now, source });
+    await this.confine(body, spec, principal);
     try {
       await this.redisCall('create batch', () => this.deps.store.create(spec));
     } catch (err) {
@@ -286,6 +312,14 @@ export class BatchService {
     await this.enqueuePlan(batchId);
     this.deps.logger.info({ batchId, source, input: spec.input }, 'batch created (claimed once)');
     return batchId;
+  }
+
+  /** Refuses (400/403) a batch naming storage outside the file roots or the principal's grants. */
+  private async confine(body: BatchCreateBody, spec: BatchSpec, principal: Pick<Principal, 'tenant' | 'storage'>) {
+    await confineStorage(batchStorageAccess(body, spec), {
+      fileRoots: this.deps.config.storage.file.roots,
+      principal,
+    });
   }
 
   private async enqueuePlan(batchId: string): Promise<void> {

@@ -41,8 +41,10 @@ export const batchRoutes =
           param: 'Idempotency-Key',
         });
       }
-      const tenant = jobTenant(principalOf(request), request.body.tenant);
-      return toApiBatch(await batches.create({ ...request.body, tenant }, 'api', key.data));
+      const principal = principalOf(request);
+      const tenant = jobTenant(principal, request.body.tenant);
+      // Its input and output must lie where this caller may read and write (400/403 before anything is queued).
+      return toApiBatch(await batches.create({ ...request.body, tenant }, 'api', key.data, principal));
     });
 
     app.get('/v1/batches', { schema: { querystring: batchListQuerySchema } }, async (request): Promise<BatchList> => {

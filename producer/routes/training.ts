@@ -5,7 +5,6 @@
  * queued for round 1; the scheduler leader admits it when the pool can hold
  * all its ranks at once (scheduler/gang-admission.ts).
  */
-import { fileURLToPath } from 'node:url';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { findPool, programAllowed, type Config } from '../../common/config.ts';
@@ -14,6 +13,7 @@ import {
   modelUriFor,
   trainingJobBodySchema,
   trainingJobIdSchema,
+  type TrainingJobBody,
   type TrainingSpec,
 } from '../../common/contracts/training.ts';
 import type { Principal } from '../../common/auth/principal.ts';
@@ -22,6 +22,7 @@ import { canSee, jobTenant, principalOf } from '../auth/index.ts';
 import type { RedisClient } from '../../common/redis.ts';
 import { TrainingResultsStore, type JobResults } from '../../common/training/training-results.ts';
 import { isStorageError, type Storage } from '../../common/storage/index.ts';
+import { confineStorage, type StorageAccess } from '../auth/storage-grants.ts';
 import {
   newTrainingJobId,
   TrainingStore,
@@ -108,16 +109,18 @@ export function toApiTrainingJob(
   };
 }
 
-/** A file:// URI outside storage.file.roots (when set) is refused: the command would read or write there. */
-function checkRoots(config: Config, uri: string, param: string): void {
-  const roots = config.storage.file.roots.map((r) => (r.endsWith('/') ? r : `${r}/`));
-  if (roots.length === 0 || !uri.startsWith('file://')) return;
-  const path = fileURLToPath(uri);
-  if (!roots.some((root) => path.startsWith(root) || `${path}/` === root)) {
-    throw new FleetError('bad_request', `${param}: ${uri} is outside the allowed roots (storage.file.roots)`, {
-      param,
-    });
-  }
+/**
+ * What a training job reads (its data, starting checkpoint and held-out split) and writes (its
+ * checkpoints, each round's model and the reduce's inputs, all under checkpoint_uri).
+ */
+function trainingStorageAccess(body: TrainingJobBody, dataUris: readonly string[]): StorageAccess[] {
+  const single = typeof body.data_uri === 'string';
+  return [
+    ...dataUris.map((uri, i): StorageAccess => ({ field: single ? 'data_uri' : `data_uri.${i}`, uri, access: 'read' })),
+    ...(body.init_uri !== undefined ? [{ field: 'init_uri', uri: body.init_uri, access: 'read' } as const] : []),
+    ...(body.eval_uri !== undefined ? [{ field: 'eval_uri', uri: body.eval_uri, access: 'read' } as const] : []),
+    { field: 'checkpoint_uri', uri: body.checkpoint_uri, access: 'write' },
+  ];
 }
 
 /**
@@ -199,10 +202,11 @@ export const trainingRoutes =
         throw new FleetError('bad_request', `deadline: ${body.deadline} is in the past`, { param: 'deadline' });
       }
       const dataUris = typeof body.data_uri === 'string' ? [body.data_uri] : body.data_uri;
-      for (const uri of dataUris) checkRoots(config, uri, 'data_uri');
-      checkRoots(config, body.checkpoint_uri, 'checkpoint_uri');
-      if (body.init_uri !== undefined) checkRoots(config, body.init_uri, 'init_uri');
-      if (body.eval_uri !== undefined) checkRoots(config, body.eval_uri, 'eval_uri');
+      // Before anything is read (the checks below) or queued: 400 malformed, 403 outside the roots or grants.
+      await confineStorage(trainingStorageAccess(body, dataUris), {
+        fileRoots: config.storage.file.roots,
+        principal,
+      });
       if (body.webhook_url !== undefined && config.training.webhook.secret === undefined) {
         throw new FleetError(
           'bad_request',

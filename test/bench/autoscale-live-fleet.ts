@@ -16,6 +16,7 @@ import { schedulerExplainSchema, type AutoscaleExplanation } from '../../common/
 import { freePort } from '../../launcher/local-redis.ts';
 import { deleteKeys, REDIS_URL } from '../helpers/fleet.ts';
 import { until } from '../helpers/until.ts';
+import { testFileRootsEnv } from '../helpers/file-roots.ts';
 
 const launcherEntry = fileURLToPath(new URL('../../launcher/main.ts', import.meta.url));
 
@@ -36,6 +37,7 @@ export async function startLiveFleet(configYaml: string, pool: string): Promise<
     env: {
       ...process.env,
       INTERFLEET_CONFIG: join(dir, 'config.yaml'),
+      ...testFileRootsEnv,
       INTERFLEET_PREFIX: prefix,
       REDIS_URL,
       HOST: '127.0.0.1',

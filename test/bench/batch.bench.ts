@@ -69,6 +69,7 @@ import { Child } from './children.ts';
 import { mainThreadCpuSeconds, procCpuSeconds, redisCpuSeconds } from './cpu.ts';
 import { buildBundles, producerMode, ProducerProcess, rssMiB, submitBatch } from './producer-process.ts';
 import { median, table } from './stats.ts';
+import { testFileRootsEnv } from '../helpers/file-roots.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
@@ -185,6 +186,7 @@ async function runFleet(
   const env = {
     REDIS_URL: redis.url,
     INTERFLEET_CONFIG: configFile,
+    ...testFileRootsEnv,
     INTERFLEET_PREFIX: 'bench',
     LOG_LEVEL: 'warn',
     WORKER_METRICS_PORT: '-1',

@@ -25,6 +25,7 @@ import { BulkMeter } from './colocate-bulk-meter.ts';
 import type { ColocateParams, RunningSetup } from './colocate-setup.ts';
 import { chatInput } from './colocate-workload.ts';
 import { fmtMs, median, percentile } from './stats.ts';
+import { testFileRootsEnv } from '../helpers/file-roots.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
@@ -110,6 +111,7 @@ export async function startFleet(
     REDIS_URL: redisUrl,
     INTERFLEET_PREFIX: PREFIX,
     INTERFLEET_CONFIG: configPath,
+    ...testFileRootsEnv,
     WORKER_POOL: POOL,
     LOG_LEVEL: 'warn',
     WORKER_METRICS_PORT: '-1',

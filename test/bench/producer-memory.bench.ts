@@ -28,6 +28,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 // Only types at the top: the measured children must load nothing but what they measure.
 import type { ProducerMode } from './producer-process.ts';
+import { testFileRootsEnv } from '../helpers/file-roots.ts';
 
 const self = fileURLToPath(import.meta.url);
 const root = path.resolve(path.dirname(self), '../..');
@@ -144,6 +145,7 @@ async function producerRun(mode: ProducerMode, inputUri: string): Promise<Proces
       REDIS_URL: redis.url,
       INTERFLEET_PREFIX: 'bench',
       LOG_LEVEL: 'warn',
+      ...testFileRootsEnv,
     });
     await new Promise((r) => setTimeout(r, 2000)); // settled after start
     const idle = rssMiB(producer.pid, 'VmRSS');

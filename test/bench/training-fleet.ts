@@ -16,6 +16,7 @@ import { TrainingStore } from '../../common/training/training-state.ts';
 import { startPrivateRedis, type PrivateRedis } from '../../launcher/local-redis.ts';
 import { Child } from './children.ts';
 import { ProducerProcess } from './producer-process.ts';
+import { testFileRootsEnv } from '../helpers/file-roots.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
@@ -82,6 +83,7 @@ export async function startBenchFleet(workers: number, configFile: string): Prom
   const env = {
     REDIS_URL: redis.url,
     INTERFLEET_CONFIG: configFile,
+    ...testFileRootsEnv,
     INTERFLEET_PREFIX: PREFIX,
     LOG_LEVEL: 'warn',
     WORKER_METRICS_PORT: '-1',

@@ -355,4 +355,18 @@ describe('cron launches', () => {
     const s = { ...schedule, input: 'gs://bucket/{week}/' };
     await expect(service.launchScheduled(s, new Date())).rejects.toMatchObject({ code: 'bad_request' });
   });
+
+  it('refuses a firing whose file:// input or output lies outside storage.file.roots, creating no batch', async () => {
+    const before = (await store.listIds(100)).ids.length;
+    for (const s of [
+      { ...schedule, name: 'etc', input: 'file:///etc/{date}.jsonl' },
+      { ...schedule, name: 'out', input: `${pathToFileURL(dir).href}/{date}.jsonl`, output: 'file:///var/{date}/' },
+    ]) {
+      await expect(service.launchScheduled(s, new Date('2026-03-01T02:00:00Z'))).rejects.toMatchObject({
+        code: 'forbidden',
+        message: expect.stringContaining('is outside the folders file:// may name (storage.file.roots: '),
+      });
+    }
+    expect((await store.listIds(100)).ids.length).toBe(before);
+  });
 });

@@ -21,6 +21,7 @@ import { startWorker, type RunningWorker } from '../../gpu-worker/worker.ts';
 import { startProducer, type RunningProducer } from '../../producer/server.ts';
 import { startScheduler, type RunningScheduler } from '../../scheduler/scheduler.ts';
 import { Child } from '../bench/children.ts';
+import { testFileRootsEnv } from '../helpers/file-roots.ts';
 import { deleteKeys, REDIS_URL, testConfig } from '../helpers/fleet.ts';
 import { ociKeyPair, quietOciSdkWarnings, writeOciConfigFile } from '../helpers/storage/oci-credentials.ts';
 import { startStandIn, type StandIn } from '../helpers/storage/stand-in.ts';
@@ -130,6 +131,7 @@ async function startBatchFleet(opts: {
           workerEntry,
           {
             INTERFLEET_CONFIG: file,
+            ...testFileRootsEnv,
             REDIS_URL,
             INTERFLEET_PREFIX: config.redis.prefix,
             WORKER_METRICS_PORT: '-1',

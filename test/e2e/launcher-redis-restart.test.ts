@@ -5,7 +5,7 @@
  * launcher on the same directory still has the batch and its counts. Real
  * processes: the launcher from the sources, its forked workers, redis-server.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, realpath, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -19,7 +19,8 @@ let env: Record<string, string>;
 const launchers: LauncherProcess[] = [];
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'interfleet-launcher-redis-'));
+  dir = await realpath(await mkdtemp(join(tmpdir(), 'interfleet-launcher-redis-')));
+  await mkdir(join(dir, 'data'));
   const lines = Array.from({ length: 20 }, (_, i) =>
     JSON.stringify({
       custom_id: `r${i}`,
@@ -28,7 +29,8 @@ beforeAll(async () => {
       body: { input: { task: 'sentiment', text: `great product ${i}` } },
     }),
   );
-  await writeFile(join(dir, 'in.jsonl'), `${lines.join('\n')}\n`);
+  await writeFile(join(dir, 'data', 'in.jsonl'), `${lines.join('\n')}\n`);
+  await writeFile(join(dir, 'outside.jsonl'), `${lines.join('\n')}\n`);
   await writeFile(
     join(dir, 'config.yaml'),
     'scheduler: { metricsPort: -1 }\nworker: { metricsPort: -1 }\nlog: { level: warn }\n',
@@ -38,6 +40,9 @@ beforeAll(async () => {
     REDIS_URL: `redis://127.0.0.1:${await freePort()}`,
     INTERFLEET_REDIS_DIR: join(dir, 'redis'),
     INTERFLEET_CONFIG: join(dir, 'config.yaml'),
+    // No roots configured: file:// gets the launcher's data directory, as under a plain `npm start`.
+    INTERFLEET_FILE_ROOTS: '',
+    INTERFLEET_DATA_DIR: join(dir, 'data'),
   };
 });
 
@@ -61,15 +66,22 @@ async function stop(launcher: LauncherProcess): Promise<number | null> {
 }
 
 describe("npm start's private Redis", () => {
-  it('keeps a finished batch across a restart of the whole fleet', async () => {
+  it('keeps a finished batch across a restart of the whole fleet (file:// under its data directory only)', async () => {
     const first = await startLauncher(env);
     launchers.push(first);
     expect(first.output()).toContain(`kept in ${env.INTERFLEET_REDIS_DIR}`);
+    expect(first.output()).toContain(`file:// batches may read and write under ${join(dir, 'data')}`);
+    const outside = await fetch(`${first.url}/v1/batches`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ input_file: pathToFileURL(join(dir, 'outside.jsonl')).href, endpoint: '/v1/infer' }),
+    });
+    expect(outside.status).toBe(403);
     const res = await fetch(`${first.url}/v1/batches`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({
-        input_file: pathToFileURL(join(dir, 'in.jsonl')).href,
+        input_file: pathToFileURL(join(dir, 'data', 'in.jsonl')).href,
         endpoint: '/v1/infer',
         model: 'default',
       }),

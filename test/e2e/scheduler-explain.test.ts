@@ -125,7 +125,7 @@ describe('interfleet scheduler explain', () => {
           tenant,
           command: process.execPath,
           args: [rankFixture],
-          data_uri: 'file:///data/corpus/',
+          data_uri: `${pathToFileURL(join(dir, 'corpus')).href}/`, // shard none: never read
           shard: 'none',
           checkpoint_uri: `${pathToFileURL(join(dir, name)).href}/`,
           params,

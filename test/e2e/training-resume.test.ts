@@ -121,7 +121,7 @@ async function submit(env: Env): Promise<{ id: string; ckpt: string; marks: stri
     pool: 'p',
     command: process.execPath,
     args: [fixture],
-    data_uri: 'file:///unused/',
+    data_uri: `${pathToFileURL(join(env.work, 'unused')).href}/`, // shard none: never read
     shard: 'none',
     mode: 'rounds',
     workers: 2,
@@ -262,7 +262,7 @@ describe('training resumes after loss (real processes)', () => {
       pool: 'p',
       command: process.execPath,
       args: [gangFixture],
-      data_uri: 'file:///unused/',
+      data_uri: `${pathToFileURL(join(env.work, 'unused')).href}/`, // shard none: never read
       shard: 'none',
       mode: 'gang',
       workers: 2,

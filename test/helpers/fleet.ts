@@ -10,6 +10,7 @@ import { silentLogger } from '../../common/logger.ts';
 import type { ModelBackend } from '../../gpu-worker/backends/backend.ts';
 import { startWorker, type RunningWorker } from '../../gpu-worker/worker.ts';
 import { startProducer, type RunningProducer } from '../../producer/server.ts';
+import { testFileRootsEnv } from './file-roots.ts';
 
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
@@ -40,6 +41,8 @@ export function testConfig(yaml = '', env: Record<string, string> = {}): Config 
       WORKER_METRICS_PORT: '-1',
       SCHEDULER_METRICS_PORT: '-1',
       LOG_LEVEL: 'silent',
+      // file:// under the temporary directory, where tests make their folders (env may name others).
+      ...testFileRootsEnv,
       ...env,
     },
     yaml,

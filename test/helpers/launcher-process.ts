@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { freePort } from '../../launcher/local-redis.ts';
+import { testFileRootsEnv } from './file-roots.ts';
 import { until } from './until.ts';
 
 const launcherEntry = fileURLToPath(new URL('../../launcher/main.ts', import.meta.url));
@@ -25,7 +26,8 @@ export interface LauncherProcess {
 export async function startLauncher(env: Record<string, string>, timeoutMs = 60_000): Promise<LauncherProcess> {
   const port = await freePort();
   const proc = spawn(process.execPath, ['--import', 'tsx', launcherEntry], {
-    env: { ...process.env, ...env, HOST: '127.0.0.1', PORT: String(port) },
+    // file:// under the temporary directory unless env says otherwise (INTERFLEET_FILE_ROOTS: '' for the data dir).
+    env: { ...process.env, ...testFileRootsEnv, ...env, HOST: '127.0.0.1', PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

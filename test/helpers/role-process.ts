@@ -7,6 +7,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { testFileRootsEnv } from './file-roots.ts';
 import { until } from './until.ts';
 
 const entries = {
@@ -45,7 +46,7 @@ export function startRole(
   entry: string = entries[role],
 ): RoleProcess {
   const proc = spawn(process.execPath, ['--import', 'tsx', entry], {
-    env: { ...process.env, LOG_LEVEL: 'info', ...env },
+    env: { ...process.env, LOG_LEVEL: 'info', ...testFileRootsEnv, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

@@ -5,7 +5,7 @@
  * training-rank.mjs, which checkpoints into a file:// prefix. Each test has
  * its own key prefix.
  */
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -106,7 +106,7 @@ function gang(workers: number, params: Record<string, unknown> = {}, rounds = 1)
       pool: 'p',
       command: process.execPath,
       args: [fixture],
-      data_uri: 'file:///data/corpus/',
+      data_uri: `${pathToFileURL(join(dir, 'corpus')).href}/`, // shard none: never read
       shard: 'none',
       checkpoint_uri: prefix,
       params: { barrier: true, ...params },
@@ -528,12 +528,13 @@ describe('training gang admission', () => {
 });
 
 describe('bad training job definitions', () => {
-  it('answers 400 with the field for each, and nothing is half-started', async () => {
+  it('answers 400 (or 403 for storage it may not name) with the field for each, and nothing is half-started', async () => {
     const env = await setup();
     const { body } = gang(1);
     const data = join(dir, 'defs-data');
     await mkdir(join(data, 'empty'), { recursive: true });
     await writeFile(join(data, 'train.tsv'), 'good\t1\nbad\t0\n');
+    await symlink('/etc', join(data, 'etc-link'));
     const bad = async (b: Record<string, unknown>) => {
       const r = await env.post(b);
       return [r.status, (r.json as unknown as { error: { message: string } }).error.message];
@@ -591,6 +592,24 @@ describe('bad training job definitions', () => {
         400,
         `init_uri: no objects under ${pathToFileURL(join(data, 'empty')).href}/`,
       ],
+      // Storage outside what a caller may name (storage.file.roots: the temporary directory here).
+      [
+        { checkpoint_uri: 'file:///etc/interfleet-ckpt/' },
+        403,
+        'checkpoint_uri: file:///etc/interfleet-ckpt/ is outside the folders file:// may name (storage.file.roots: ',
+      ],
+      [{ checkpoint_uri: `${pathToFileURL(data).href}/../../../etc/ckpt/` }, 400, 'checkpoint_uri: '],
+      [
+        { shard: 'lines', data_uri: [pathToFileURL(join(data, 'train.tsv')).href, 'file:///etc/passwd'] },
+        403,
+        'data_uri.1: file:///etc/passwd is outside the folders file:// may name',
+      ],
+      [
+        { shard: 'lines', data_uri: pathToFileURL(join(data, 'etc-link', 'passwd')).href },
+        403,
+        `data_uri: ${pathToFileURL(join(data, 'etc-link', 'passwd')).href} leads through a symbolic link out of `,
+      ],
+      [{ eval_uri: `${pathToFileURL(data).href}/%2e%2e/x` }, 400, 'eval_uri: '],
     ];
     for (const [over, status, message] of cases) {
       const [s, m] = await bad({ ...body, ...over });

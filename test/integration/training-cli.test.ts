@@ -66,7 +66,7 @@ function gang(workers: number, params: Record<string, unknown> = {}, rounds = 1)
     pool: 'p',
     command: process.execPath,
     args: [fixture],
-    data_uri: 'file:///data/corpus/',
+    data_uri: `${pathToFileURL(join(dir, 'corpus')).href}/`, // shard none: never read
     shard: 'none' as const,
     checkpoint_uri: `${pathToFileURL(join(dir, `run-${runs++}`)).href}/`,
     params: { barrier: true, ...params },
@@ -273,7 +273,7 @@ describe('interfleet train', () => {
         'pool: p',
         `command: ${JSON.stringify(job.command)}`,
         `args: [${JSON.stringify(fixture)}]`,
-        'data_uri: file:///data/corpus/',
+        `data_uri: ${JSON.stringify(job.data_uri)}`,
         'shard: none',
         `checkpoint_uri: ${JSON.stringify(job.checkpoint_uri)}`,
         'params: { barrier: true }',

@@ -78,7 +78,7 @@ async function submit(body: Record<string, unknown>): Promise<{ job: ApiTraining
     pool: 'p',
     command: process.execPath,
     args: [fixture],
-    data_uri: 'file:///unused/',
+    data_uri: `${pathToFileURL(join(run, 'unused')).href}/`, // shard none: never read
     shard: 'none',
     checkpoint_uri: `${pathToFileURL(ckpt).href}/`,
     ...body,

@@ -1,3 +1,4 @@
+import { realpathSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +9,7 @@ import { abortable, codeForHttpStatus, StorageError } from '../../../common/stor
 
 describe('createStorage', () => {
   it('routes by scheme, building each adapter once', async () => {
-    const storage = createStorage();
+    const storage = createStorage(storageConfigSchema.parse({ file: { roots: [realpathSync(tmpdir())] } }));
     expect(await storage.storageFor('file:///a')).toBe(await storage.storageFor('file:///b'));
     expect(await storage.storageFor('gs://bucket/a')).toBe(await storage.storageFor('gs://other/b'));
     expect(await storage.storageFor('oci://b@ns/a')).not.toBe(await storage.storageFor('gs://bucket/a'));
@@ -18,6 +19,11 @@ describe('createStorage', () => {
       const uri = pathToFileURL(join(dir, 'x.txt')).href;
       expect(await storage.writeIfAbsent(uri, Buffer.from('x'))).toEqual({ created: true });
       expect((await storage.stat(uri)).size).toBe(1);
+      // No roots: file:// is off.
+      await expect(createStorage().stat(uri)).rejects.toMatchObject({
+        code: 'permission_denied',
+        message: expect.stringContaining('storage.file.roots is empty'),
+      });
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -34,7 +40,7 @@ describe('createStorage', () => {
 });
 
 describe('storageConfigSchema', () => {
-  it('defaults to ADC for GCS, a config file for OCI, any local path', () => {
+  it('defaults to ADC for GCS, a config file for OCI, no local path', () => {
     expect(storageConfigSchema.parse({})).toEqual({
       file: { roots: [] },
       gcs: { auth: 'adc' },
