@@ -6,9 +6,11 @@
  *   - it is spelled plainly: no `..` segment, raw or percent-encoded (400);
  *   - file://: its path, and its real path (symbolic links resolved), lie
  *     under one of `storage.file.roots`; no roots means file:// is off (403);
- *   - the principal's grant is `any`, or the URI lies under one of its
- *     prefixes (`{tenant}` standing for the principal's tenant), matched on
- *     whole path segments: `gs://b/a` grants `gs://b/a/x`, never `gs://b/ab` (403).
+ *   - gs:// and oci://: the principal's grant is `any`, or the URI lies under
+ *     one of its prefixes (`{tenant}` standing for the principal's tenant),
+ *     matched on whole path segments: `gs://b/a` grants `gs://b/a/x`, never
+ *     `gs://b/ab` (403). file:// too, but only for a key that names file://
+ *     prefixes: otherwise the roots alone decide.
  *
  * The real paths come from realPathsFor (real-path.ts), which the producer
  * runs before the decision and the file adapter again at open time.
@@ -163,7 +165,14 @@ export function decideStorageAccess(request: StorageAccess, policy: StoragePolic
   }
 
   const { storage } = policy.principal;
-  if (storage !== 'any' && !grantedPrefixes(policy.principal).some((p) => withinGrant(parsed, p, real))) {
+  const grants = grantedPrefixes(policy.principal);
+  // file:// is the operator's (the roots above); a key narrows it further only when it names file:// prefixes.
+  const narrowsFiles = grants.some((p) => p.scheme === 'file');
+  if (
+    storage !== 'any' &&
+    (parsed.scheme !== 'file' || narrowsFiles) &&
+    !grants.some((p) => withinGrant(parsed, p, real))
+  ) {
     const granted = storage.prefixes.map((p) => expandPrefix(p, policy.principal.tenant));
     return refuse(
       'forbidden',

@@ -28,8 +28,8 @@ export const keyDigest = (key: string): Buffer => createHash('sha256').update(ke
 const storagePrefixSchema = z
   .string()
   .regex(
-    /^(gs:\/\/[^/]+\/|oci:\/\/[^/]+\/[^/]+\/)(.*\/)?$/,
-    'a storage prefix is gs://bucket/[prefix/] or oci://namespace/bucket/[prefix/], ending in /',
+    /^(gs:\/\/[^/@]+\/|oci:\/\/[^/@]+@[^/]+\/|file:\/\/\/)(.*\/)?$/,
+    'a storage prefix is gs://bucket/[prefix/], oci://bucket@namespace/[prefix/] or file:///folder/, ending in /',
   );
 
 const keyEntrySchema = z
@@ -50,7 +50,7 @@ const keyEntrySchema = z
       scopes: z.array(z.enum(scopes, { error: `a scope is one of ${scopes.join(', ')}` })).min(1, 'name a scope'),
       storage: z
         .union([z.literal('any'), z.array(storagePrefixSchema)], {
-          error: 'storage is `any` or a list of gs:// / oci:// prefixes',
+          error: 'storage is `any` or a list of gs://, oci:// or file:// prefixes',
         })
         .optional(),
     },

@@ -242,7 +242,7 @@ describe('tenants come from the key', () => {
       pool: 'tiny',
       command: process.execPath,
       args: ['-e', 'setTimeout(() => {}, 60000)'],
-      data_uri: 'file:///data/corpus/',
+      data_uri: `${pathToFileURL(join(dir, 'corpus')).href}/`,
       shard: 'none',
       checkpoint_uri: `${pathToFileURL(join(dir, 'ckpt')).href}/`,
       workers: 1,

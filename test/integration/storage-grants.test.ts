@@ -101,7 +101,6 @@ describe('a key granted gs://<bucket>/{tenant}/', () => {
       `gs://${bucket}/globex/out/`,
       'output_location',
     ],
-    ['file://, which no prefix grants', 'file:///tmp/in.jsonl', undefined, 'input_file'],
   ])('is refused %s: 403 naming the field, no batch, no request to storage', async (_what, input, output, param) => {
     const before = { requests: await settledTotal(), batches: (await store.listIds(100)).ids.length };
     const err = await service.create(body(input, output), 'api', undefined, acme).catch((e: unknown) => e);
@@ -111,5 +110,15 @@ describe('a key granted gs://<bucket>/{tenant}/', () => {
     expect((err as Error).message).toContain(`gs://${bucket}/acme/`);
     expect((await store.listIds(100)).ids.length).toBe(before.batches);
     expect(await total()).toBe(before.requests);
+  });
+
+  it("keeps file:// to the key's own folder when the key names file:// prefixes", async () => {
+    const root = fleet.config.storage.file.roots[0]!;
+    const acmeFiles = { ...acme, storage: { prefixes: [`gs://${bucket}/{tenant}/`, `file://${root}/{tenant}/`] } };
+    const err = await service
+      .create(body(`file://${root}/globex/in.jsonl`), 'api', undefined, acmeFiles)
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'forbidden', status: 403, param: 'input_file' });
+    expect((err as Error).message).toContain(`file://${root}/acme/`);
   });
 });

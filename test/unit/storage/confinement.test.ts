@@ -55,8 +55,11 @@ describe('decideStorageAccess', () => {
     ['oci://b@ns/acme/in.jsonl', policy(tenantGrant), 'allowed'],
     ['oci://b@other/acme/in.jsonl', policy(tenantGrant), 'forbidden'],
     ['oci://b@ns/globex/in.jsonl', policy(tenantGrant), 'forbidden'],
-    // A key with prefixes names file:// only where a prefix says so, and still only under the roots.
-    ['file:///data/in.jsonl', policy(tenantGrant), 'forbidden'],
+    // file:// is the roots' unless a key names file:// prefixes: then only there, and still under the roots.
+    ['file:///data/in.jsonl', policy(tenantGrant), 'allowed'],
+    ['file:///data/in.jsonl', policy({ prefixes: [] }), 'allowed'],
+    ['file:///etc/passwd', policy({ prefixes: [] }), 'forbidden'],
+    ['file:///data/in.jsonl', policy({ prefixes: ['file:///data/{tenant}/', 'gs://bkt/'] }), 'forbidden'],
     ['file:///data/acme/in.jsonl', policy({ prefixes: ['file:///data/{tenant}/'] }), 'allowed'],
     ['file:///data/globex/in.jsonl', policy({ prefixes: ['file:///data/{tenant}/'] }), 'forbidden'],
     ['file:///etc/passwd', policy({ prefixes: ['file:///etc/'] }), 'forbidden'],

@@ -56,7 +56,7 @@ describe('key file', () => {
         '  - k.yaml: keys.1.key: give exactly one of key and sha256',
         '  - k.yaml: keys.2.sha256: sha256 is a string: quote it (YAML reads an all-digit hex as a number)',
         '  - k.yaml: keys.3.scopes.1: a scope is one of infer, batch, train, read, admin',
-        '  - k.yaml: keys.3.storage.0: a storage prefix is gs://bucket/[prefix/] or oci://namespace/bucket/[prefix/], ending in /',
+        '  - k.yaml: keys.3.storage.0: a storage prefix is gs://bucket/[prefix/], oci://bucket@namespace/[prefix/] or file:///folder/, ending in /',
         '  - k.yaml: keys.4.tenant: tenant is required',
         '  - k.yaml: keys.4.scopes: name a scope',
         '  - k.yaml: keys.4: unsupported field(s): extra',
