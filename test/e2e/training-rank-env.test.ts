@@ -137,7 +137,7 @@ describe("a rank's environment (real worker process)", () => {
       pool: 'p',
       command: node,
       args: [fixture],
-      data_uri: 'file:///unused/',
+      data_uri: `${pathToFileURL(join(dir, 'unused')).href}/`,
       shard: 'none',
       mode: 'rounds',
       workers: 1,

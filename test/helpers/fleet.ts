@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { parseConfig, type Config } from '../../common/config.ts';
 import { silentLogger } from '../../common/logger.ts';
+import { settleWithin } from '../../common/process.ts';
 import type { ModelBackend } from '../../gpu-worker/backends/backend.ts';
 import { startWorker, type RunningWorker } from '../../gpu-worker/worker.ts';
 import { startProducer, type RunningProducer } from '../../producer/server.ts';
@@ -77,7 +78,8 @@ export async function startFleet(opts: FleetOptions = {}): Promise<TestFleet> {
     async stop() {
       await producer.close(0);
       await Promise.all(workers.map((w) => w.close(0)));
-      await deleteKeys(redis, config.redis.prefix);
+      // Bounded: a test that stopped its private Redis has nothing left to delete, and ioredis would retry forever.
+      await settleWithin(deleteKeys(redis, config.redis.prefix), 2000);
       redis.disconnect();
     },
   };
