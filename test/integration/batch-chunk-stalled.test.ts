@@ -60,7 +60,7 @@ describe('a chunk job failed by BullMQ’s stalled limit', () => {
     const prefix = env.config.redis.prefix;
     const taker = new Worker(queueName('bulk', 'p'), null, { connection, prefix, autorun: false, lockDuration: 600 });
     const token0 = randomUUID();
-    const job0 = (await taker.getNextJob(token0))!;
+    const job0 = await until(async () => (await taker.getNextJob(token0, { block: false })) ?? undefined, 10_000);
     const chunk0 = chunkJobSchema.parse(job0.data);
     expect(chunk0.chunk.index).toBe(0);
     const result = await runChunk(chunk0, { storage, backend: createEchoBackend() });
