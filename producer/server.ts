@@ -164,9 +164,23 @@ export async function startProducer(config: Config, opts: ProducerOptions): Prom
   app.get('/metrics', async (_req, reply) =>
     reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
   );
+  // Every queue of every pool on the board (a chunk or rank that failed for good is shown there with
+  // its reason), and the batch control queue (plan and finalize jobs). The bulk and train queues are
+  // the board's own: the producer adds nothing to them.
+  const boardQueues = config.pools.flatMap((p) =>
+    (['bulk', 'train'] as const).map((kind) => ({
+      queue: new Queue(queueName(kind, p.name), { connection: redis, prefix }),
+      displayName: queueDisplayName(kind, p.name),
+    })),
+  );
+  for (const { queue } of boardQueues) queue.on('error', (err) => logger.debug({ err }, 'queue error'));
   await registerBoard(
     app,
-    config.pools.map((p) => ({ queue: rtQueues.get(p.name)!, displayName: queueDisplayName('rt', p.name) })),
+    [
+      ...config.pools.map((p) => ({ queue: rtQueues.get(p.name)!, displayName: queueDisplayName('rt', p.name) })),
+      ...boardQueues,
+      { queue: controlQueue, displayName: batchControlQueue.replace(/[{}]/g, '') },
+    ],
     config.producer.boardReadOnly,
   );
 
@@ -209,7 +223,10 @@ export async function startProducer(config: Config, opts: ProducerOptions): Prom
         await otlp?.close();
         await inbox.close();
         // Bounded: during a Redis outage BullMQ's close can wait for a reconnect that never comes.
-        await settleWithin(Promise.all([...rtQueues.values(), controlQueue].map((q) => q.close())), 2000);
+        await settleWithin(
+          Promise.all([...rtQueues.values(), ...boardQueues.map((b) => b.queue), controlQueue].map((q) => q.close())),
+          2000,
+        );
         if (controlConnection) await closeRedis(controlConnection);
         await closeRedis(redis);
         logger.info('producer closed');

@@ -247,3 +247,13 @@ export function decideBatches(snapshot: BatchSnapshot, policy: BatchPolicy, now:
 
   return { decisions: snapshot.batches.map((b) => byBatch.get(b.spec.id)!), share: shareState };
 }
+
+/**
+ * The reason recorded for a chunk whose job BullMQ failed outside the bulk lane (`<code>: <message>`,
+ * as the lane records its own): `worker_lost` for BullMQ's stalled limit (its worker died or stopped
+ * renewing the lock on every run), else `internal` with whatever the job says.
+ */
+export function failedChunkReason(failedReason: string | undefined): string {
+  const said = failedReason?.trim() || 'its job failed without a reason';
+  return /stalled/i.test(said) ? `worker_lost: ${said}` : `internal: ${said}`;
+}

@@ -11,6 +11,15 @@
  * newer leader admits those very chunks under the same ids, and the chunk
  * runner and settleChunk are idempotent. A stale advance is refused, and the
  * pass throws StaleLeaderError so the scheduler stands down.
+ *
+ * Reconciliation, at most every `reconcileEveryMs`: a chunk job that BullMQ
+ * failed for good while its chunk is unsettled is settled `failed` here with
+ * the job's reason. The bulk lane settles every failure it sees, but not one
+ * BullMQ decides outside it: a chunk whose worker dies on every attempt (a line
+ * that crashes the process) is failed by the stalled check after
+ * `maxStalledCount` stalls, and without this its batch would wait for it
+ * forever. It reads what Redis holds (the settled bitmap, the failed set), so
+ * a new leader finds what the old one had not settled yet.
  */
 import { Job, Queue, type JobsOptions } from 'bullmq';
 import { BatchStore, batchFiles, chunkJobFor, type BatchError, type BatchState } from '../common/batch/batch-state.ts';
@@ -24,6 +33,7 @@ import { batchControlQueue, chunkJobId, EXPLAIN_TTL_MS, explainKey, queueName } 
 import { admissionExplanations } from './admission-explain.ts';
 import {
   decideBatches,
+  failedChunkReason,
   poolsToCount,
   readableChunks,
   type BatchDecision,
@@ -53,6 +63,8 @@ export interface BatchLoopDeps {
   now: () => number;
   /** Each pool's current bulk budget, when the balance pass has one (it sizes the pool's window). */
   budgets?: () => ReadonlyMap<string, number>;
+  /** How often admitted, unsettled chunks are checked against the bulk queues' failed sets (default 5000 ms). */
+  reconcileEveryMs?: number;
 }
 
 export class BatchLoop {
@@ -67,6 +79,8 @@ export class BatchLoop {
    * passes (every 500 ms by default), and cheaper than a fenced Redis write on every pass.
    */
   private share: { epoch: number; pools: ReadonlyMap<string, ShareState> } = { epoch: 0, pools: new Map() };
+  /** When failed chunk jobs were last reconciled (0: never, so a new leader checks on its first pass). */
+  private reconciledAt = 0;
 
   constructor(private readonly deps: BatchLoopDeps) {
     this.store = new BatchStore(deps.redis, deps.prefix);
@@ -102,7 +116,43 @@ export class BatchLoop {
       }
     }
     await this.explain(batches, decisions, queued, windows, epoch, now);
+    if (now - this.reconciledAt >= (this.deps.reconcileEveryMs ?? 5000)) {
+      this.reconciledAt = now;
+      for (const b of batches) {
+        await this.settleFailedChunks(b, log(logger, b)).catch((err: unknown) =>
+          logger.warn({ err, batchId: b.spec.id }, 'could not reconcile failed chunk jobs; retried later'),
+        );
+      }
+    }
     return decisions;
+  }
+
+  /**
+   * Settles `failed` every admitted, unsettled chunk of `batch` whose job is in the bulk queue's
+   * failed set (one GET of the settled bitmap, one pipeline of ZSCOREs). The next pass then sees
+   * the batch drained and finalises it; finalisation writes the chunk's lines to the error file as
+   * chunk_failed with this reason.
+   */
+  private async settleFailedChunks(batch: BatchState, log: Logger): Promise<void> {
+    const { spec, counters, status } = batch;
+    if (status === 'validating' || counters.settled >= counters.admitted) return;
+    const unsettled = await this.store.unsettledChunks(spec.id, counters.cursor);
+    if (unsettled.length === 0) return;
+    const queue = this.bulkQueue(spec.model);
+    const pipe = this.deps.redis.pipeline();
+    for (const index of unsettled) pipe.zscore(queue.keys.failed!, chunkJobId(spec.id, index));
+    const scores = (await pipe.exec()) ?? [];
+    for (const [i, index] of unsettled.entries()) {
+      const [err, score] = scores[i] ?? [null, null];
+      if (err || score === null) continue;
+      const job = await Job.fromId(queue, chunkJobId(spec.id, index));
+      const reason = failedChunkReason(job?.failedReason);
+      const r = await this.store.settleChunk(spec.id, index, { outcome: 'failed', reason });
+      log.warn(
+        { chunk: index, reason, attemptsMade: job?.attemptsMade, stalls: job?.stalledCounter, settled: r },
+        'chunk job failed unsettled (BullMQ failed it outside the bulk lane); settled failed',
+      );
+    }
   }
 
   /** Writes what the pass decided per pool, for `interfleet scheduler explain`; best effort. */
@@ -337,6 +387,8 @@ export class BatchLoop {
     return out;
   }
 }
+
+const log = (logger: Logger, b: BatchState): Logger => logger.child({ batchId: b.spec.id });
 
 async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];

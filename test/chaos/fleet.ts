@@ -23,8 +23,14 @@ export interface FleetOptions {
   schedulers?: number;
   /** YAML merged under `pools[0].lanes` (lock and stalled intervals). */
   lanes?: string;
-  /** Extra top-level YAML (scheduler timings etc.). */
+  /** Extra top-level YAML (sections the base config does not have). */
   yaml?: string;
+  /**
+   * Bulk keeps every slot whatever real-time's latency: the pool's first-token objective is lax
+   * (60 s) and the budget's floor is every bulk slot of `workers`, so no budget cut or chunk
+   * preemption moves chunks off a worker while a row waits for one to hold a chunk and a rank.
+   */
+  bulkKeepsSlots?: boolean;
   /** A private redis-server with an append-only file in the workDir, fsynced as said. */
   privateRedis?: 'always' | 'everysec';
   /** Roles reach Redis through a TCP proxy the row can cut. */
@@ -63,13 +69,13 @@ function configYaml(opts: FleetOptions): string {
 log: { pretty: false }
 producer: { defaultTimeoutMs: 10000, retryAfterMs: 1000 }
 worker: { heartbeatMs: 500, heartbeatTtlMs: 3000, shutdownGraceMs: ${opts.workerGraceMs ?? 15000} }
-scheduler: { renewEveryMs: 250, leaseTtlMs: ${opts.leaseTtlMs ?? 2000}, balanceEveryMs: 500 }
+scheduler: { renewEveryMs: 250, leaseTtlMs: ${opts.leaseTtlMs ?? 2000}, balanceEveryMs: 500${opts.bulkKeepsSlots ? `, balance: { minBudget: ${opts.workers ?? 2} }` : ''} }
 batch: { chunkLines: 8, windowPerPool: 4, admitEveryMs: 200 }
 ${opts.yaml ?? ''}
 pools:
   - name: ${POOL}
     backend: sim
-    defaultMaxTokens: 16
+    defaultMaxTokens: 16${opts.bulkKeepsSlots ? '\n    firstTokenObjectiveMs: 60000' : ''}
     lanes:
       realtime: { concurrency: 8 }
       training: { concurrency: 1, programs: ['${process.execPath}'], lockDurationMs: 2000, stalledIntervalMs: 1000 }

@@ -86,6 +86,8 @@ export class SteadyLoad {
   readonly batches: BatchRecord[] = [];
   /** Submissions the producer refused (status, body), batches and training alike. */
   readonly refusedSubmits: { status: number; body: string }[] = [];
+  /** Every batch submission's answer (status 0: none), timed like the real-time requests. */
+  readonly submits: RtOutcome[] = [];
   trainingId?: string;
   private rtTimer?: NodeJS.Timeout;
   private trickleTimer?: NodeJS.Timeout;
@@ -108,8 +110,19 @@ export class SteadyLoad {
       training: { ranks: 2, rounds: 3, sleepMs: 1500 },
       ...options,
     });
+    // The opening batches are submitted as a client that honours Retry-After would (for up to 30 s):
+    // a producer that answers 429/503 for a moment on a loaded machine must not leave a row without
+    // its load. Each refusal is still recorded in refusedSubmits.
+    const retryUntil = Date.now() + 30_000;
+    load.batchNo = load.opts.batches;
     for (let i = 0; i < load.opts.batches; i++) {
-      await load.createBatch(load.opts.linesPerBatch, load.opts.poisonLines?.[i]);
+      while (
+        !(await load.createBatch(load.opts.linesPerBatch, load.opts.poisonLines?.[i], i)) &&
+        Date.now() < retryUntil
+      ) {
+        const last = load.submits.at(-1);
+        await new Promise((r) => setTimeout(r, Math.max(200, Number(last?.retryAfter ?? 1) * 1000)));
+      }
     }
     if (load.opts.training) await load.submitTraining(load.opts.training);
     load.rtTimer = setInterval(() => load.track(load.sendRt()), 1000 / load.opts.rtPerSecond);
@@ -168,8 +181,8 @@ export class SteadyLoad {
     outcome.ms = performance.now() - t0;
   }
 
-  async createBatch(lines: number, poison: string[] = []): Promise<void> {
-    const n = this.batchNo++;
+  /** Submits a batch of `lines` lines (number `n`: its custom_ids and input file); true when accepted. */
+  async createBatch(lines: number, poison: string[] = [], n = this.batchNo++): Promise<boolean> {
     const ids = Array.from({ length: lines }, (_, i) => `b${n}-${i}`);
     poison.forEach((p, i) => (ids[Math.min(ids.length - 1, 3 + i * 5)] = `${p}-${n}-${i}`));
     const input = join(this.env.workDir, `batch-${n}.jsonl`);
@@ -185,6 +198,9 @@ export class SteadyLoad {
         },
       });
     writeFileSync(input, ids.map(body).join('\n') + '\n');
+    const submit: RtOutcome = { sentAt: Date.now(), ms: 0, status: 0, retryAfter: null };
+    this.submits.push(submit);
+    const t0 = performance.now();
     const res = await fetch(`${this.fleet.url}/v1/batches`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -196,14 +212,20 @@ export class SteadyLoad {
       }),
       signal: AbortSignal.timeout(10_000),
     }).catch(() => undefined);
+    submit.ms = performance.now() - t0;
     if (!res) {
       this.refusedSubmits.push({ status: 0, body: 'no answer' });
-      return;
+      return false;
     }
+    submit.status = res.status;
+    submit.retryAfter = res.headers.get('retry-after');
     const answer = await json(res);
-    if (res.status === 200 || res.status === 201 || res.status === 202)
+    if (res.status === 200 || res.status === 201 || res.status === 202) {
       this.batches.push({ id: answer.id as string, lines: ids });
-    else this.refusedSubmits.push({ status: res.status, body: JSON.stringify(answer).slice(0, 200) });
+      return true;
+    }
+    this.refusedSubmits.push({ status: res.status, body: JSON.stringify(answer).slice(0, 200) });
+    return false;
   }
 
   private async submitTraining(t: { ranks: number; rounds: number; sleepMs: number }): Promise<void> {

@@ -9,6 +9,7 @@ import { POOL, pidOfWorker } from './fleet.ts';
 import type { SteadyLoad } from './load.ts';
 
 export interface Resumed {
+  /** Until the answer of the first real-time request sent after `since` that got 2xx: its own generation time included. */
   producerMs?: number;
   workersMs?: number;
   schedulerMs?: number;

@@ -54,6 +54,8 @@ describe('Bull Board behind API keys', () => {
     const { queues } = (await list.json()) as { queues: Array<{ name: string; displayName?: string }> };
     const queue = queues.find((q) => q.displayName === 'rt.tiny');
     expect(queue).toBeDefined();
+    // Every queue of the pool and the batch control queue, where failed chunks, ranks and plans show.
+    expect(queues.map((q) => q.displayName).sort()).toEqual(['batch-control', 'bulk.tiny', 'rt.tiny', 'train.tiny']);
     const name = encodeURIComponent(queue!.name);
     // The key as a Bearer token works as well (scripts).
     expect((await board('/api/queues', `Bearer ${READ_KEY}`)).status).toBe(200);

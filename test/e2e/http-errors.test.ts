@@ -166,7 +166,11 @@ describe('operations surfaces', () => {
     const { queues } = (await api.json()) as {
       queues: Array<{ name: string; displayName: string; readOnlyMode: boolean }>;
     };
-    expect(queues.map((q) => q.displayName).sort()).toEqual(['rt.echo', 'rt.idle', 'rt.remote']);
+    // Every queue of every pool, and the batch control queue.
+    const pools = ['echo', 'idle', 'remote'];
+    expect(queues.map((q) => q.displayName).sort()).toEqual(
+      ['batch-control', ...['bulk', 'rt', 'train'].flatMap((k) => pools.map((p) => `${k}.${p}`))].sort(),
+    );
     expect(queues.every((q) => q.readOnlyMode)).toBe(true);
   });
 

@@ -48,9 +48,10 @@ export const poisonJob: ChaosRow = {
       const reasons = failed.map(
         (j) => `${j.id} after ${j.attemptsMade} attempts / ${j.stalledCounter ?? 0} stalls: ${j.failedReason}`,
       );
-      // What Bull Board's own API answers for the failed chunks of bulk.<pool>.
+      // What Bull Board's own API answers for the failed chunks of bulk.<pool>, asked as its UI asks
+      // (without jobsPerPage the page's range is NaN and the queue lists no jobs).
       const board = await fetch(
-        `${fleet.url}/admin/queues/api/queues?activeQueue=${encodeURIComponent(queues.bulk.name)}&status=failed&page=1`,
+        `${fleet.url}/admin/queues/api/queues?activeQueue=${encodeURIComponent(queues.bulk.name)}&status=failed&page=1&jobsPerPage=50`,
       )
         .then(async (r) => (r.ok ? JSON.stringify(await r.json()) : `HTTP ${r.status}`))
         .catch((err: unknown) => String(err));

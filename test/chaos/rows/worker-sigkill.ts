@@ -5,6 +5,9 @@
  * within lock + stalled interval = 3 s (+0.5 s for this row's polling and the check's timer). A
  * new worker starts in its place (a Deployment replaces the pod), and every accepted piece of
  * work must end once, none lost.
+ * The fleet keeps bulk on every slot (fleet.ts `bulkKeepsSlots`: a lax real-time objective and a
+ * budget floor of every slot), so no budget cut moves chunks off the workers while the row waits
+ * for one that holds a chunk and a rank at once.
  */
 import { startChaosFleet, pidOfWorker } from '../fleet.ts';
 import { SteadyLoad } from '../load.ts';
@@ -21,7 +24,7 @@ export const workerSigkill: ChaosRow = {
   mustHold: '0 lost, 0 duplicate result records, recovery within lock + stalled interval',
   short: true,
   async run(env) {
-    const fleet = await startChaosFleet(env, { workers: 2 });
+    const fleet = await startChaosFleet(env, { workers: 2, bulkKeepsSlots: true });
     const queues = laneQueues(fleet.admin, fleet.prefix);
     try {
       const load = await SteadyLoad.start(fleet, env);

@@ -5,6 +5,9 @@
  * holds finish (no real-time failure in the whole run); the chunk yields at a record (the worker
  * logs it) and goes back without spending an attempt; the rank is stopped and goes back without
  * spending an attempt (BullMQ's attemptsMade unchanged); then everything ends once.
+ * The fleet keeps bulk on every slot (fleet.ts `bulkKeepsSlots`: a lax real-time objective and a
+ * budget floor of every slot), so no budget cut moves chunks off the workers while the row waits
+ * for one that holds a chunk and a rank at once.
  */
 import type { Job } from 'bullmq';
 import { startChaosFleet, pidOfWorker } from '../fleet.ts';
@@ -19,7 +22,7 @@ export const workerSigterm: ChaosRow = {
   fault: 'worker SIGTERM (spot notice)',
   mustHold: 'short work finishes; chunks yield at a record; ranks go back without spending an attempt',
   async run(env) {
-    const fleet = await startChaosFleet(env, { workers: 2, workerGraceMs: GRACE_MS });
+    const fleet = await startChaosFleet(env, { workers: 2, workerGraceMs: GRACE_MS, bulkKeepsSlots: true });
     const queues = laneQueues(fleet.admin, fleet.prefix);
     try {
       const load = await SteadyLoad.start(fleet, env, {

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { BatchState, BatchStatus, CounterField } from '../../../common/batch/batch-state.ts';
 import {
   decideBatches,
+  failedChunkReason,
   poolsToCount,
   type AdmissionShare,
   type BatchDecision,
@@ -394,5 +395,16 @@ describe('poolsToCount', () => {
       batch({ pool: 'd', status: 'cancelling', stop: 'cancelled' }),
     ];
     expect(poolsToCount(batches)).toEqual(['a']);
+  });
+});
+
+describe('failedChunkReason', () => {
+  it('names a chunk BullMQ failed by its stalled limit worker_lost, anything else internal, with the job’s words', () => {
+    expect(failedChunkReason('job stalled more than allowable limit')).toBe(
+      'worker_lost: job stalled more than allowable limit',
+    );
+    expect(failedChunkReason('Missing lock for job x')).toBe('internal: Missing lock for job x');
+    expect(failedChunkReason(undefined)).toBe('internal: its job failed without a reason');
+    expect(failedChunkReason('  ')).toBe('internal: its job failed without a reason');
   });
 });
