@@ -236,7 +236,7 @@ export class SteadyLoad {
         pool: POOL,
         command: process.execPath,
         args: [counterFixture],
-        data_uri: 'file:///unused/',
+        data_uri: `${pathToFileURL(join(this.env.workDir, 'unused')).href}/`,
         shard: 'none',
         mode: 'rounds',
         workers: t.ranks,
