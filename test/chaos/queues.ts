@@ -7,6 +7,7 @@ import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { queueName } from '../../common/topology.ts';
 import { pidOfWorker, POOL } from './fleet.ts';
+import type { TrainingJob } from './load.ts';
 
 export type Lane = 'rt' | 'bulk' | 'train';
 
@@ -71,4 +72,34 @@ export async function waitFor(probe: () => Promise<boolean>, timeoutMs: number):
     await new Promise((r) => setTimeout(r, 200));
   }
   return false;
+}
+
+/**
+ * The worker a row hits: one that runs a rank of the load's training job and holds a chunk too,
+ * and a real-time request as well when `preferRtForMs` is set and one comes within that time.
+ * Throws when no worker holds them at once within 90 s.
+ */
+export async function findVictim(
+  load: { training(): Promise<TrainingJob | undefined> },
+  queues: Record<Lane, Queue>,
+  opts: { preferRtForMs?: number } = {},
+): Promise<{ pid: number; held: HeldJob[] }> {
+  const lanes: Lane[] = opts.preferRtForMs === undefined ? ['bulk', 'train'] : ['rt', 'bulk', 'train'];
+  const preferRtUntil = Date.now() + (opts.preferRtForMs ?? 0);
+  let victim: { pid: number; held: HeldJob[] } | undefined;
+  await waitFor(async () => {
+    const job = await load.training();
+    for (const rank of job?.ranks.filter((r) => r.status === 'running') ?? []) {
+      const pid = pidOfWorker(rank.worker);
+      const held = await heldBy(queues, pid, lanes);
+      const rtToo = held.some((x) => x.lane === 'rt') || Date.now() > preferRtUntil;
+      if (rtToo && held.some((x) => x.lane === 'bulk') && held.some((x) => x.lane === 'train')) {
+        victim = { pid, held };
+        return true;
+      }
+    }
+    return false;
+  }, 90_000);
+  if (!victim) throw new Error('no worker held a chunk and a rank at once within 90 s');
+  return victim;
 }

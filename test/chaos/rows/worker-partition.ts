@@ -13,7 +13,7 @@
 import type { Job } from 'bullmq';
 import { startChaosFleet, pidOfWorker } from '../fleet.ts';
 import { SteadyLoad } from '../load.ts';
-import { closeQueues, heldBy, laneQueues, releasedAfter, waitFor, type HeldJob } from '../queues.ts';
+import { closeQueues, findVictim, laneQueues, releasedAfter, waitFor } from '../queues.ts';
 import type { ChaosRow } from '../types.ts';
 
 const LOCK_MS = 2000;
@@ -47,22 +47,7 @@ export const workerPartition: ChaosRow = {
         lineTokens: 64,
         training: { ranks: 2, rounds: 3, sleepMs: 3000 },
       });
-      let victimPid = 0;
-      let held: HeldJob[] = [];
-      const found = await waitFor(async () => {
-        const job = await load.training();
-        for (const rank of job?.ranks.filter((r) => r.status === 'running') ?? []) {
-          const pid = pidOfWorker(rank.worker);
-          const h = await heldBy(queues, pid, ['bulk', 'train']);
-          if (h.some((x) => x.lane === 'bulk') && h.some((x) => x.lane === 'train')) {
-            victimPid = pid;
-            held = h;
-            return true;
-          }
-        }
-        return false;
-      }, 90_000);
-      if (!found) throw new Error('no worker held a chunk and a rank at once within 90 s');
+      const { pid: victimPid, held } = await findVictim(load, queues);
       const victim = fleet.workers.find((w) => w.pid === victimPid)!;
       const stopMs = env.mode === 'short' ? 8000 : 60_000;
       const stopAt = Date.now();

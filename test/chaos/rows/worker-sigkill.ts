@@ -9,9 +9,9 @@
  * budget floor of every slot), so no budget cut moves chunks off the workers while the row waits
  * for one that holds a chunk and a rank at once.
  */
-import { startChaosFleet, pidOfWorker } from '../fleet.ts';
+import { startChaosFleet } from '../fleet.ts';
 import { SteadyLoad } from '../load.ts';
-import { closeQueues, heldBy, laneQueues, releasedAfter, waitFor, type HeldJob } from '../queues.ts';
+import { closeQueues, findVictim, laneQueues, releasedAfter } from '../queues.ts';
 import type { ChaosRow } from '../types.ts';
 
 const LOCK_MS = 2000;
@@ -28,26 +28,8 @@ export const workerSigkill: ChaosRow = {
     const queues = laneQueues(fleet.admin, fleet.prefix);
     try {
       const load = await SteadyLoad.start(fleet, env);
-      // The victim: the worker of a running rank, once it also holds a chunk (and real-time is flowing).
-      let victimPid = 0;
-      let held: HeldJob[] = [];
-      // All three at once if it comes within 30 s (real-time requests are short), else a chunk and a rank.
-      const preferAllUntil = Date.now() + 30_000;
-      const found = await waitFor(async () => {
-        const job = await load.training();
-        for (const rank of job?.ranks.filter((r) => r.status === 'running') ?? []) {
-          const pid = pidOfWorker(rank.worker);
-          const h = await heldBy(queues, pid, ['rt', 'bulk', 'train']);
-          const rtToo = h.some((x) => x.lane === 'rt') || Date.now() > preferAllUntil;
-          if (rtToo && h.some((x) => x.lane === 'bulk') && h.some((x) => x.lane === 'train')) {
-            victimPid = pid;
-            held = h;
-            return true;
-          }
-        }
-        return false;
-      }, 90_000);
-      if (!found) throw new Error('no worker held a chunk and a rank at once within 90 s');
+      // The victim: the worker of a running rank that also holds a chunk (and real-time, within 30 s).
+      const { pid: victimPid, held } = await findVictim(load, queues, { preferRtForMs: 30_000 });
       const victim = fleet.workers.find((w) => w.pid === victimPid)!;
       const killAt = Date.now();
       await victim.kill();

@@ -10,9 +10,9 @@
  * for one that holds a chunk and a rank at once.
  */
 import type { Job } from 'bullmq';
-import { startChaosFleet, pidOfWorker } from '../fleet.ts';
+import { startChaosFleet } from '../fleet.ts';
 import { SteadyLoad } from '../load.ts';
-import { closeQueues, heldBy, laneQueues, releasedAfter, waitFor, type HeldJob } from '../queues.ts';
+import { closeQueues, findVictim, laneQueues, releasedAfter } from '../queues.ts';
 import type { ChaosRow } from '../types.ts';
 
 const GRACE_MS = 3000;
@@ -30,24 +30,7 @@ export const workerSigterm: ChaosRow = {
         linesPerBatch: 64,
         training: { ranks: 2, rounds: 3, sleepMs: 6000 },
       });
-      let victimPid = 0;
-      let held: HeldJob[] = [];
-      const preferAllUntil = Date.now() + 30_000;
-      const found = await waitFor(async () => {
-        const job = await load.training();
-        for (const rank of job?.ranks.filter((r) => r.status === 'running') ?? []) {
-          const pid = pidOfWorker(rank.worker);
-          const h = await heldBy(queues, pid, ['rt', 'bulk', 'train']);
-          const rtToo = h.some((x) => x.lane === 'rt') || Date.now() > preferAllUntil;
-          if (rtToo && h.some((x) => x.lane === 'bulk') && h.some((x) => x.lane === 'train')) {
-            victimPid = pid;
-            held = h;
-            return true;
-          }
-        }
-        return false;
-      }, 90_000);
-      if (!found) throw new Error('no worker held a chunk and a rank at once within 90 s');
+      const { pid: victimPid, held } = await findVictim(load, queues, { preferRtForMs: 30_000 });
       const attemptsBefore = new Map<string, number>();
       for (const h of held.filter((x) => x.lane !== 'rt')) {
         const job = (await queues[h.lane].getJob(h.id)) as Job | undefined;
