@@ -12,8 +12,9 @@
  *     `gs://b/ab` (403). file:// too, but only for a key that names file://
  *     prefixes: otherwise the roots alone decide.
  *
- * The real paths come from realPathsFor (real-path.ts), which the producer
- * runs before the decision and the file adapter again at open time.
+ * The real paths come from realPathOf (real-path.ts), which the producer
+ * runs before the decision (producer/auth/storage-grants.ts) and the file
+ * adapter again at open time.
  */
 import type { Principal } from '../auth/principal.ts';
 import { isStorageError } from './errors.ts';
@@ -28,10 +29,13 @@ export interface StorageAccess {
   readonly access: StorageAccessKind;
 }
 
+/** What of a principal the decision reads. */
+export type StoragePrincipal = Pick<Principal, 'tenant' | 'storage'>;
+
 export interface StoragePolicy {
   /** storage.file.roots, as configured (absolute paths). */
   readonly fileRoots: readonly string[];
-  readonly principal: Pick<Principal, 'tenant' | 'storage'>;
+  readonly principal: StoragePrincipal;
 }
 
 /** Lexical path → real path, for every path fileRealPaths() names. */

@@ -34,9 +34,3 @@ export async function realPathOf(path: string): Promise<string> {
   const real = await resolve(path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path, { left: maxLinks });
   return path.endsWith('/') && !real.endsWith('/') ? `${real}/` : real;
 }
-
-/** The real path of each of `paths`, as confinement's RealPaths. */
-export async function realPathsFor(paths: readonly string[]): Promise<Map<string, string>> {
-  const pairs = await Promise.all(paths.map(async (p) => [p, await realPathOf(p)] as const));
-  return new Map(pairs);
-}

@@ -4,21 +4,22 @@
  * in common/storage/confinement.ts, a refusal as a FleetError naming the
  * field (400 malformed or `..`, 403 outside the roots or the key's grants).
  */
-import { anonymousPrincipal, type Principal } from '../../common/auth/principal.ts';
+import { anonymousPrincipal } from '../../common/auth/principal.ts';
 import { FleetError } from '../../common/errors.ts';
 import {
   decideStorageAccess,
   fileRealPathsNeeded,
   type StorageAccess,
   type StoragePolicy,
+  type StoragePrincipal,
 } from '../../common/storage/confinement.ts';
 import { realPathOf } from '../../common/storage/real-path.ts';
 import { parseStorageUri } from '../../common/storage/uri.ts';
 
-export type { StorageAccess } from '../../common/storage/confinement.ts';
+export type { StorageAccess, StoragePrincipal } from '../../common/storage/confinement.ts';
 
 /** The operator's own URIs (config-file schedules): no key grants, the file roots still hold. */
-export const operatorPrincipal: Pick<Principal, 'tenant' | 'storage'> = anonymousPrincipal;
+export const operatorPrincipal: StoragePrincipal = anonymousPrincipal;
 
 function localPath(uri: string): string | undefined {
   try {

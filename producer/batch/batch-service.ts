@@ -22,14 +22,18 @@ import {
   type BatchCreateBody,
   type BatchCreateParams,
 } from '../../common/contracts/batch-api.ts';
-import { DEFAULT_TENANT } from '../../common/auth/principal.ts';
 import { FleetError } from '../../common/errors.ts';
 import type { Logger } from '../../common/logger.ts';
 import type { RedisClient } from '../../common/redis.ts';
 import { isStorageError, parseStorageUri } from '../../common/storage/index.ts';
 import { cronFiringKey, idempotencyClaimKey } from '../../common/topology.ts';
-import { anonymousPrincipal, type Principal } from '../../common/auth/principal.ts';
-import { confineStorage, operatorPrincipal, type StorageAccess } from '../auth/storage-grants.ts';
+import { anonymousPrincipal, DEFAULT_TENANT } from '../../common/auth/principal.ts';
+import {
+  confineStorage,
+  operatorPrincipal,
+  type StorageAccess,
+  type StoragePrincipal,
+} from '../auth/storage-grants.ts';
 
 /** A cron firing's batch id is kept this long, so a retried firing finds it (seconds). */
 const CRON_KEY_TTL_S = 7 * 86_400;
@@ -165,7 +169,7 @@ export class BatchService {
     body: BatchCreateBody,
     source = 'api',
     idempotencyKey?: string,
-    principal: Pick<Principal, 'tenant' | 'storage'> = anonymousPrincipal,
+    principal: StoragePrincipal = anonymousPrincipal,
   ): Promise<BatchState> {
     if (idempotencyKey === undefined) {
       const now = this.now();
@@ -280,7 +284,7 @@ export class BatchService {
     fingerprint: string,
     body: BatchCreateBody,
     source: string,
-    principal: Pick<Principal, 'tenant' | 'storage'>,
+    principal: StoragePrincipal,
   ): Promise<string> {
     const now = this.now();
     const mine = `${newBatchId(now)} ${fingerprint}`;
@@ -315,7 +319,7 @@ export class BatchService {
   }
 
   /** Refuses (400/403) a batch naming storage outside the file roots or the principal's grants. */
-  private async confine(body: BatchCreateBody, spec: BatchSpec, principal: Pick<Principal, 'tenant' | 'storage'>) {
+  private async confine(body: BatchCreateBody, spec: BatchSpec, principal: StoragePrincipal) {
     await confineStorage(batchStorageAccess(body, spec), {
       fileRoots: this.deps.config.storage.file.roots,
       principal,
